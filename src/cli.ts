@@ -1,0 +1,84 @@
+#!/usr/bin/env node
+/**
+ * The `tickmux` command: `tickmux simulate` runs the vendor simulator alone (for docker-compose
+ * and for trying clients).
+ */
+import { parseArgs } from 'node:util';
+import closeWithGrace from 'close-with-grace';
+import { createLogger } from './logger.js';
+import { VendorSimulator } from './simulator/index.js';
+
+const USAGE = `usage: tickmux <command> [options]
+
+commands:
+  simulate   run the simulated vendor (Alpaca v2 stock stream)
+             --host H   (default 127.0.0.1)   --port N   (default 9000)
+             --rate R   market messages per second (default 100)
+             --seed S   random seed (default 42)
+             --key K --secret S   accept only this key pair (default: any)
+`;
+
+/** One-line error and exit 2 for a bad command line. */
+function usageError(message: string): never {
+  process.stderr.write(`tickmux: ${message}\n\n${USAGE}`);
+  process.exit(2);
+}
+
+function integerOption(name: string, value: string | undefined, fallback: number, min: number, max: number): number {
+  if (value === undefined) return fallback;
+  if (!/^\d+$/.test(value) || Number(value) < min || Number(value) > max) usageError(`--${name} must be an integer from ${min} to ${max}`);
+  return Number(value);
+}
+
+async function simulate(args: string[]): Promise<void> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args,
+      options: {
+        host: { type: 'string', default: '127.0.0.1' },
+        port: { type: 'string' },
+        rate: { type: 'string' },
+        seed: { type: 'string' },
+        key: { type: 'string' },
+        secret: { type: 'string' },
+      },
+      strict: true,
+    }));
+  } catch (err) {
+    if (err instanceof TypeError) usageError(err.message);
+    throw err;
+  }
+  if ((values.key === undefined) !== (values.secret === undefined)) usageError('--key and --secret go together');
+  const logger = createLogger(process.env.LOG_LEVEL ?? 'info');
+  const simulator = new VendorSimulator({
+    host: values.host,
+    port: integerOption('port', values.port, 9000, 0, 65535),
+    rate: integerOption('rate', values.rate, 100, 0, 10_000_000),
+    seed: integerOption('seed', values.seed, 42, 0, 2 ** 32 - 1),
+    credentials: values.key === undefined ? undefined : [{ key: values.key, secret: values.secret as string }],
+    logger,
+  });
+  await simulator.start();
+  logger.info({ url: simulator.url('iex') }, 'simulated vendor ready');
+  closeWithGrace({ delay: 5000 }, async ({ err, signal }) => {
+    if (err !== undefined) logger.error({ err }, 'simulator stopping after an error');
+    else logger.info({ signal }, 'simulator stopping');
+    await simulator.stop();
+  });
+}
+
+const [command, ...rest] = process.argv.slice(2);
+switch (command) {
+  case 'simulate':
+    await simulate(rest);
+    break;
+  case undefined:
+  case '--help':
+  case '-h':
+  case 'help':
+    process.stdout.write(USAGE);
+    break;
+  default:
+    usageError(`unknown command ${JSON.stringify(command)}`);
+}

@@ -1,0 +1,285 @@
+/**
+ * Configuration from the environment (DESIGN.md §2): one TypeBox schema, validated at start,
+ * frozen after load. A wrong value throws a `ConfigError` whose one-line message names the
+ * variable, what is wrong and what is allowed — and never echoes a secret.
+ */
+import { isIP } from 'node:net';
+import { type TSchema, Type } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
+import { ConfigError } from './errors.js';
+import { type Feed, FEEDS, isFeed } from './protocol/channels.js';
+import { Secret } from './secret.js';
+
+const MS_MAX = 86_400_000; // a day: anything longer is a typo
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+function ms(defaultValue: number, minimum = 1, description = ''): TSchema {
+  return Type.Integer({ minimum, maximum: MS_MAX, default: defaultValue, description });
+}
+
+function count(defaultValue: number, minimum: number, maximum: number): TSchema {
+  return Type.Integer({ minimum, maximum, default: defaultValue });
+}
+
+/** Every variable tickmux reads, with its type, range and default. Secrets are marked. */
+export const EnvSchema = Type.Object({
+  HOST: Type.String({ minLength: 1, default: '127.0.0.1' }),
+  PORT: count(8080, 0, 65535),
+  LOG_LEVEL: Type.Union(
+    LOG_LEVELS.map((l) => Type.Literal(l)),
+    { default: 'info' },
+  ),
+  UPSTREAM_URL: Type.Optional(Type.String({ pattern: '^wss?://' })),
+  APCA_API_KEY_ID: Type.Optional(Type.String({ minLength: 1, secret: true })),
+  APCA_API_SECRET_KEY: Type.Optional(Type.String({ minLength: 1, secret: true })),
+  UPSTREAM_ENCODING: Type.Union([Type.Literal('msgpack'), Type.Literal('json')], { default: 'msgpack' }),
+  CLIENT_KEYS: Type.Optional(Type.String({ minLength: 1, secret: true })),
+  CONTROL_TOKEN: Type.Optional(Type.String({ minLength: 1, secret: true })),
+  CONNECT_TIMEOUT_MS: ms(5000),
+  AUTH_TIMEOUT_MS: ms(5000),
+  RETRY_BASE_MS: ms(1000),
+  RETRY_MAX_MS: ms(30_000),
+  RETRY_AFTER_406_MS: ms(15_000),
+  STABLE_AFTER_MS: ms(30_000),
+  BREAKER_FAILURES: count(5, 1, 1000),
+  BREAKER_RESET_MS: ms(30_000),
+  HEARTBEAT_MS: ms(10_000),
+  PONG_TIMEOUT_MS: ms(5000),
+  STALE_AFTER_MS: ms(60_000),
+  STOP_TIMEOUT_MS: ms(5000),
+  SUBSCRIBE_TIMEOUT_MS: ms(10_000),
+  UPSTREAM_MAX_SYMBOLS: count(0, 0, 1_000_000),
+  MAX_CLIENTS: count(10_000, 1, 1_000_000),
+  MAX_SYMBOLS_PER_CLIENT: count(10_000, 1, 1_000_000),
+  CLIENT_AUTH_TIMEOUT_MS: ms(10_000),
+  MAX_MESSAGE_BYTES: count(1_048_576, 1024, 268_435_456),
+  CLIENT_HIGH_WATER_BYTES: count(1_048_576, 1024, 1_073_741_824),
+  CLIENT_MAX_BUFFER_BYTES: count(8_388_608, 1024, 1_073_741_824),
+  SHUTDOWN_GRACE_MS: ms(10_000),
+  SIMULATOR_RATE: count(200, 0, 10_000_000),
+});
+
+/** Variables whose values never appear in an error or log. */
+const SECRET_VARIABLES = new Set(
+  Object.entries(EnvSchema.properties)
+    .filter(([, schema]) => (schema as { secret?: boolean }).secret === true)
+    .map(([name]) => name),
+);
+
+export interface UpstreamConfig {
+  /** undefined: the embedded simulator */
+  readonly url: string | undefined;
+  readonly feed: Feed;
+  readonly keyId: Secret | undefined;
+  readonly secretKey: Secret | undefined;
+  readonly encoding: 'msgpack' | 'json';
+  readonly connectTimeoutMs: number;
+  readonly authTimeoutMs: number;
+  readonly retryBaseMs: number;
+  readonly retryMaxMs: number;
+  readonly retryAfter406Ms: number;
+  /** live this long and the backoff starts over */
+  readonly stableAfterMs: number;
+  readonly breakerFailures: number;
+  readonly breakerResetMs: number;
+  readonly heartbeatMs: number;
+  readonly pongTimeoutMs: number;
+  readonly staleAfterMs: number;
+  /** how long `stop()` waits for a clean close before terminating */
+  readonly stopTimeoutMs: number;
+  /** how long a subscription change waits for the vendor's reply */
+  readonly subscribeTimeoutMs: number;
+  /** the plan's distinct-symbol limit (0: none) */
+  readonly maxSymbols: number;
+}
+
+export interface ClientsConfig {
+  /** key → secret; undefined: any key/secret is accepted (loopback only) */
+  readonly keys: ReadonlyMap<string, Secret> | undefined;
+  readonly maxClients: number;
+  readonly maxSymbolsPerClient: number;
+  readonly authTimeoutMs: number;
+  readonly maxMessageBytes: number;
+  readonly highWaterBytes: number;
+  readonly maxBufferBytes: number;
+}
+
+export interface Config {
+  readonly host: string;
+  readonly port: number;
+  readonly logLevel: (typeof LOG_LEVELS)[number];
+  readonly upstream: UpstreamConfig;
+  readonly clients: ClientsConfig;
+  readonly controlToken: Secret | undefined;
+  readonly shutdownGraceMs: number;
+  /** messages per second of the embedded simulator's market */
+  readonly simulatorRate: number;
+}
+
+/** Whether a host binds only to this machine (protected mode allows open access there). */
+export function isLoopback(host: string): boolean {
+  if (host === 'localhost') return true;
+  if (isIP(host) === 4) return host.startsWith('127.');
+  return host === '::1' || host === '[::1]';
+}
+
+function allowed(schema: TSchema): string {
+  if (Array.isArray(schema.anyOf)) return `one of ${schema.anyOf.map((s: TSchema) => s.const).join(', ')}`;
+  if (schema.type === 'integer') return `an integer from ${schema.minimum} to ${schema.maximum}`;
+  if (schema.pattern === '^wss?://') return 'a ws:// or wss:// URL';
+  return 'a non-empty string';
+}
+
+/** Reads the known variables; an empty value counts as unset (as `FOO=` in compose files means). */
+function pickEnv(env: NodeJS.ProcessEnv): Record<string, string> {
+  const picked: Record<string, string> = {};
+  for (const name of Object.keys(EnvSchema.properties)) {
+    const value = env[name];
+    if (value !== undefined && value.trim() !== '') picked[name] = value.trim();
+  }
+  return picked;
+}
+
+/** Whole decimal numbers become integers; anything else stays text and fails the schema check. */
+function convertIntegers(raw: Record<string, string>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...raw };
+  for (const [name, schema] of Object.entries(EnvSchema.properties as Record<string, TSchema>)) {
+    const value = raw[name];
+    if (schema.type === 'integer' && value !== undefined && /^-?\d{1,16}$/.test(value)) out[name] = Number(value);
+  }
+  return out;
+}
+
+/**
+ * Validates the environment and returns the frozen configuration.
+ * @throws ConfigError naming the first variable that is wrong
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const raw = pickEnv(env);
+  const converted = Value.Default(EnvSchema, convertIntegers(raw)) as Record<string, unknown>;
+  for (const error of Value.Errors(EnvSchema, converted)) {
+    const name = error.path.replace(/^\//, '');
+    const schema = (EnvSchema.properties as Record<string, TSchema>)[name];
+    if (schema === undefined) continue;
+    const shown = SECRET_VARIABLES.has(name) ? 'the value' : JSON.stringify(raw[name] ?? '');
+    throw new ConfigError(name, `${shown} is not allowed; expected ${allowed(schema)}`);
+  }
+  return Object.freeze(buildConfig(converted));
+}
+
+function buildConfig(v: Record<string, unknown>): Config {
+  const num = (name: string): number => v[name] as number;
+  const str = (name: string): string | undefined => v[name] as string | undefined;
+
+  const url = str('UPSTREAM_URL');
+  let feed: Feed = 'iex';
+  let keyId: Secret | undefined;
+  let secretKey: Secret | undefined;
+  if (url !== undefined) {
+    feed = feedOf(url);
+    const id = str('APCA_API_KEY_ID');
+    const secret = str('APCA_API_SECRET_KEY');
+    if (id === undefined) throw new ConfigError('APCA_API_KEY_ID', 'is required when UPSTREAM_URL is set');
+    if (secret === undefined) throw new ConfigError('APCA_API_SECRET_KEY', 'is required when UPSTREAM_URL is set');
+    keyId = new Secret(id, 'APCA_API_KEY_ID');
+    secretKey = new Secret(secret, 'APCA_API_SECRET_KEY');
+  }
+
+  if (num('RETRY_BASE_MS') > num('RETRY_MAX_MS')) {
+    throw new ConfigError('RETRY_BASE_MS', `${num('RETRY_BASE_MS')} is greater than RETRY_MAX_MS (${num('RETRY_MAX_MS')})`);
+  }
+  if (num('CLIENT_HIGH_WATER_BYTES') >= num('CLIENT_MAX_BUFFER_BYTES')) {
+    throw new ConfigError(
+      'CLIENT_HIGH_WATER_BYTES',
+      `${num('CLIENT_HIGH_WATER_BYTES')} must be below CLIENT_MAX_BUFFER_BYTES (${num('CLIENT_MAX_BUFFER_BYTES')})`,
+    );
+  }
+
+  const host = str('HOST') as string;
+  const clientKeys = parseClientKeys(str('CLIENT_KEYS'));
+  const controlToken = str('CONTROL_TOKEN') === undefined ? undefined : new Secret(str('CONTROL_TOKEN') as string, 'CONTROL_TOKEN');
+  if (!isLoopback(host)) {
+    const missing = [clientKeys === undefined ? 'CLIENT_KEYS' : '', controlToken === undefined ? 'CONTROL_TOKEN' : ''].filter(Boolean);
+    if (missing.length > 0) {
+      throw new ConfigError(
+        'HOST',
+        `${JSON.stringify(host)} is not a loopback address, so ${missing.join(' and ')} must be set (protected mode: open access is allowed on loopback only)`,
+      );
+    }
+  }
+
+  return {
+    host,
+    port: num('PORT'),
+    logLevel: str('LOG_LEVEL') as Config['logLevel'],
+    upstream: Object.freeze({
+      url,
+      feed,
+      keyId,
+      secretKey,
+      encoding: str('UPSTREAM_ENCODING') as 'msgpack' | 'json',
+      connectTimeoutMs: num('CONNECT_TIMEOUT_MS'),
+      authTimeoutMs: num('AUTH_TIMEOUT_MS'),
+      retryBaseMs: num('RETRY_BASE_MS'),
+      retryMaxMs: num('RETRY_MAX_MS'),
+      retryAfter406Ms: num('RETRY_AFTER_406_MS'),
+      stableAfterMs: num('STABLE_AFTER_MS'),
+      breakerFailures: num('BREAKER_FAILURES'),
+      breakerResetMs: num('BREAKER_RESET_MS'),
+      heartbeatMs: num('HEARTBEAT_MS'),
+      pongTimeoutMs: num('PONG_TIMEOUT_MS'),
+      staleAfterMs: num('STALE_AFTER_MS'),
+      stopTimeoutMs: num('STOP_TIMEOUT_MS'),
+      subscribeTimeoutMs: num('SUBSCRIBE_TIMEOUT_MS'),
+      maxSymbols: num('UPSTREAM_MAX_SYMBOLS'),
+    }),
+    clients: Object.freeze({
+      keys: clientKeys,
+      maxClients: num('MAX_CLIENTS'),
+      maxSymbolsPerClient: num('MAX_SYMBOLS_PER_CLIENT'),
+      authTimeoutMs: num('CLIENT_AUTH_TIMEOUT_MS'),
+      maxMessageBytes: num('MAX_MESSAGE_BYTES'),
+      highWaterBytes: num('CLIENT_HIGH_WATER_BYTES'),
+      maxBufferBytes: num('CLIENT_MAX_BUFFER_BYTES'),
+    }),
+    controlToken,
+    shutdownGraceMs: num('SHUTDOWN_GRACE_MS'),
+    simulatorRate: num('SIMULATOR_RATE'),
+  };
+}
+
+/** The feed is the URL's last path segment: `wss://…/v2/iex` → `iex`. */
+function feedOf(url: string): Feed {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch (err) {
+    if (err instanceof TypeError) throw new ConfigError('UPSTREAM_URL', `${JSON.stringify(url)} is not a valid URL`);
+    throw err;
+  }
+  const segment = parsed.pathname.split('/').filter(Boolean).pop() ?? '';
+  if (!isFeed(segment)) {
+    throw new ConfigError('UPSTREAM_URL', `the last path segment ${JSON.stringify(segment)} is not a feed; expected one of ${FEEDS.join(', ')}`);
+  }
+  if (parsed.username !== '' || parsed.password !== '') {
+    throw new ConfigError('UPSTREAM_URL', 'must not carry credentials; use APCA_API_KEY_ID and APCA_API_SECRET_KEY');
+  }
+  return segment;
+}
+
+/** `key:secret,key2:secret2` → a map; errors say which entry, never its secret. */
+function parseClientKeys(text: string | undefined): ReadonlyMap<string, Secret> | undefined {
+  if (text === undefined) return undefined;
+  const keys = new Map<string, Secret>();
+  text.split(',').forEach((entry, index) => {
+    const colon = entry.indexOf(':');
+    const key = entry.slice(0, colon).trim();
+    const secret = entry.slice(colon + 1).trim();
+    if (colon < 0 || key === '' || secret === '') {
+      throw new ConfigError('CLIENT_KEYS', `entry ${index + 1} is not of the form key:secret`);
+    }
+    if (keys.has(key)) throw new ConfigError('CLIENT_KEYS', `entry ${index + 1} repeats a key`);
+    keys.set(key, new Secret(secret, 'CLIENT_KEYS'));
+  });
+  return keys;
+}

@@ -1,0 +1,210 @@
+/**
+ * Frames and the message units they are cut into.
+ *
+ * Every frame on the stream is an array of messages. The fan-out never decodes a vendor frame:
+ * `splitFrame` walks it once, records each message's byte range with its `T` and `S`, and the
+ * units are re-batched per client by `joinFrame`, which only concatenates bytes. A unit converts
+ * to the other encoding at most once and caches the result, so a message costs one conversion
+ * however many clients of the other encoding receive it.
+ */
+import { decode, ExtensionCodec } from '@msgpack/msgpack';
+import { ProtocolError } from '../errors.js';
+import { JsonCursor, JsonNumber, JsonObject, type JsonValue, parseJson, peekJsonMessage } from './json.js';
+import { MsgpackWriter, peekMessage, readHeader } from './msgpack.js';
+import { EXT_TIMESTAMP, Timestamp } from './timestamp.js';
+import { encodeMessageMsgpack, jsonToMsgpack, msgpackToJson, type WireValue } from './transcode.js';
+
+export type Encoding = 'json' | 'msgpack';
+
+/** One message of a frame: its type, symbol, and its bytes in one or both encodings. */
+export class MessageUnit {
+  /** `T`, or undefined when the message has none (it is then forwarded as unknown). */
+  readonly type: string | undefined;
+  /** `S`, or undefined for messages without a symbol. */
+  readonly symbol: string | undefined;
+  #json: Buffer | undefined;
+  #msgpack: Buffer | undefined;
+
+  constructor(encoding: Encoding, bytes: Buffer, type: string | undefined, symbol: string | undefined) {
+    this.type = type;
+    this.symbol = symbol;
+    if (encoding === 'json') this.#json = bytes;
+    else this.#msgpack = bytes;
+  }
+
+  /**
+   * The message's bytes in `encoding`: the original bytes when it arrived that way, else a
+   * lossless conversion made once and cached.
+   * @throws ConversionError when the value has no form in that encoding (NaN in JSON)
+   */
+  encoded(encoding: Encoding): Buffer {
+    if (encoding === 'json') {
+      this.#json ??= Buffer.from(msgpackToJson(this.#msgpack as Buffer));
+      return this.#json;
+    }
+    this.#msgpack ??= jsonToMsgpack(this.#json as Buffer);
+    return this.#msgpack;
+  }
+
+  /** Byte length in `encoding` (converting if needed). */
+  byteLength(encoding: Encoding): number {
+    return this.encoded(encoding).length;
+  }
+}
+
+/**
+ * Cuts a frame into message units without decoding it.
+ * @throws ProtocolError when the frame is not an array or is malformed anywhere
+ */
+export function splitFrame(data: Buffer, encoding: Encoding): MessageUnit[] {
+  return encoding === 'json' ? splitJsonFrame(data) : splitMsgpackFrame(data);
+}
+
+function splitMsgpackFrame(data: Buffer): MessageUnit[] {
+  const h = readHeader(data, 0);
+  if (h.kind !== 'array') throw new ProtocolError('frame is not an array');
+  const units: MessageUnit[] = new Array(h.count);
+  let p = h.start;
+  for (let i = 0; i < h.count; i++) {
+    const peek = peekMessage(data, p);
+    units[i] = new MessageUnit('msgpack', data.subarray(p, peek.end), peek.type, peek.symbol);
+    p = peek.end;
+  }
+  if (p !== data.length) throw new ProtocolError('trailing bytes after msgpack frame');
+  return units;
+}
+
+function splitJsonFrame(data: Buffer): MessageUnit[] {
+  const cursor = new JsonCursor(data);
+  cursor.expect(0x5b);
+  const units: MessageUnit[] = [];
+  if (!cursor.accept(0x5d)) {
+    do {
+      cursor.skipWhitespace();
+      const start = cursor.pos;
+      cursor.value(false);
+      const peek = peekJsonMessage(data, start, cursor.pos);
+      units.push(new MessageUnit('json', data.subarray(start, cursor.pos), peek.type, peek.symbol));
+    } while (cursor.accept(0x2c));
+    cursor.expect(0x5d);
+  }
+  cursor.skipWhitespace();
+  if (!cursor.atEnd) throw new ProtocolError('trailing data after JSON frame');
+  return units;
+}
+
+const OPEN = Buffer.from('[');
+const COMMA = Buffer.from(',');
+const CLOSE = Buffer.from(']');
+
+/** One frame holding `units` in `encoding`, built by concatenating their bytes. */
+export function joinFrame(units: readonly MessageUnit[], encoding: Encoding): Buffer {
+  const parts: Buffer[] = [];
+  if (encoding === 'json') {
+    parts.push(OPEN);
+    for (let i = 0; i < units.length; i++) {
+      if (i > 0) parts.push(COMMA);
+      parts.push((units[i] as MessageUnit).encoded('json'));
+    }
+    parts.push(CLOSE);
+  } else {
+    const header = new MsgpackWriter(8);
+    header.arrayHeader(units.length);
+    parts.push(header.finish());
+    for (const unit of units) parts.push(unit.encoded('msgpack'));
+  }
+  return Buffer.concat(parts);
+}
+
+/** Encodes messages of the value model as one unit each (`T` first, floats kept float64). */
+export function encodeUnits(messages: readonly WireValue[], encoding: Encoding): MessageUnit[] {
+  return messages.map((message) => {
+    const writer = new MsgpackWriter();
+    encodeMessageMsgpack(writer, message);
+    const packed = writer.finish();
+    const record = message as Record<string, unknown> | null;
+    const type = typeof record?.T === 'string' ? record.T : undefined;
+    const symbol = typeof record?.S === 'string' ? record.S : undefined;
+    const unit = new MessageUnit('msgpack', packed, type, symbol);
+    return encoding === 'msgpack' ? unit : new MessageUnit('json', unit.encoded('json'), type, symbol);
+  });
+}
+
+/** Encodes messages of the value model as one frame. */
+export function encodeFrame(messages: readonly WireValue[], encoding: Encoding): Buffer {
+  return joinFrame(encodeUnits(messages, encoding), encoding);
+}
+
+const extensionCodec = new ExtensionCodec();
+extensionCodec.register({
+  type: EXT_TIMESTAMP,
+  encode: () => null,
+  decode: (data: Uint8Array) => Timestamp.fromMsgpackExtData(data),
+});
+
+/** Integers in the safe range as numbers, larger ones as bigint, whatever form carried them. */
+function normalizeIntegers(value: unknown): unknown {
+  if (typeof value === 'bigint') {
+    return value >= BigInt(Number.MIN_SAFE_INTEGER) && value <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(value) : value;
+  }
+  if (Array.isArray(value)) return value.map(normalizeIntegers);
+  if (value !== null && typeof value === 'object' && !(value instanceof Timestamp) && !(value instanceof Uint8Array)) {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(value)) out[k] = normalizeIntegers(v);
+    return out;
+  }
+  return value;
+}
+
+/**
+ * Fully decodes a msgpack value, losslessly: timestamps as `Timestamp`, 64-bit integers beyond
+ * 2^53 as bigint.
+ * @throws ProtocolError on malformed input
+ */
+export function decodeMsgpack(data: Uint8Array): unknown {
+  try {
+    return normalizeIntegers(decode(data, { extensionCodec, useBigInt64: true }));
+  } catch (err) {
+    if (err instanceof ProtocolError) throw err;
+    if (err instanceof Error) throw new ProtocolError(`invalid msgpack: ${err.message}`, { cause: err });
+    throw err;
+  }
+}
+
+/** A lossless JSON value as the value model: exact integers (bigint beyond 2^53), keys in order. */
+export function jsonValueToWire(value: JsonValue): unknown {
+  if (value instanceof JsonNumber) {
+    if (!value.integer) return Number(value.raw);
+    const n = Number(value.raw);
+    return Number.isSafeInteger(n) ? n : BigInt(value.raw);
+  }
+  if (Array.isArray(value)) return value.map(jsonValueToWire);
+  if (value instanceof JsonObject) {
+    const out: Record<string, unknown> = {};
+    value.keys.forEach((k, i) => {
+      out[k] = jsonValueToWire(value.values[i] as JsonValue);
+    });
+    return out;
+  }
+  return value;
+}
+
+/**
+ * Fully decodes a frame to the value model, the same for both encodings: a JSON frame goes
+ * through the msgpack conversion, so its timestamps come back as `Timestamp` too.
+ */
+export function decodeFrame(data: Buffer, encoding: Encoding): unknown[] {
+  const packed = encoding === 'msgpack' ? data : joinFrame(splitFrame(data, 'json'), 'msgpack');
+  const value = decodeMsgpack(packed);
+  if (!Array.isArray(value)) throw new ProtocolError('frame is not an array');
+  return value;
+}
+
+/**
+ * Decodes one inbound control message (auth, subscribe…): binary frames are msgpack, text frames
+ * JSON, whatever the session negotiated — the SDKs send msgpack, hand-written clients JSON.
+ * @throws ProtocolError on malformed input
+ */
+export function decodeControlMessage(data: Buffer, isBinary: boolean): unknown {
+  return isBinary ? decodeMsgpack(data) : jsonValueToWire(parseJson(data));
+}

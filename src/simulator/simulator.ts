@@ -1,0 +1,471 @@
+/**
+ * The simulated vendor: a real WebSocket server that speaks Alpaca's v2 stock stream the way the
+ * vendor does (PROTOCOL.md), fed by a synthetic market, with fault controls for tests.
+ *
+ * Usable as a library (`new VendorSimulator({ port: 0 })`, `await start()`, `await stop()`) and
+ * as a process (`tickmux simulate`). It is the embedded upstream of `npm start` and the vendor in
+ * every test and benchmark; nothing here imports Fastify.
+ */
+import { EventEmitter } from 'node:events';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { pino, type Logger } from 'pino';
+import { WebSocketServer } from 'ws';
+import { type Clock, systemClock, timestampNow } from '../clock.js';
+import { CHANNELS, type Channel, type Feed, FEEDS, isFeed, WILDCARD } from '../protocol/channels.js';
+import { encodeFrame, encodeUnits, type MessageUnit } from '../protocol/frame.js';
+import type { Timestamp } from '../protocol/timestamp.js';
+import { DEFAULT_TRADE_ID_BASE, type MarketMessage, SyntheticMarket } from './market.js';
+import { type Random, seededRandom } from './random.js';
+import { type SimulatedPlan, type VendorContext, VendorSession } from './vendor-session.js';
+
+export interface SimulatedCredential {
+  readonly key: string;
+  readonly secret: string;
+  readonly plan?: SimulatedPlan;
+}
+
+export interface SimulatorOptions {
+  readonly host?: string;
+  readonly port?: number;
+  /** feeds served (default: iex, sip, delayed_sip, test) */
+  readonly feeds?: readonly Feed[];
+  /** accepted keys; omitted: any non-empty key and secret is accepted */
+  readonly credentials?: readonly SimulatedCredential[];
+  /** market messages per second across all symbols (default 100; 0: no data) */
+  readonly rate?: number;
+  /** generation tick (default 10 ms) */
+  readonly tickMs?: number;
+  /** most messages in one frame (default 50) */
+  readonly batchSize?: number;
+  /** minute bars, daily bars and updated bars every this many ms (default 60000) */
+  readonly barIntervalMs?: number;
+  /** statuses, LULDs and imbalances every this many ms (default 30000) */
+  readonly statusIntervalMs?: number;
+  /** probability that a trade is followed by a correction or a cancel (default 0.001) */
+  readonly correctionRate?: number;
+  /** symbols generated for `*` subscribers (default: a dozen large caps) */
+  readonly universe?: readonly string[];
+  readonly authTimeoutMs?: number;
+  /** unsent bytes per connection before 407 slow client (default 16 MiB) */
+  readonly maxBufferBytes?: number;
+  /** largest client frame; larger ones are refused with close code 1009 (default 1 MiB) */
+  readonly maxPayloadBytes?: number;
+  readonly tradeIdBase?: bigint;
+  readonly seed?: number;
+  readonly random?: Random;
+  readonly clock?: Clock;
+  readonly logger?: Logger;
+}
+
+export const DEFAULT_UNIVERSE = ['AAPL', 'MSFT', 'AMZN', 'NVDA', 'GOOGL', 'META', 'TSLA', 'BRK.B', 'JPM', 'V', 'SPY', 'QQQ'];
+
+/** Malformed frames a test can make the vendor send. */
+export type MalformedKind = 'garbage' | 'not-array' | 'unknown-type' | 'unknown-error' | 'not-object';
+
+/** A summary of one connection, for tests and the control endpoint. */
+export interface SessionInfo {
+  id: number;
+  feed: Feed;
+  encoding: 'json' | 'msgpack';
+  authenticated: boolean;
+  key: string | undefined;
+  subscriptions: Record<Channel, string[]>;
+  inboundSizes: number[];
+}
+
+export interface SimulatorStats {
+  /** upgrades accepted */
+  connections: number;
+  /** successful auths */
+  authentications: number;
+  /** most authenticated connections one key held on one feed at once (the vendor allows 1) */
+  maxConcurrentPerKey: number;
+  /** subscribe/unsubscribe requests applied */
+  subscriptionChanges: number;
+  /** data messages sent, summed over connections */
+  messagesSent: number;
+}
+
+/**
+ * Events: `session` (SessionInfo) when a connection opens, `authenticated`, `subscription`
+ * ({ session, action, bytes }), `closed` (SessionInfo).
+ */
+export class VendorSimulator extends EventEmitter {
+  readonly #options: Required<Omit<SimulatorOptions, 'credentials' | 'random' | 'logger' | 'clock' | 'seed'>>;
+  readonly #credentials: Map<string, SimulatedCredential> | undefined;
+  readonly #logger: Logger;
+  readonly #clock: Clock;
+  readonly #random: Random;
+  readonly #market: SyntheticMarket;
+  readonly #sessions = new Set<VendorSession>();
+  readonly #stats: SimulatorStats = { connections: 0, authentications: 0, maxConcurrentPerKey: 0, subscriptionChanges: 0, messagesSent: 0 };
+  readonly #injected: { auth: number[]; subscribe: number[] } = { auth: [], subscribe: [] };
+  #server: Server | undefined;
+  #wss: WebSocketServer | undefined;
+  #rate: number;
+  #budget = 0;
+  #tick: NodeJS.Timeout | undefined;
+  #lastBars = 0;
+  #lastStatuses = 0;
+  #stalledUntil = 0;
+  #refuseStatus: number | undefined;
+  #context: VendorContext;
+
+  constructor(options: SimulatorOptions = {}) {
+    super();
+    this.#options = {
+      host: options.host ?? '127.0.0.1',
+      port: options.port ?? 0,
+      feeds: options.feeds ?? FEEDS,
+      rate: options.rate ?? 100,
+      tickMs: options.tickMs ?? 10,
+      batchSize: options.batchSize ?? 50,
+      barIntervalMs: options.barIntervalMs ?? 60_000,
+      statusIntervalMs: options.statusIntervalMs ?? 30_000,
+      correctionRate: options.correctionRate ?? 0.001,
+      universe: options.universe ?? DEFAULT_UNIVERSE,
+      authTimeoutMs: options.authTimeoutMs ?? 10_000,
+      maxBufferBytes: options.maxBufferBytes ?? 16 * 1024 * 1024,
+      maxPayloadBytes: options.maxPayloadBytes ?? 1024 * 1024,
+      tradeIdBase: options.tradeIdBase ?? DEFAULT_TRADE_ID_BASE,
+    };
+    this.#credentials = options.credentials === undefined ? undefined : new Map(options.credentials.map((c) => [c.key, c]));
+    this.#logger = options.logger ?? pino({ level: 'silent' });
+    this.#clock = options.clock ?? systemClock;
+    this.#random = options.random ?? seededRandom(options.seed ?? 42);
+    this.#market = new SyntheticMarket(this.#random, this.#options.tradeIdBase);
+    this.#rate = this.#options.rate;
+    this.#context = this.#makeContext();
+  }
+
+  /** Listens; resolves once the port is bound. Calling it twice is an error. */
+  async start(): Promise<void> {
+    if (this.#server !== undefined) throw new Error('simulator already started');
+    const server = createServer((req, res) => this.#onHttp(req, res));
+    const wss = new WebSocketServer({ noServer: true, autoPong: false, maxPayload: this.#options.maxPayloadBytes, perMessageDeflate: false });
+    server.on('upgrade', (req, socket, head) => this.#onUpgrade(wss, req, socket, head));
+    this.#server = server;
+    this.#wss = wss;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.#options.port, this.#options.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    const now = this.#clock.now();
+    this.#lastBars = now;
+    this.#lastStatuses = now;
+    this.#tick = setInterval(() => this.#generate(), this.#options.tickMs);
+    this.#logger.info({ port: this.port }, 'simulator listening');
+  }
+
+  /** Closes every connection and the server; leaves no socket or timer behind. Idempotent. */
+  async stop(): Promise<void> {
+    const server = this.#server;
+    if (server === undefined) return;
+    this.#server = undefined;
+    if (this.#tick !== undefined) clearInterval(this.#tick);
+    this.#tick = undefined;
+    for (const session of this.#sessions) session.close(1001, true);
+    this.#wss?.close();
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+
+  get port(): number {
+    const address = this.#server?.address() as AddressInfo | null | undefined;
+    if (!address) throw new Error('simulator not listening');
+    return address.port;
+  }
+
+  /** The stream URL of `feed`, e.g. `ws://127.0.0.1:PORT/v2/iex`. */
+  url(feed: Feed = 'iex'): string {
+    return `ws://${this.#options.host}:${this.port}/v2/${feed}`;
+  }
+
+  get stats(): Readonly<SimulatorStats> {
+    return { ...this.#stats };
+  }
+
+  /** Open connections. */
+  sessions(): SessionInfo[] {
+    return [...this.#sessions].map((s) => this.#info(s));
+  }
+
+  /** Authenticated connections right now. */
+  authenticatedCount(): number {
+    return [...this.#sessions].filter((s) => s.authenticated).length;
+  }
+
+  get rate(): number {
+    return this.#rate;
+  }
+
+  // ---- fault controls ----
+
+  /** Sets the market's message rate (per second, all symbols). */
+  setRate(rate: number): void {
+    if (!Number.isFinite(rate) || rate < 0) throw new RangeError('rate must be a finite number >= 0');
+    this.#rate = rate;
+  }
+
+  /** Drops every connection: a clean close with `code`, or a cut TCP connection when `terminate`. */
+  dropAll(options: { code?: number; terminate?: boolean } = {}): void {
+    for (const session of this.#sessions) session.close(options.code ?? 1011, options.terminate ?? false);
+  }
+
+  /** Stops sending data and answering pings or requests for `ms` (a connected but mute vendor). */
+  stall(ms: number): void {
+    this.#stalledUntil = this.#clock.now() + ms;
+  }
+
+  /** Ends a stall early. */
+  resume(): void {
+    this.#stalledUntil = 0;
+  }
+
+  get stalled(): boolean {
+    return this.#clock.now() < this.#stalledUntil;
+  }
+
+  /** The next `times` auth attempts are answered with `code` (402, 406, 409, 500…). */
+  rejectAuth(code = 402, times = 1): void {
+    for (let i = 0; i < times; i++) this.#injected.auth.push(code);
+  }
+
+  /** The next `times` subscribe/unsubscribe requests are answered with `code` (405, 409, 410, 500…). */
+  rejectSubscribe(code: number, times = 1): void {
+    for (let i = 0; i < times; i++) this.#injected.subscribe.push(code);
+  }
+
+  /** Refuses WebSocket upgrades with this HTTP status (429, 503…) until called with undefined. */
+  refuseUpgrades(status: number | undefined): void {
+    this.#refuseStatus = status;
+  }
+
+  /** Clears every injected fault. */
+  clearFaults(): void {
+    this.#injected.auth.length = 0;
+    this.#injected.subscribe.length = 0;
+    this.#stalledUntil = 0;
+    this.#refuseStatus = undefined;
+  }
+
+  /** Sends a malformed frame to every authenticated connection. */
+  sendMalformed(kind: MalformedKind): void {
+    for (const session of this.#sessions) {
+      if (!session.authenticated) continue;
+      session.sendRaw(malformedFrame(kind, session.encoding));
+    }
+  }
+
+  /** Sends these messages now to every authenticated connection that wants them (as data). */
+  publish(messages: readonly MarketMessage[]): void {
+    this.#fanOut(encodeUnits(messages, 'msgpack'));
+  }
+
+  // ---- internals ----
+
+  #makeContext(): VendorContext {
+    const simulator = this;
+    return {
+      logger: this.#logger,
+      checkCredentials: (key, secret) => {
+        if (key === '' || secret === '') return undefined;
+        if (this.#credentials === undefined) return {};
+        const found = this.#credentials.get(key);
+        return found !== undefined && found.secret === secret ? (found.plan ?? {}) : undefined;
+      },
+      planFor: (key) => this.#credentials?.get(key)?.plan ?? {},
+      takeInjectedError: (on) => this.#injected[on].shift(),
+      isKeyInUse: (key, feed, except) => [...this.#sessions].some((s) => s !== except && s.authenticated && s.key === key && s.feed === feed),
+      onAuthenticated: (session) => {
+        this.#stats.authentications += 1;
+        const concurrent = [...this.#sessions].filter((s) => s.authenticated && s.key === session.key && s.feed === session.feed).length;
+        this.#stats.maxConcurrentPerKey = Math.max(this.#stats.maxConcurrentPerKey, concurrent);
+        this.emit('authenticated', this.#info(session));
+      },
+      onSubscriptionChange: (session, action, bytes) => {
+        this.#stats.subscriptionChanges += 1;
+        this.emit('subscription', { session: this.#info(session), action, bytes });
+      },
+      onClosed: (session) => {
+        this.#sessions.delete(session);
+        this.emit('closed', this.#info(session));
+      },
+      get stalled() {
+        return simulator.stalled;
+      },
+    };
+  }
+
+  #info(session: VendorSession): SessionInfo {
+    return {
+      id: session.id,
+      feed: session.feed,
+      encoding: session.encoding,
+      authenticated: session.authenticated,
+      key: session.key,
+      subscriptions: session.subscriptions(),
+      inboundSizes: [...session.inboundSizes],
+    };
+  }
+
+  #onUpgrade(wss: WebSocketServer, req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const path = new URL(req.url ?? '/', 'http://simulator').pathname;
+    const match = /^\/v2\/([a-z_]+)$/.exec(path);
+    const feed = match?.[1];
+    if (feed === undefined || !isFeed(feed) || !this.#options.feeds.includes(feed)) {
+      rejectUpgrade(socket, 404, { error: 'not found', feeds: this.#options.feeds });
+      return;
+    }
+    if (this.#refuseStatus !== undefined) {
+      rejectUpgrade(socket, this.#refuseStatus, { error: 'refused' });
+      return;
+    }
+    const contentType = String(req.headers['content-type'] ?? '').toLowerCase();
+    const encoding = contentType.startsWith('application/msgpack') ? 'msgpack' : 'json';
+    const headerKey = header(req, 'apca-api-key-id');
+    const headerSecret = header(req, 'apca-api-secret-key');
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      const session = new VendorSession(ws, feed, encoding, this.#context, {
+        authTimeoutMs: this.#options.authTimeoutMs,
+        maxBufferBytes: this.#options.maxBufferBytes,
+      });
+      this.#sessions.add(session);
+      this.#stats.connections += 1;
+      session.open(headerKey, headerSecret);
+      this.emit('session', this.#info(session));
+    });
+  }
+
+  /** A tiny control surface for the simulator as a process (benchmarks, manual fault drills). */
+  #onHttp(req: IncomingMessage, res: ServerResponse): void {
+    const url = new URL(req.url ?? '/', 'http://simulator');
+    const reply = (status: number, body: unknown): void => {
+      res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+    };
+    if (req.method === 'GET' && url.pathname === '/health') {
+      reply(200, { status: 'ok', connections: this.#sessions.size, rate: this.#rate, stalled: this.stalled });
+      return;
+    }
+    if (req.method !== 'POST' || !url.pathname.startsWith('/control/')) {
+      reply(404, { error: 'not found' });
+      return;
+    }
+    const value = Number(url.searchParams.get('value') ?? url.searchParams.get('ms') ?? NaN);
+    switch (url.pathname) {
+      case '/control/rate':
+        if (!Number.isFinite(value) || value < 0) return reply(400, { error: 'value must be a number >= 0' });
+        this.setRate(value);
+        return reply(200, { rate: this.#rate });
+      case '/control/drop':
+        this.dropAll({ terminate: url.searchParams.get('terminate') === '1' });
+        return reply(200, { dropped: true });
+      case '/control/stall':
+        if (!Number.isFinite(value) || value < 0) return reply(400, { error: 'ms must be a number >= 0' });
+        this.stall(value);
+        return reply(200, { stalledMs: value });
+      default:
+        return reply(404, { error: 'not found' });
+    }
+  }
+
+  /** One tick of the market: trades and quotes at the configured rate, bars and statuses on their intervals. */
+  #generate(): void {
+    if (this.stalled) return;
+    const now = this.#clock.now();
+    const held = this.#heldSymbols();
+    const messages: MarketMessage[] = [];
+    this.#budget += (this.#rate * this.#options.tickMs) / 1000;
+    const count = Math.floor(this.#budget);
+    this.#budget -= count;
+    const ticking = [...new Set([...held.trades, ...held.quotes])];
+    if (ticking.length > 0 && count > 0) {
+      for (let i = 0; i < count; i++) {
+        const symbol = ticking[Math.floor(this.#random() * ticking.length)] as string;
+        messages.push(...this.#tickMessages(symbol, timestampNow(this.#clock), held));
+      }
+    }
+    if (now - this.#lastBars >= this.#options.barIntervalMs) {
+      this.#lastBars = now;
+      const t = timestampNow(this.#clock);
+      for (const symbol of held.bars) messages.push(this.#market.bar(symbol, t));
+      for (const symbol of held.updatedBars) messages.push(this.#market.bar(symbol, t, 'u'));
+      for (const symbol of held.dailyBars) messages.push(this.#market.dailyBar(symbol, t));
+    }
+    if (now - this.#lastStatuses >= this.#options.statusIntervalMs) {
+      this.#lastStatuses = now;
+      const t = timestampNow(this.#clock);
+      for (const symbol of held.statuses) messages.push(this.#market.status(symbol, t));
+      for (const symbol of held.lulds) messages.push(this.#market.luld(symbol, t));
+      for (const symbol of held.imbalances) messages.push(this.#market.imbalance(symbol, t));
+    }
+    if (messages.length > 0) this.#fanOut(encodeUnits(messages, 'msgpack'));
+  }
+
+  #tickMessages(symbol: string, t: Timestamp, held: Record<Channel, Set<string>>): MarketMessage[] {
+    const wantsTrades = held.trades.has(symbol);
+    const wantsQuotes = held.quotes.has(symbol);
+    const isTrade = wantsTrades && (!wantsQuotes || this.#random() < 0.4);
+    if (!isTrade) return [this.#market.quote(symbol, t)];
+    const out = [this.#market.trade(symbol, t)];
+    const roll = this.#random();
+    if (roll < this.#options.correctionRate / 2) out.push(this.#market.correction(symbol, t));
+    else if (roll < this.#options.correctionRate) out.push(this.#market.cancel(symbol, t));
+    return out;
+  }
+
+  /** The symbols any authenticated connection holds per channel; `*` brings in the universe. */
+  #heldSymbols(): Record<Channel, Set<string>> {
+    const held = Object.fromEntries(CHANNELS.map((c) => [c, new Set<string>()])) as Record<Channel, Set<string>>;
+    for (const session of this.#sessions) {
+      if (!session.authenticated) continue;
+      for (const [channel, symbol] of session.held()) {
+        if (symbol === WILDCARD) for (const s of this.#options.universe) held[channel].add(s);
+        else held[channel].add(symbol);
+      }
+    }
+    return held;
+  }
+
+  #fanOut(units: MessageUnit[]): void {
+    for (const session of this.#sessions) {
+      const wanted = units.filter((u) => session.wants(u.type, u.symbol));
+      if (wanted.length === 0) continue;
+      this.#stats.messagesSent += wanted.length;
+      session.sendData(wanted, this.#options.batchSize);
+    }
+  }
+}
+
+function header(req: IncomingMessage, name: string): string | undefined {
+  const value = req.headers[name];
+  return Array.isArray(value) ? value[0] : value;
+}
+
+/** Answers an upgrade request with a plain HTTP error and a JSON body, then closes. */
+function rejectUpgrade(socket: Duplex, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  socket.end(
+    `HTTP/1.1 ${status} ${status === 404 ? 'Not Found' : 'Refused'}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(text)}\r\nConnection: close\r\n\r\n${text}`,
+  );
+}
+
+function malformedFrame(kind: MalformedKind, encoding: 'json' | 'msgpack'): Buffer {
+  switch (kind) {
+    case 'garbage':
+      return encoding === 'json' ? Buffer.from('[{"T":"t","S":') : Buffer.from([0x91, 0xc1, 0xff]);
+    case 'not-array':
+      return encoding === 'json' ? Buffer.from('{"T":"t","S":"AAPL"}') : Buffer.from([0x81, 0xa1, 0x54, 0xa1, 0x74]);
+    case 'not-object':
+      return encodeFrame([42], encoding);
+    case 'unknown-type':
+      return encodeFrame([{ T: 'zz', S: 'AAPL', note: 'a type the gateway has never seen' }], encoding);
+    case 'unknown-error':
+      return encodeFrame([{ T: 'error', code: 499, msg: 'a code the gateway has never seen' }], encoding);
+  }
+}

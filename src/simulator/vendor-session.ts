@@ -1,0 +1,287 @@
+/**
+ * One client connection to the simulated vendor: the Alpaca v2 handshake, auth, subscriptions,
+ * the error replies, and per-connection slow-client enforcement.
+ */
+import type { Logger } from 'pino';
+import type { WebSocket } from 'ws';
+import { ProtocolError, vendorErrorMessage } from '../errors.js';
+import {
+  CHANNELS,
+  type Channel,
+  type ChannelSymbols,
+  emptyChannelSymbols,
+  parseChannels,
+  subscriptionReply,
+  TYPE_TO_CHANNEL,
+  WILDCARD,
+} from '../protocol/channels.js';
+import { decodeControlMessage, type Encoding, encodeFrame, joinFrame, type MessageUnit } from '../protocol/frame.js';
+import type { Feed } from '../protocol/channels.js';
+import type { WireValue } from '../protocol/transcode.js';
+
+/** What a key may do on the simulated vendor (a plan). */
+export interface SimulatedPlan {
+  /** feeds the key may use (default: all) */
+  readonly feeds?: readonly Feed[];
+  /** distinct symbols across channels (default: unlimited) */
+  readonly maxSymbols?: number;
+  /** whether `*` is allowed (default: true) */
+  readonly wildcard?: boolean;
+}
+
+/** The simulator as a session sees it: credentials, the connection registry, injected faults. */
+export interface VendorContext {
+  readonly logger: Logger;
+  /** the key's plan when key and secret are right, else undefined */
+  checkCredentials(key: string, secret: string): SimulatedPlan | undefined;
+  planFor(key: string): SimulatedPlan;
+  /** an error code to answer the next auth or subscribe with, consumed when returned */
+  takeInjectedError(on: 'auth' | 'subscribe'): number | undefined;
+  /** whether another authenticated session holds this key on this feed */
+  isKeyInUse(key: string, feed: Feed, except: VendorSession): boolean;
+  onAuthenticated(session: VendorSession): void;
+  onSubscriptionChange(session: VendorSession, action: 'subscribe' | 'unsubscribe', frameBytes: number): void;
+  onClosed(session: VendorSession): void;
+  /** whether the vendor is stalled (answers nothing) */
+  readonly stalled: boolean;
+}
+
+export interface SessionLimits {
+  readonly authTimeoutMs: number;
+  readonly maxBufferBytes: number;
+}
+
+/** Codes after which the vendor closes the connection. */
+const CLOSING_CODES = new Set([402, 404, 406, 407, 408, 409, 411]);
+
+let nextId = 1;
+
+export class VendorSession {
+  readonly id = nextId++;
+  readonly feed: Feed;
+  readonly encoding: Encoding;
+  key: string | undefined;
+  authenticated = false;
+  /** frames received from the client, their sizes in bytes (tests check the 32 KiB split) */
+  readonly inboundSizes: number[] = [];
+  readonly #socket: WebSocket;
+  readonly #context: VendorContext;
+  readonly #limits: SessionLimits;
+  readonly #symbols: Record<Channel, Set<string>> = Object.fromEntries(CHANNELS.map((c) => [c, new Set<string>()])) as Record<
+    Channel,
+    Set<string>
+  >;
+  #authTimer: NodeJS.Timeout | undefined;
+  #killTimer: NodeJS.Timeout | undefined;
+  #closing = false;
+
+  constructor(socket: WebSocket, feed: Feed, encoding: Encoding, context: VendorContext, limits: SessionLimits) {
+    this.#socket = socket;
+    this.feed = feed;
+    this.encoding = encoding;
+    this.#context = context;
+    this.#limits = limits;
+  }
+
+  /** Greets the client and starts the auth deadline; header credentials are checked at once. */
+  open(headerKey: string | undefined, headerSecret: string | undefined): void {
+    const socket = this.#socket;
+    socket.on('message', (data, isBinary) => this.#onMessage(data as Buffer, isBinary));
+    socket.on('ping', (data) => {
+      if (!this.#context.stalled) socket.pong(data);
+    });
+    socket.on('close', () => this.#onClose());
+    socket.on('error', (err) => this.#context.logger.debug({ session: this.id, err }, 'simulator socket error'));
+    this.#sendControl({ T: 'success', msg: 'connected' });
+    this.#authTimer = setTimeout(() => this.#fail(404), this.#limits.authTimeoutMs);
+    if (headerKey !== undefined || headerSecret !== undefined) this.#authenticate(headerKey, headerSecret);
+  }
+
+  /** This session's current subscription set, in insertion order. */
+  subscriptions(): ChannelSymbols {
+    const set = emptyChannelSymbols();
+    for (const channel of CHANNELS) set[channel] = [...this.#symbols[channel]];
+    return set;
+  }
+
+  /** Whether this session should receive a data message of `type` for `symbol`. */
+  wants(type: string | undefined, symbol: string | undefined): boolean {
+    if (!this.authenticated || type === undefined) return false;
+    const channel = TYPE_TO_CHANNEL[type];
+    if (channel === undefined) return true; // unknown types go to everyone, as the vendor may add any
+    const set = this.#symbols[channel];
+    return set.has(WILDCARD) || (symbol !== undefined && set.has(symbol));
+  }
+
+  /** Every (channel, symbol) this session holds, for the market to know what to generate. */
+  *held(): Generator<[Channel, string]> {
+    for (const channel of CHANNELS) for (const symbol of this.#symbols[channel]) yield [channel, symbol];
+  }
+
+  /**
+   * Sends data units as frames of at most `batchSize` messages. A client whose unsent bytes
+   * exceed the limit gets 407 and is closed, like the vendor's slow-client rule.
+   */
+  sendData(units: readonly MessageUnit[], batchSize: number): void {
+    if (this.#closing || units.length === 0) return;
+    for (let i = 0; i < units.length; i += batchSize) {
+      if (this.#socket.bufferedAmount > this.#limits.maxBufferBytes) {
+        this.#fail(407);
+        return;
+      }
+      this.#socket.send(joinFrame(units.slice(i, i + batchSize), this.encoding), { binary: this.encoding === 'msgpack' });
+    }
+  }
+
+  /** Sends a raw frame as is, in this session's frame kind (fault injection). */
+  sendRaw(frame: Buffer): void {
+    if (!this.#closing) this.#socket.send(frame, { binary: this.encoding === 'msgpack' });
+  }
+
+  /** Closes cleanly with `code`, or cuts the TCP connection when `terminate`. */
+  close(code = 1000, terminate = false): void {
+    this.#closing = true;
+    if (terminate) this.#socket.terminate();
+    else this.#socket.close(code);
+  }
+
+  #sendControl(message: WireValue): void {
+    if (this.#closing) return;
+    this.#socket.send(encodeFrame([message], this.encoding), { binary: this.encoding === 'msgpack' });
+  }
+
+  #sendError(code: number): void {
+    this.#sendControl({ T: 'error', code, msg: vendorErrorMessage(code) });
+  }
+
+  /** Sends the error; for the codes the vendor closes on, closes (and cuts it if the peer never answers). */
+  #fail(code: number): void {
+    this.#sendError(code);
+    if (!CLOSING_CODES.has(code) || this.#closing) return;
+    this.#closing = true;
+    this.#clearAuthTimer();
+    this.#socket.close(1008, vendorErrorMessage(code));
+    this.#killTimer = setTimeout(() => this.#socket.terminate(), 1000);
+  }
+
+  #clearAuthTimer(): void {
+    if (this.#authTimer !== undefined) clearTimeout(this.#authTimer);
+    this.#authTimer = undefined;
+  }
+
+  #onClose(): void {
+    this.#closing = true;
+    this.#clearAuthTimer();
+    if (this.#killTimer !== undefined) clearTimeout(this.#killTimer);
+    this.#context.onClosed(this);
+  }
+
+  #onMessage(data: Buffer, isBinary: boolean): void {
+    this.inboundSizes.push(data.length);
+    if (this.#context.stalled || this.#closing) return;
+    let message: unknown;
+    try {
+      message = decodeControlMessage(data, isBinary);
+    } catch (err) {
+      if (!(err instanceof ProtocolError)) throw err;
+      this.#context.logger.debug({ session: this.id, reason: err.message }, 'simulator: undecodable client frame');
+      this.#sendError(400);
+      return;
+    }
+    if (message === null || typeof message !== 'object' || Array.isArray(message)) {
+      this.#sendError(400);
+      return;
+    }
+    const record = message as Record<string, unknown>;
+    switch (record.action) {
+      case 'auth':
+        this.#authenticate(record.key, record.secret);
+        return;
+      case 'subscribe':
+      case 'unsubscribe':
+        this.#changeSubscriptions(record.action, record, data.length);
+        return;
+      default:
+        this.#sendError(400);
+    }
+  }
+
+  #authenticate(key: unknown, secret: unknown): void {
+    if (this.authenticated) {
+      this.#sendError(403);
+      return;
+    }
+    if (typeof key !== 'string' || typeof secret !== 'string') {
+      this.#sendError(400);
+      return;
+    }
+    const injected = this.#context.takeInjectedError('auth');
+    if (injected !== undefined) {
+      this.#fail(injected);
+      return;
+    }
+    const plan = this.#context.checkCredentials(key, secret);
+    if (plan === undefined) {
+      this.#fail(402);
+      return;
+    }
+    const feeds = plan.feeds;
+    if (feeds !== undefined && !feeds.includes(this.feed)) {
+      this.#fail(409);
+      return;
+    }
+    if (this.#context.isKeyInUse(key, this.feed, this)) {
+      this.#fail(406);
+      return;
+    }
+    this.#clearAuthTimer();
+    this.key = key;
+    this.authenticated = true;
+    this.#context.onAuthenticated(this);
+    this.#sendControl({ T: 'success', msg: 'authenticated' });
+  }
+
+  #changeSubscriptions(action: 'subscribe' | 'unsubscribe', request: Record<string, unknown>, frameBytes: number): void {
+    if (!this.authenticated) {
+      this.#sendError(401);
+      return;
+    }
+    const parsed = parseChannels(request);
+    if (typeof parsed === 'number') {
+      this.#sendError(parsed);
+      return;
+    }
+    const plan = this.#context.planFor(this.key as string);
+    if (action === 'subscribe' && plan.wildcard === false && CHANNELS.some((c) => parsed[c].includes(WILDCARD))) {
+      this.#sendError(409);
+      return;
+    }
+    const injected = this.#context.takeInjectedError('subscribe');
+    if (injected !== undefined) {
+      this.#sendError(injected);
+      return;
+    }
+    // Apply to a copy first: a refused request leaves the set exactly as it was (vendor 405 rule).
+    const next = Object.fromEntries(CHANNELS.map((c) => [c, new Set(this.#symbols[c])])) as Record<Channel, Set<string>>;
+    for (const channel of CHANNELS) {
+      for (const symbol of parsed[channel]) {
+        if (action === 'subscribe') next[channel].add(symbol);
+        else next[channel].delete(symbol);
+      }
+    }
+    if (plan.maxSymbols !== undefined && distinctSymbols(next) > plan.maxSymbols) {
+      this.#sendError(405);
+      return;
+    }
+    for (const channel of CHANNELS) this.#symbols[channel] = next[channel];
+    this.#context.onSubscriptionChange(this, action, frameBytes);
+    this.#sendControl(subscriptionReply(this.subscriptions()) as WireValue);
+  }
+}
+
+/** Distinct explicit symbols across channels (the wildcard does not count against a plan). */
+function distinctSymbols(set: Record<Channel, Set<string>>): number {
+  const all = new Set<string>();
+  for (const channel of CHANNELS) for (const s of set[channel]) if (s !== WILDCARD) all.add(s);
+  return all.size;
+}
