@@ -90,7 +90,7 @@ export interface SimulatorStats {
 
 /**
  * Events: `session` (SessionInfo) when a connection opens, `authenticated`, `subscription`
- * ({ session, action, bytes }), `closed` (SessionInfo).
+ * ({ session, action, bytes }), `slow-client` (SessionInfo) when one is judged slow, `closed`.
  */
 export class VendorSimulator extends EventEmitter {
   readonly #options: Required<Omit<SimulatorOptions, 'credentials' | 'random' | 'logger' | 'clock' | 'seed'>>;
@@ -291,6 +291,9 @@ export class VendorSimulator extends EventEmitter {
       onSubscriptionChange: (session, action, bytes) => {
         this.#stats.subscriptionChanges += 1;
         this.emit('subscription', { session: this.#info(session), action, bytes });
+      },
+      onSlowClient: (session) => {
+        this.emit('slow-client', this.#info(session));
       },
       onClosed: (session) => {
         this.#sessions.delete(session);

@@ -42,6 +42,7 @@ export interface VendorContext {
   onAuthenticated(session: VendorSession): void;
   onSubscriptionChange(session: VendorSession, action: 'subscribe' | 'unsubscribe', frameBytes: number): void;
   onClosed(session: VendorSession): void;
+  onSlowClient(session: VendorSession): void;
   /** whether the vendor is stalled (answers nothing) */
   readonly stalled: boolean;
 }
@@ -53,6 +54,9 @@ export interface SessionLimits {
 
 /** Codes after which the vendor closes the connection. */
 const CLOSING_CODES = new Set([402, 404, 406, 407, 408, 409, 411]);
+
+/** How long a closing peer may take to answer the close before its TCP connection is cut. */
+const KILL_AFTER_MS = 5000;
 
 let nextId = 1;
 
@@ -126,6 +130,7 @@ export class VendorSession {
     if (this.#closing || units.length === 0) return;
     for (let i = 0; i < units.length; i += batchSize) {
       if (this.#socket.bufferedAmount > this.#limits.maxBufferBytes) {
+        this.#context.onSlowClient(this);
         this.#fail(407);
         return;
       }
@@ -161,7 +166,7 @@ export class VendorSession {
     this.#closing = true;
     this.#clearAuthTimer();
     this.#socket.close(1008, vendorErrorMessage(code));
-    this.#killTimer = setTimeout(() => this.#socket.terminate(), 1000);
+    this.#killTimer = setTimeout(() => this.#socket.terminate(), KILL_AFTER_MS);
   }
 
   #clearAuthTimer(): void {

@@ -1,0 +1,69 @@
+import t from 'tap';
+import { spawnNode } from './helpers/processes.js';
+import { StreamClient } from './helpers/stream-client.js';
+
+t.test('tickmux simulate serves the vendor protocol as a process and stops on SIGTERM', async (t) => {
+  const proc = spawnNode(t, ['dist/src/cli.js', 'simulate', '--port', '0', '--rate', '500', '--key', 'cli-key', '--secret', 'cli-secret']);
+  const ready = JSON.parse(await proc.line(/simulated vendor ready/)) as { url: string };
+  t.match(ready.url, /^ws:\/\/127\.0\.0\.1:\d+\/v2\/iex$/);
+  const client = new StreamClient(ready.url);
+  t.teardown(() => client.close());
+  await client.opened();
+  t.same(await client.auth('cli-key', 'cli-secret'), { T: 'success', msg: 'authenticated' });
+  await client.request({ action: 'subscribe', quotes: ['MSFT'] });
+  await client.waitFor((m) => m.T === 'q' && m.S === 'MSFT', 'a quote');
+  const health = await fetch(ready.url.replace('ws://', 'http://').replace('/v2/iex', '/health'));
+  t.equal(health.status, 200);
+  t.match(await health.json(), { status: 'ok', connections: 1 });
+  proc.child.kill('SIGTERM');
+  t.equal(await proc.exited, 0, 'exits 0 after SIGTERM');
+  await client.closed;
+  t.notMatch(proc.stdout() + proc.stderr(), 'cli-secret', 'the secret never reaches the output');
+});
+
+t.test('tickmux with a bad command line prints usage and exits 2', async (t) => {
+  const unknown = spawnNode(t, ['dist/src/cli.js', 'frobnicate']);
+  t.equal(await unknown.exited, 2);
+  t.match(unknown.stderr(), 'tickmux: unknown command "frobnicate"');
+  t.match(unknown.stderr(), 'usage: tickmux');
+  const badPort = spawnNode(t, ['dist/src/cli.js', 'simulate', '--port', 'eighty']);
+  t.equal(await badPort.exited, 2);
+  t.match(badPort.stderr(), '--port must be an integer from 0 to 65535');
+  const badFlag = spawnNode(t, ['dist/src/cli.js', 'simulate', '--colour', 'blue']);
+  t.equal(await badFlag.exited, 2);
+  t.match(badFlag.stderr(), "Unknown option '--colour'");
+});
+
+t.test('the server refuses a wrong configuration with exit 1 and one line', async (t) => {
+  const proc = spawnNode(t, ['dist/src/server.js'], { PORT: 'eighty', CONTROL_TOKEN: 'token-never-printed' });
+  t.equal(await proc.exited, 1);
+  t.equal(proc.stderr(), 'tickmux: configuration error: PORT: "eighty" is not allowed; expected an integer from 0 to 65535\n');
+  const open = spawnNode(t, ['dist/src/server.js'], { HOST: '0.0.0.0', CONTROL_TOKEN: 'token-never-printed' });
+  t.equal(await open.exited, 1);
+  t.match(open.stderr(), /^tickmux: configuration error: HOST: "0.0.0.0" is not a loopback address, so CLIENT_KEYS must be set/);
+  t.notMatch(open.stderr(), 'token-never-printed');
+});
+
+t.test('npm start serves the simulated vendor on PORT until the gateway lands', async (t) => {
+  const proc = spawnNode(t, ['dist/src/server.js'], { PORT: '0', LOG_LEVEL: 'info' });
+  const line = JSON.parse(await proc.line(/tickmux serving/)) as { url: string };
+  t.match(line.url, /^ws:\/\/127\.0\.0\.1:\d+\/v2\/iex$/);
+  proc.child.kill('SIGTERM');
+  t.equal(await proc.exited, 0);
+});
+
+t.test('a script that starts and stops a simulator with a client exits on its own', async (t) => {
+  const script = `
+    import { VendorSimulator } from './dist/src/simulator/index.js';
+    import { WebSocket } from 'ws';
+    const sim = new VendorSimulator({ port: 0, rate: 1000 });
+    await sim.start();
+    const ws = new WebSocket(sim.url('iex'));
+    await new Promise((resolve) => ws.on('message', resolve));
+    await sim.stop();
+    console.log('stopped');
+  `;
+  const proc = spawnNode(t, ['--input-type=module', '-e', script]);
+  t.equal(await proc.exited, 0, 'no socket, timer or listener keeps the process alive');
+  t.match(proc.stdout(), 'stopped');
+});

@@ -1,0 +1,112 @@
+import t from 'tap';
+import { isLoopback, loadConfig } from '../src/config.js';
+import { ConfigError } from '../src/errors.js';
+
+/** The one-line message of the ConfigError `env` causes. */
+function errorOf(env: Record<string, string>): string {
+  try {
+    loadConfig(env);
+  } catch (err) {
+    if (err instanceof ConfigError) return err.message;
+    throw err;
+  }
+  throw new Error(`expected ${JSON.stringify(env)} to be refused`);
+}
+
+const UPSTREAM = { UPSTREAM_URL: 'wss://stream.data.alpaca.markets/v2/sip', APCA_API_KEY_ID: 'AKID', APCA_API_SECRET_KEY: 'vendor-secret-value' };
+
+t.test('with no variables the defaults of DESIGN.md serve the embedded simulator', async (t) => {
+  const c = loadConfig({});
+  t.equal(c.host, '127.0.0.1');
+  t.equal(c.port, 8080);
+  t.equal(c.logLevel, 'info');
+  t.equal(c.upstream.url, undefined);
+  t.equal(c.upstream.feed, 'iex');
+  t.equal(c.upstream.encoding, 'msgpack');
+  t.same(
+    [c.upstream.connectTimeoutMs, c.upstream.authTimeoutMs, c.upstream.retryBaseMs, c.upstream.retryMaxMs, c.upstream.retryAfter406Ms],
+    [5000, 5000, 1000, 30000, 15000],
+  );
+  t.same([c.upstream.breakerFailures, c.upstream.breakerResetMs, c.upstream.heartbeatMs, c.upstream.pongTimeoutMs, c.upstream.staleAfterMs], [5, 30000, 10000, 5000, 60000]);
+  t.same(
+    [c.clients.maxClients, c.clients.maxSymbolsPerClient, c.clients.authTimeoutMs, c.clients.maxMessageBytes, c.clients.highWaterBytes, c.clients.maxBufferBytes],
+    [10000, 10000, 10000, 1048576, 1048576, 8388608],
+  );
+  t.equal(c.shutdownGraceMs, 10000);
+  t.equal(c.clients.keys, undefined);
+  t.equal(c.controlToken, undefined);
+});
+
+t.test('the configuration is frozen after load', async (t) => {
+  const c = loadConfig({});
+  t.ok(Object.isFrozen(c) && Object.isFrozen(c.upstream) && Object.isFrozen(c.clients));
+  t.throws(() => {
+    (c as { port: number }).port = 1;
+  }, TypeError);
+});
+
+t.test('values are read, trimmed, and empty ones count as unset', async (t) => {
+  const c = loadConfig({ PORT: ' 9001 ', LOG_LEVEL: 'debug', RETRY_BASE_MS: '', UPSTREAM_ENCODING: 'json', ...UPSTREAM });
+  t.equal(c.port, 9001);
+  t.equal(c.logLevel, 'debug');
+  t.equal(c.upstream.retryBaseMs, 1000);
+  t.equal(c.upstream.encoding, 'json');
+  t.equal(c.upstream.feed, 'sip', 'the feed is the last path segment of UPSTREAM_URL');
+  t.equal(c.upstream.keyId?.reveal(), 'AKID');
+  t.equal(c.upstream.secretKey?.reveal(), 'vendor-secret-value');
+});
+
+t.test('each wrong value is refused with one line naming the variable and what is allowed', async (t) => {
+  const cases: [Record<string, string>, string][] = [
+    [{ PORT: 'abc' }, 'PORT: "abc" is not allowed; expected an integer from 0 to 65535'],
+    [{ PORT: '1.5' }, 'PORT: "1.5" is not allowed; expected an integer from 0 to 65535'],
+    [{ PORT: '65536' }, 'PORT: "65536" is not allowed; expected an integer from 0 to 65535'],
+    [{ LOG_LEVEL: 'loud' }, 'LOG_LEVEL: "loud" is not allowed; expected one of fatal, error, warn, info, debug, trace, silent'],
+    [{ UPSTREAM_ENCODING: 'xml' }, 'UPSTREAM_ENCODING: "xml" is not allowed; expected one of msgpack, json'],
+    [{ UPSTREAM_URL: 'https://example/v2/iex' }, 'UPSTREAM_URL: "https://example/v2/iex" is not allowed; expected a ws:// or wss:// URL'],
+    [{ ...UPSTREAM, UPSTREAM_URL: 'wss://x/v2/crypto' }, 'UPSTREAM_URL: the last path segment "crypto" is not a feed; expected one of iex, sip, delayed_sip, test'],
+    [{ ...UPSTREAM, UPSTREAM_URL: 'wss://user:pw@x/v2/iex' }, 'UPSTREAM_URL: must not carry credentials; use APCA_API_KEY_ID and APCA_API_SECRET_KEY'],
+    [{ UPSTREAM_URL: UPSTREAM.UPSTREAM_URL }, 'APCA_API_KEY_ID: is required when UPSTREAM_URL is set'],
+    [{ UPSTREAM_URL: UPSTREAM.UPSTREAM_URL, APCA_API_KEY_ID: 'AKID' }, 'APCA_API_SECRET_KEY: is required when UPSTREAM_URL is set'],
+    [{ CONNECT_TIMEOUT_MS: '0' }, 'CONNECT_TIMEOUT_MS: "0" is not allowed; expected an integer from 1 to 86400000'],
+    [{ HEARTBEAT_MS: '-5' }, 'HEARTBEAT_MS: "-5" is not allowed; expected an integer from 1 to 86400000'],
+    [{ BREAKER_FAILURES: '0' }, 'BREAKER_FAILURES: "0" is not allowed; expected an integer from 1 to 1000'],
+    [{ MAX_CLIENTS: 'many' }, 'MAX_CLIENTS: "many" is not allowed; expected an integer from 1 to 1000000'],
+    [{ RETRY_BASE_MS: '40000' }, 'RETRY_BASE_MS: 40000 is greater than RETRY_MAX_MS (30000)'],
+    [{ CLIENT_HIGH_WATER_BYTES: '9000000' }, 'CLIENT_HIGH_WATER_BYTES: 9000000 must be below CLIENT_MAX_BUFFER_BYTES (8388608)'],
+    [{ CLIENT_KEYS: 'alice:one,bob' }, 'CLIENT_KEYS: entry 2 is not of the form key:secret'],
+    [{ CLIENT_KEYS: 'alice:one,alice:two' }, 'CLIENT_KEYS: entry 2 repeats a key'],
+    [{ CLIENT_KEYS: ':nokey' }, 'CLIENT_KEYS: entry 1 is not of the form key:secret'],
+  ];
+  for (const [env, message] of cases) {
+    const got = errorOf(env);
+    t.equal(got, message, JSON.stringify(env));
+    t.notMatch(got, /\n/, 'one line');
+  }
+});
+
+t.test('protected mode: a non-loopback HOST needs CLIENT_KEYS and CONTROL_TOKEN', async (t) => {
+  t.equal(
+    errorOf({ HOST: '0.0.0.0' }),
+    'HOST: "0.0.0.0" is not a loopback address, so CLIENT_KEYS and CONTROL_TOKEN must be set (protected mode: open access is allowed on loopback only)',
+  );
+  t.match(errorOf({ HOST: '0.0.0.0', CLIENT_KEYS: 'a:b' }), 'so CONTROL_TOKEN must be set');
+  t.match(errorOf({ HOST: '10.1.2.3', CONTROL_TOKEN: 'tok' }), 'so CLIENT_KEYS must be set');
+  const open = loadConfig({ HOST: '0.0.0.0', CLIENT_KEYS: 'alice:s1, bob:s2', CONTROL_TOKEN: 'tok' });
+  t.same([...(open.clients.keys?.keys() ?? [])], ['alice', 'bob']);
+  t.equal(open.clients.keys?.get('bob')?.reveal(), 's2');
+  t.equal(open.controlToken?.reveal(), 'tok');
+  for (const host of ['127.0.0.1', '127.8.9.10', 'localhost', '::1']) t.ok(isLoopback(host), `${host} is loopback`);
+  for (const host of ['0.0.0.0', '::', '192.168.1.1', 'example.com']) t.notOk(isLoopback(host), `${host} is not loopback`);
+});
+
+t.test('configuration errors never echo a secret', async (t) => {
+  const secretValues = ['s3cr3t-client-value', 'vendor-secret-value', 'control-token-value'];
+  const messages = [
+    errorOf({ CLIENT_KEYS: 'alice:s3cr3t-client-value,broken' }),
+    errorOf({ CLIENT_KEYS: 'alice:s3cr3t-client-value,alice:s3cr3t-client-value' }),
+    errorOf({ ...UPSTREAM, UPSTREAM_URL: 'wss://x/v2/nope' }),
+    errorOf({ HOST: '0.0.0.0', CONTROL_TOKEN: 'control-token-value' }),
+  ];
+  for (const message of messages) for (const secret of secretValues) t.notMatch(message, secret);
+});
