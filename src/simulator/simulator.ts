@@ -50,7 +50,7 @@ export interface SimulatorOptions {
   readonly authTimeoutMs?: number;
   /** unsent bytes per connection before 407 slow client (default 16 MiB) */
   readonly maxBufferBytes?: number;
-  /** largest client frame; larger ones are refused with close code 1009 (default 1 MiB) */
+  /** largest client frame; a larger one gets 400 and close code 1009 (default 1 MiB) */
   readonly maxPayloadBytes?: number;
   readonly tradeIdBase?: bigint;
   readonly seed?: number;
@@ -144,7 +144,8 @@ export class VendorSimulator extends EventEmitter {
   async start(): Promise<void> {
     if (this.#server !== undefined) throw new Error('simulator already started');
     const server = createServer((req, res) => this.#onHttp(req, res));
-    const wss = new WebSocketServer({ noServer: true, autoPong: false, maxPayload: this.#options.maxPayloadBytes, perMessageDeflate: false });
+    // ws itself cuts frames past 4× the limit before buffering them; up to that, sessions answer 400.
+    const wss = new WebSocketServer({ noServer: true, autoPong: false, maxPayload: this.#options.maxPayloadBytes * 4, perMessageDeflate: false });
     server.on('upgrade', (req, socket, head) => this.#onUpgrade(wss, req, socket, head));
     this.#server = server;
     this.#wss = wss;
@@ -337,6 +338,7 @@ export class VendorSimulator extends EventEmitter {
       const session = new VendorSession(ws, feed, encoding, this.#context, {
         authTimeoutMs: this.#options.authTimeoutMs,
         maxBufferBytes: this.#options.maxBufferBytes,
+        maxPayloadBytes: this.#options.maxPayloadBytes,
       });
       this.#sessions.add(session);
       this.#stats.connections += 1;

@@ -50,6 +50,8 @@ export interface VendorContext {
 export interface SessionLimits {
   readonly authTimeoutMs: number;
   readonly maxBufferBytes: number;
+  /** larger client frames get 400 and a 1009 close */
+  readonly maxPayloadBytes: number;
 }
 
 /** Codes after which the vendor closes the connection. */
@@ -184,6 +186,11 @@ export class VendorSession {
   #onMessage(data: Buffer, isBinary: boolean): void {
     this.inboundSizes.push(data.length);
     if (this.#context.stalled || this.#closing) return;
+    if (data.length > this.#limits.maxPayloadBytes) {
+      this.#sendError(400);
+      this.close(1009);
+      return;
+    }
     let message: unknown;
     try {
       message = decodeControlMessage(data, isBinary);

@@ -146,6 +146,11 @@ t.test('malformed client frames get 400 and the connection and its neighbours ca
   await huge.auth('huge', 's');
   huge.send(JSON.stringify({ action: 'subscribe', trades: Array.from({ length: 20000 }, (_, i) => `S${i}`) }));
   t.equal(await huge.closed, 1009, 'a frame over the payload limit is closed with 1009 (message too big)');
+  t.same(huge.messages.at(-1), { T: 'error', code: 400, msg: 'invalid syntax' }, 'after the 400 reply');
+  const enormous = await connect(t, sim.url('iex'));
+  await enormous.auth('enormous', 's');
+  enormous.send(Buffer.alloc(1024 * 1024, 0x20), { binary: false });
+  t.equal(await enormous.closed, 1009, 'a frame far over the limit is cut before it is buffered');
   const seen = neighbour.messages.length;
   await neighbour.until(() => neighbour.messages.length > seen + 5, 'more trades for the neighbour');
   t.equal(neighbour.closeCode, undefined, 'the neighbour never noticed');
