@@ -130,6 +130,12 @@ export function encodeUnits(messages: readonly WireValue[], encoding: Encoding):
   });
 }
 
+/** Encodes one message of the value model on its own, not in a frame (what clients send: auth, subscribe). */
+export function encodeMessage(message: WireValue, encoding: Encoding): Buffer {
+  const [unit] = encodeUnits([message], encoding);
+  return (unit as MessageUnit).encoded(encoding);
+}
+
 /** Encodes messages of the value model as one frame. */
 export function encodeFrame(messages: readonly WireValue[], encoding: Encoding): Buffer {
   return joinFrame(encodeUnits(messages, encoding), encoding);

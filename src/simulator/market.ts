@@ -8,7 +8,7 @@
  */
 import type { WireValue } from '../protocol/transcode.js';
 import { Timestamp } from '../protocol/timestamp.js';
-import type { Random } from './random.js';
+import type { Random } from '../random.js';
 
 /** Just below 2^53: the fifth trade of each symbol needs 64-bit precision. */
 export const DEFAULT_TRADE_ID_BASE = 2n ** 53n - 4n;

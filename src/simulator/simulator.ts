@@ -17,7 +17,7 @@ import { CHANNELS, type Channel, type Feed, FEEDS, isFeed, WILDCARD } from '../p
 import { encodeFrame, encodeUnits, type MessageUnit } from '../protocol/frame.js';
 import type { Timestamp } from '../protocol/timestamp.js';
 import { DEFAULT_TRADE_ID_BASE, type MarketMessage, SyntheticMarket } from './market.js';
-import { type Random, seededRandom } from './random.js';
+import { type Random, seededRandom } from '../random.js';
 import { type SimulatedPlan, type VendorContext, VendorSession } from './vendor-session.js';
 
 export interface SimulatedCredential {

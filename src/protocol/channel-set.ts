@@ -1,0 +1,98 @@
+import { CHANNELS, type Channel, type ChannelSymbols, emptyChannelSymbols, WILDCARD } from './channels.js';
+
+/** A set of symbols per channel, in insertion order: a subscription, desired or acknowledged. */
+export class ChannelSet {
+  readonly #sets: Record<Channel, Set<string>>;
+
+  constructor(lists?: Partial<Record<Channel, readonly string[]>>) {
+    this.#sets = Object.fromEntries(CHANNELS.map((c) => [c, new Set(lists?.[c] ?? [])])) as Record<Channel, Set<string>>;
+  }
+
+  /** A copy that shares nothing with this one. */
+  clone(): ChannelSet {
+    return new ChannelSet(this.toLists());
+  }
+
+  has(channel: Channel, symbol: string): boolean {
+    return this.#sets[channel].has(symbol);
+  }
+
+  /** Whether a message of `channel` for `symbol` is covered, by the symbol or by `*`. */
+  covers(channel: Channel, symbol: string | undefined): boolean {
+    const set = this.#sets[channel];
+    return set.has(WILDCARD) || (symbol !== undefined && set.has(symbol));
+  }
+
+  symbols(channel: Channel): ReadonlySet<string> {
+    return this.#sets[channel];
+  }
+
+  add(channel: Channel, symbol: string): void {
+    this.#sets[channel].add(symbol);
+  }
+
+  delete(channel: Channel, symbol: string): void {
+    this.#sets[channel].delete(symbol);
+  }
+
+  /** Adds every pair of `other`. */
+  addAll(other: ChannelSet | ChannelSymbols): void {
+    for (const [channel, symbol] of pairsOf(other)) this.add(channel, symbol);
+  }
+
+  /** Removes every pair of `other`. */
+  deleteAll(other: ChannelSet | ChannelSymbols): void {
+    for (const [channel, symbol] of pairsOf(other)) this.delete(channel, symbol);
+  }
+
+  /** The pairs of this set that `other` lacks. */
+  minus(other: ChannelSet): ChannelSet {
+    const out = new ChannelSet();
+    for (const [channel, symbol] of this.pairs()) if (!other.has(channel, symbol)) out.add(channel, symbol);
+    return out;
+  }
+
+  /** Every (channel, symbol) pair. */
+  *pairs(): Generator<[Channel, string]> {
+    for (const channel of CHANNELS) for (const symbol of this.#sets[channel]) yield [channel, symbol];
+  }
+
+  get isEmpty(): boolean {
+    return CHANNELS.every((c) => this.#sets[c].size === 0);
+  }
+
+  /** Number of (channel, symbol) pairs. */
+  get size(): number {
+    return CHANNELS.reduce((n, c) => n + this.#sets[c].size, 0);
+  }
+
+  /** Distinct explicit symbols across channels (`*` excluded): what a plan's symbol limit counts. */
+  get distinctSymbols(): number {
+    const all = new Set<string>();
+    for (const [, symbol] of this.pairs()) if (symbol !== WILDCARD) all.add(symbol);
+    return all.size;
+  }
+
+  equals(other: ChannelSet): boolean {
+    return CHANNELS.every((c) => this.#sets[c].size === other.#sets[c].size && [...this.#sets[c]].every((s) => other.#sets[c].has(s)));
+  }
+
+  /** Plain lists per channel (every channel present). */
+  toLists(): ChannelSymbols {
+    const lists = emptyChannelSymbols();
+    for (const channel of CHANNELS) lists[channel] = [...this.#sets[channel]];
+    return lists;
+  }
+
+  toJSON(): ChannelSymbols {
+    return this.toLists();
+  }
+}
+
+function* pairsOf(source: ChannelSet | ChannelSymbols): Generator<[Channel, string]> {
+  if (source instanceof ChannelSet) {
+    yield* source.pairs();
+    return;
+  }
+  for (const channel of CHANNELS) for (const symbol of source[channel] ?? []) yield [channel, symbol];
+}
