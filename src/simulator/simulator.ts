@@ -76,6 +76,8 @@ export interface SessionInfo {
 }
 
 export interface SimulatorStats {
+  /** upgrade requests received, refused ones included */
+  upgrades: number;
   /** upgrades accepted */
   connections: number;
   /** successful auths */
@@ -100,7 +102,7 @@ export class VendorSimulator extends EventEmitter {
   readonly #random: Random;
   readonly #market: SyntheticMarket;
   readonly #sessions = new Set<VendorSession>();
-  readonly #stats: SimulatorStats = { connections: 0, authentications: 0, maxConcurrentPerKey: 0, subscriptionChanges: 0, messagesSent: 0 };
+  readonly #stats: SimulatorStats = { upgrades: 0, connections: 0, authentications: 0, maxConcurrentPerKey: 0, subscriptionChanges: 0, messagesSent: 0 };
   readonly #injected: { auth: number[]; subscribe: number[] } = { auth: [], subscribe: [] };
   #server: Server | undefined;
   #wss: WebSocketServer | undefined;
@@ -213,9 +215,15 @@ export class VendorSimulator extends EventEmitter {
     this.#rate = rate;
   }
 
-  /** Drops every connection: a clean close with `code`, or a cut TCP connection when `terminate`. */
-  dropAll(options: { code?: number; terminate?: boolean } = {}): void {
-    for (const session of this.#sessions) session.close(options.code ?? 1011, options.terminate ?? false);
+  /**
+   * Drops every connection: a clean close with `code`, or a cut TCP connection when `terminate`;
+   * with `error`, the vendor's error message for that code goes out first (407 slow client…).
+   */
+  dropAll(options: { code?: number; terminate?: boolean; error?: number } = {}): void {
+    for (const session of this.#sessions) {
+      if (options.error !== undefined) session.sendError(options.error);
+      session.close(options.code ?? 1011, options.terminate ?? false);
+    }
   }
 
   /** Stops sending data and answering pings or requests for `ms` (a connected but mute vendor). */
@@ -319,6 +327,7 @@ export class VendorSimulator extends EventEmitter {
   }
 
   #onUpgrade(wss: WebSocketServer, req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    this.#stats.upgrades += 1;
     const path = new URL(req.url ?? '/', 'http://simulator').pathname;
     const match = /^\/v2\/([a-z_]+)$/.exec(path);
     const feed = match?.[1];

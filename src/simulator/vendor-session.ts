@@ -157,13 +157,14 @@ export class VendorSession {
     this.#socket.send(encodeFrame([message], this.encoding), { binary: this.encoding === 'msgpack' });
   }
 
-  #sendError(code: number): void {
+  /** Sends the vendor's error message for `code`. */
+  sendError(code: number): void {
     this.#sendControl({ T: 'error', code, msg: vendorErrorMessage(code) });
   }
 
   /** Sends the error; for the codes the vendor closes on, closes (and cuts it if the peer never answers). */
   #fail(code: number): void {
-    this.#sendError(code);
+    this.sendError(code);
     if (!CLOSING_CODES.has(code) || this.#closing) return;
     this.#closing = true;
     this.#clearAuthTimer();
@@ -187,7 +188,7 @@ export class VendorSession {
     this.inboundSizes.push(data.length);
     if (this.#context.stalled || this.#closing) return;
     if (data.length > this.#limits.maxPayloadBytes) {
-      this.#sendError(400);
+      this.sendError(400);
       this.close(1009);
       return;
     }
@@ -197,11 +198,11 @@ export class VendorSession {
     } catch (err) {
       if (!(err instanceof ProtocolError)) throw err;
       this.#context.logger.debug({ session: this.id, reason: err.message }, 'simulator: undecodable client frame');
-      this.#sendError(400);
+      this.sendError(400);
       return;
     }
     if (message === null || typeof message !== 'object' || Array.isArray(message)) {
-      this.#sendError(400);
+      this.sendError(400);
       return;
     }
     const record = message as Record<string, unknown>;
@@ -214,17 +215,17 @@ export class VendorSession {
         this.#changeSubscriptions(record.action, record, data.length);
         return;
       default:
-        this.#sendError(400);
+        this.sendError(400);
     }
   }
 
   #authenticate(key: unknown, secret: unknown): void {
     if (this.authenticated) {
-      this.#sendError(403);
+      this.sendError(403);
       return;
     }
     if (typeof key !== 'string' || typeof secret !== 'string') {
-      this.#sendError(400);
+      this.sendError(400);
       return;
     }
     const injected = this.#context.takeInjectedError('auth');
@@ -255,22 +256,22 @@ export class VendorSession {
 
   #changeSubscriptions(action: 'subscribe' | 'unsubscribe', request: Record<string, unknown>, frameBytes: number): void {
     if (!this.authenticated) {
-      this.#sendError(401);
+      this.sendError(401);
       return;
     }
     const parsed = parseChannels(request);
     if (typeof parsed === 'number') {
-      this.#sendError(parsed);
+      this.sendError(parsed);
       return;
     }
     const plan = this.#context.planFor(this.key as string);
     if (action === 'subscribe' && plan.wildcard === false && CHANNELS.some((c) => parsed[c].includes(WILDCARD))) {
-      this.#sendError(409);
+      this.sendError(409);
       return;
     }
     const injected = this.#context.takeInjectedError('subscribe');
     if (injected !== undefined) {
-      this.#sendError(injected);
+      this.sendError(injected);
       return;
     }
     // Apply to a copy first: a refused request leaves the set exactly as it was (vendor 405 rule).
@@ -282,7 +283,7 @@ export class VendorSession {
       }
     }
     if (plan.maxSymbols !== undefined && distinctSymbols(next) > plan.maxSymbols) {
-      this.#sendError(405);
+      this.sendError(405);
       return;
     }
     for (const channel of CHANNELS) this.#symbols[channel] = next[channel];

@@ -69,6 +69,8 @@ export interface StateChange {
   readonly to: LinkState;
   readonly at: number;
   readonly reason?: string;
+  /** for `backoff`: how long until the next attempt */
+  readonly delayMs?: number;
   readonly correlationId?: string;
 }
 
@@ -233,7 +235,7 @@ export class StreamManager extends EventEmitter<StreamManagerEvents> {
     const correlationId = details.correlationId ?? this.#operationId;
     const level = to === 'failed' ? 'error' : to === 'backoff' || to === 'breaker-open' ? 'warn' : 'info';
     this.#log(correlationId)[level]({ from, to, reason: details.reason, delayMs: details.delayMs }, 'vendor link state');
-    this.emit('state', { from, to, at: this.#since, reason: details.reason, correlationId });
+    this.emit('state', { from, to, at: this.#since, reason: details.reason, delayMs: details.delayMs, correlationId });
     if (to === 'live' || to === 'failed' || to === 'stopped') this.#settleLiveWaiters(to);
   }
 

@@ -10,14 +10,16 @@ import { type Encoding, encodeMessage } from '../protocol/frame.js';
 /** The largest subscribe/unsubscribe frame tickmux sends to the vendor. */
 export const MAX_REQUEST_BYTES = 32 * 1024;
 
-/** Bytes a symbol adds to a request at most: its text, quotes or a msgpack header, a comma. */
-function symbolCost(symbol: string): number {
-  return Buffer.byteLength(symbol) + 5;
+/** Bytes a symbol adds to a request at most: in JSON its quoted text and a comma, in msgpack its string header and bytes. */
+function symbolCost(symbol: string, encoding: Encoding): number {
+  if (encoding === 'json') return Buffer.byteLength(JSON.stringify(symbol)) + 1;
+  const length = Buffer.byteLength(symbol);
+  return length + (length < 32 ? 1 : length < 256 ? 2 : 3);
 }
 
-/** Bytes a channel key and its array header add at most. */
+/** Bytes a channel key and its (largest) array header add at most: `"key":[]` and a comma, or str + array32 header. */
 function channelCost(channel: Channel): number {
-  return channel.length + 10;
+  return channel.length + 6;
 }
 
 export interface SubscriptionRequest {
@@ -42,11 +44,10 @@ export function buildRequests(action: 'subscribe' | 'unsubscribe', set: ChannelS
   };
   for (const channel of CHANNELS) {
     for (const symbol of set.symbols(channel)) {
-      const cost = symbolCost(symbol) + (current[channel] === undefined ? channelCost(channel) : 0);
-      if (size + cost > maxBytes) flush();
-      const list = (current[channel] ??= []);
-      size += symbolCost(symbol) + (list.length === 0 ? channelCost(channel) : 0);
-      list.push(symbol);
+      const cost = (sym: string): number => symbolCost(sym, encoding) + (current[channel] === undefined ? channelCost(channel) : 0);
+      if (size + cost(symbol) > maxBytes) flush();
+      size += cost(symbol);
+      (current[channel] ??= []).push(symbol);
     }
   }
   flush();
