@@ -18,7 +18,8 @@ import { type ProtocolError, SubscriptionError, UpstreamError, VendorError } fro
 import type { Random } from '../random.js';
 import { ChannelSet } from '../protocol/channel-set.js';
 import { CHANNELS, type Channel, type ChannelSymbols } from '../protocol/channels.js';
-import type { Encoding, MessageUnit } from '../protocol/frame.js';
+import type { UpstreamConfig } from '../config.js';
+import type { MessageUnit } from '../protocol/frame.js';
 import type { Secret } from '../secret.js';
 import { Backoff } from './backoff.js';
 import { type BreakerState, ConnectBreaker, isBreakerOpenError } from './connect-breaker.js';
@@ -34,24 +35,29 @@ const TERMINAL_CODES = new Set([402, 408, 409, 411]);
 /** Channels whose silence means something: the watchdog only judges links that carry them. */
 const FLOWING_CHANNELS: readonly Channel[] = ['trades', 'quotes'];
 
-export interface StreamManagerOptions {
+/** The vendor-link settings of the configuration that the manager uses. */
+export type LinkSettings = Pick<
+  UpstreamConfig,
+  | 'encoding'
+  | 'connectTimeoutMs'
+  | 'authTimeoutMs'
+  | 'retryBaseMs'
+  | 'retryMaxMs'
+  | 'retryAfter406Ms'
+  | 'stableAfterMs'
+  | 'breakerFailures'
+  | 'breakerResetMs'
+  | 'heartbeatMs'
+  | 'pongTimeoutMs'
+  | 'staleAfterMs'
+  | 'stopTimeoutMs'
+  | 'subscribeTimeoutMs'
+>;
+
+export interface StreamManagerOptions extends LinkSettings {
   readonly url: string;
   readonly keyId: Secret;
   readonly secretKey: Secret;
-  readonly encoding: Encoding;
-  readonly connectTimeoutMs: number;
-  readonly authTimeoutMs: number;
-  readonly retryBaseMs: number;
-  readonly retryMaxMs: number;
-  readonly retryAfter406Ms: number;
-  readonly stableAfterMs: number;
-  readonly breakerFailures: number;
-  readonly breakerResetMs: number;
-  readonly heartbeatMs: number;
-  readonly pongTimeoutMs: number;
-  readonly staleAfterMs: number;
-  readonly stopTimeoutMs: number;
-  readonly subscribeTimeoutMs: number;
   readonly logger: Logger;
   readonly clock?: Clock;
   readonly random?: Random;

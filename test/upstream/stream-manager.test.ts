@@ -7,6 +7,7 @@ import { linkTo } from '../helpers/link.js';
 import { captureLogs } from '../helpers/log-capture.js';
 import { spawnNode } from '../helpers/processes.js';
 import { startSimulator } from '../helpers/simulator.js';
+import { eventually } from '../helpers/wait.js';
 
 /** Resolves on the next `event` from `emitter` (with a deadline that turns a hang into a failure). */
 function next<T>(emitter: { once(event: string, fn: (value: T) => void): unknown }, event: string): Promise<T> {
@@ -30,14 +31,7 @@ t.test('connects, authenticates, goes live and hands data to its consumer as mes
   );
   link.manager.setDesired(new ChannelSet({ trades: ['AAPL'] }));
   await link.manager.whenSynced();
-  await new Promise<void>((resolve) => {
-    const check = setInterval(() => {
-      if (link.units.length >= 20) {
-        clearInterval(check);
-        resolve();
-      }
-    }, 5);
-  });
+  await eventually(() => link.units.length >= 20, 'twenty messages');
   t.ok(link.units.every((u) => u.symbol === 'AAPL' && ['t', 'c', 'x'].includes(u.type ?? '')), 'only what was subscribed');
   const first = decodeMsgpack(link.units[0]!.encoded('msgpack')) as Record<string, unknown>;
   t.equal(first.T, 't');
@@ -238,16 +232,8 @@ t.test('a healthy vendor answers pings and the link stays up', async (t) => {
   link.manager.start();
   await link.manager.whenLive();
   for (let i = 0; i < 3; i++) {
-    const pong = new Promise<void>((resolve) => {
-      const check = setInterval(() => {
-        if (!link.clock.pending().some((p) => p.inMs === 5000)) {
-          clearInterval(check);
-          resolve();
-        }
-      }, 2);
-    });
     link.clock.advance(10_000);
-    await pong;
+    await eventually(() => !link.clock.pending().some((p) => p.inMs === 5000), 'the pong that clears the pong deadline');
   }
   link.clock.advance(4999);
   t.equal(link.manager.state, 'live');
@@ -266,14 +252,7 @@ t.test('the stale-data watchdog reconnects a silent link but not a quiet symbol 
   link.manager.setDesired(new ChannelSet({ trades: ['AAPL'] }));
   await link.manager.whenSynced();
   const before = link.units.length;
-  await new Promise<void>((resolve) => {
-    const check = setInterval(() => {
-      if (link.units.length > before + 10) {
-        clearInterval(check);
-        resolve();
-      }
-    }, 5);
-  });
+  await eventually(() => link.units.length > before + 10, 'trades flowing');
   sim.setRate(0); // connected, answering pings, and mute
   await new Promise((resolve) => setTimeout(resolve, 50)); // let in-flight frames land
   const from = link.states.length;
@@ -388,14 +367,7 @@ t.test('a throwing consumer does not stop data', async (t) => {
   link.manager.start();
   await link.manager.whenLive();
   link.manager.setDesired(new ChannelSet({ quotes: ['AAPL'] }));
-  await new Promise<void>((resolve) => {
-    const check = setInterval(() => {
-      if (calls > 10) {
-        clearInterval(check);
-        resolve();
-      }
-    }, 5);
-  });
+  await eventually(() => calls > 10, 'data after the consumer threw');
   t.equal(link.manager.stats.consumerErrors, 3);
   t.equal(link.manager.state, 'live');
   t.ok(link.logs().some((l) => l.includes('data consumer threw') && l.includes('consumer bug')), 'logged with the error');
