@@ -1,15 +1,14 @@
 /**
- * The process entry point: validates the configuration (one line and exit 1 when wrong), builds
- * the logger, serves, and stops cleanly on SIGTERM/SIGINT.
- *
- * Until the gateway lands (issue: fan-out), `npm start` serves the embedded simulated vendor on
- * HOST:PORT, so Alpaca clients can already connect to `ws://HOST:PORT/v2/{feed}`.
+ * The process entry point (`npm start`): validates the configuration (one line and exit 1 when
+ * wrong), builds the logger, serves the app, and on SIGTERM/SIGINT closes clients with 1001,
+ * stops the vendor link and exits 0 within SHUTDOWN_GRACE_MS.
  */
 import closeWithGrace from 'close-with-grace';
+import Fastify from 'fastify';
+import app from './app.js';
 import { type Config, loadConfig } from './config.js';
 import { ConfigError } from './errors.js';
 import { createLogger } from './logger.js';
-import { VendorSimulator } from './simulator/index.js';
 
 function readConfig(): Config {
   try {
@@ -25,20 +24,14 @@ function readConfig(): Config {
 
 const config = readConfig();
 const logger = createLogger(config.logLevel);
-const credentials =
-  config.clients.keys === undefined ? undefined : [...config.clients.keys].map(([key, secret]) => ({ key, secret: secret.reveal() }));
-const simulator = new VendorSimulator({
-  host: config.host,
-  port: config.port,
-  rate: config.simulatorRate,
-  credentials,
-  logger: logger.child({ component: 'simulator' }),
-});
-await simulator.start();
-logger.info({ url: simulator.url(config.upstream.feed) }, 'tickmux serving the simulated vendor');
+const fastify = Fastify({ loggerInstance: logger });
+await fastify.register(app, { config });
 
-closeWithGrace({ delay: config.shutdownGraceMs }, async ({ err, signal }) => {
+closeWithGrace({ delay: config.shutdownGraceMs, logger }, async ({ err, signal }) => {
   if (err !== undefined) logger.error({ err }, 'stopping after an error');
   else logger.info({ signal }, 'stopping');
-  await simulator.stop();
+  await fastify.close();
 });
+
+const address = await fastify.listen({ host: config.host, port: config.port });
+logger.info({ address, stream: `${address.replace(/^http/, 'ws')}/v2/${config.upstream.feed}`, upstream: config.upstream.url === undefined ? 'embedded simulator' : 'vendor' }, 'tickmux ready');

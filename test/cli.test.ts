@@ -44,14 +44,6 @@ t.test('the server refuses a wrong configuration with exit 1 and one line', asyn
   t.notMatch(open.stderr(), 'token-never-printed');
 });
 
-t.test('npm start serves the simulated vendor on PORT until the gateway lands', async (t) => {
-  const proc = spawnNode(t, ['dist/src/server.js'], { PORT: '0', LOG_LEVEL: 'info' });
-  const line = JSON.parse(await proc.line(/tickmux serving/)) as { url: string };
-  t.match(line.url, /^ws:\/\/127\.0\.0\.1:\d+\/v2\/iex$/);
-  proc.child.kill('SIGTERM');
-  t.equal(await proc.exited, 0);
-});
-
 t.test('a script that starts and stops a simulator with a client exits on its own', async (t) => {
   const script = `
     import { VendorSimulator } from './dist/src/simulator/index.js';

@@ -1,0 +1,52 @@
+/**
+ * `GET /v2/{feed}`: the vendor's stream protocol, served to clients (DESIGN.md §3). The route
+ * only checks the feed and the upgrade headers; the hub does the rest.
+ */
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { Type } from '@sinclair/typebox';
+
+const Params = Type.Object({ feed: Type.String() });
+const Query = Type.Object({
+  snapshot: Type.Optional(Type.Union([Type.Literal('1'), Type.Literal('0'), Type.Literal('true'), Type.Literal('false')])),
+  events: Type.Optional(Type.Union([Type.Literal('1'), Type.Literal('0'), Type.Literal('true'), Type.Literal('false')])),
+});
+
+type StreamRequest = FastifyRequest<{ Params: { feed: string }; Querystring: { snapshot?: string; events?: string } }>;
+
+function header(request: FastifyRequest, name: string): string | undefined {
+  const value = request.headers[name];
+  return Array.isArray(value) ? value[0] : value;
+}
+
+const enabled = (value: string | undefined): boolean => value === '1' || value === 'true';
+
+export default async function streamRoutes(fastify: FastifyInstance): Promise<void> {
+  const served = fastify.config.upstream.feed;
+
+  /** Another feed than the one served: refuse the upgrade with 404 and say which feed is served. */
+  async function checkFeed(request: StreamRequest, reply: FastifyReply): Promise<void> {
+    if (request.params.feed !== served) {
+      await reply.code(404).send({ error: 'unknown feed', feed: request.params.feed, served, url: `/v2/${served}` });
+    }
+  }
+
+  fastify.route<{ Params: { feed: string }; Querystring: { snapshot?: string; events?: string } }>({
+    method: 'GET',
+    url: '/v2/:feed',
+    schema: { params: Params, querystring: Query },
+    preValidation: checkFeed,
+    handler: async (_request, reply) => {
+      await reply.code(426).header('upgrade', 'websocket').send({ error: 'upgrade required', message: 'this endpoint speaks WebSocket' });
+    },
+    wsHandler: (socket, request) => {
+      const contentType = (header(request, 'content-type') ?? '').toLowerCase();
+      fastify.gateway.hub.accept(socket, {
+        encoding: contentType.startsWith('application/msgpack') ? 'msgpack' : 'json',
+        options: { snapshot: enabled(request.query.snapshot), events: enabled(request.query.events) },
+        remoteAddress: request.ip,
+        headerKey: header(request, 'apca-api-key-id'),
+        headerSecret: header(request, 'apca-api-secret-key'),
+      });
+    },
+  });
+}

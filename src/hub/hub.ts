@@ -1,0 +1,281 @@
+/**
+ * The fan-out: vendor messages to the clients that hold them (DESIGN.md §6).
+ *
+ * Hot path: each vendor frame arrives as message units (byte ranges of the vendor's frame). A
+ * unit is routed by a lookup of (channel, symbol) in the index plus the channel's wildcard
+ * holders, and added to each client's batch; at the end of the event-loop turn every touched
+ * client gets one frame. A unit converts to the other encoding at most once (cached on the unit),
+ * and a batch that every client of an encoding shares is joined once for all of them.
+ */
+import { type Logger } from 'pino';
+import type { WebSocket } from 'ws';
+import type { ClientsConfig } from '../config.js';
+import type { Clock } from '../clock.js';
+import { ChannelSet } from '../protocol/channel-set.js';
+import { type Channel, type ChannelSymbols, TYPE_TO_CHANNEL } from '../protocol/channels.js';
+import { type Encoding, joinFrame, type MessageUnit } from '../protocol/frame.js';
+import type { LinkState, Refusal, StateChange } from '../upstream/stream-manager.js';
+import { ClientAuthenticator } from './client-auth.js';
+import { ClientSession, type SessionHost, type SessionOptions } from './client-session.js';
+import { LastValues } from './last-values.js';
+import type { QueueCounters } from './outbound-queue.js';
+import { SubscriptionIndex } from './subscription-index.js';
+
+/** The part of the vendor link the hub uses. */
+export interface UpstreamLink {
+  readonly state: LinkState;
+  setDesired(set: ChannelSet, options?: { correlationId?: string }): void;
+  on(event: 'refused', listener: (refusal: Refusal) => void): unknown;
+  on(event: 'state', listener: (change: StateChange) => void): unknown;
+}
+
+export interface HubOptions {
+  readonly clients: ClientsConfig;
+  /** the plan's distinct-symbol limit upstream (0: none) */
+  readonly upstreamMaxSymbols: number;
+  readonly link: UpstreamLink;
+  readonly logger: Logger;
+  readonly clock: Clock;
+}
+
+export interface HubStats extends QueueCounters {
+  connected: number;
+  authenticated: number;
+  messagesIn: number;
+  slowClientCloses: number;
+  rejectedConnections: number;
+}
+
+/** What the upgrade request says about a new client. */
+export interface ClientInfo {
+  readonly encoding: Encoding;
+  readonly options: SessionOptions;
+  readonly remoteAddress: string;
+  readonly headerKey?: string;
+  readonly headerSecret?: string;
+}
+
+export class Hub {
+  readonly #options: HubOptions;
+  readonly #logger: Logger;
+  readonly #auth: ClientAuthenticator;
+  readonly #index = new SubscriptionIndex<ClientSession>();
+  readonly #lastValues = new LastValues();
+  readonly #sessions = new Set<ClientSession>();
+  readonly #authenticated = new Set<ClientSession>();
+  readonly #eventListeners = new Set<ClientSession>();
+  /** clients touched this turn → units routed to them by `onData` (-1: something else was queued too) */
+  #dirty = new Map<ClientSession, number>();
+  #turnUnits = 0;
+  readonly #closeWaiters = new Map<ClientSession, () => void>();
+  #flushScheduled = false;
+  readonly #stats: HubStats = {
+    connected: 0,
+    authenticated: 0,
+    messagesIn: 0,
+    messagesOut: 0,
+    bytesOut: 0,
+    conflated: 0,
+    slowClientCloses: 0,
+    rejectedConnections: 0,
+  };
+  readonly #host: SessionHost;
+
+  constructor(options: HubOptions) {
+    this.#options = options;
+    this.#logger = options.logger.child({ component: 'hub' });
+    this.#auth = new ClientAuthenticator(options.clients.keys);
+    this.#host = this.#makeHost();
+    options.link.on('refused', (refusal) => this.#onRefused(refusal));
+    options.link.on('state', (change) => this.#onLinkState(change));
+  }
+
+  get stats(): Readonly<HubStats> {
+    return { ...this.#stats, connected: this.#sessions.size, authenticated: this.#authenticated.size };
+  }
+
+  /** Takes a new client connection; over MAX_CLIENTS it gets 406 and is closed. */
+  accept(socket: WebSocket, info: ClientInfo): ClientSession | undefined {
+    const session = new ClientSession(socket, info.encoding, info.options, info.remoteAddress, this.#host);
+    if (this.#sessions.size >= this.#options.clients.maxClients) {
+      this.#stats.rejectedConnections += 1;
+      this.#logger.warn({ remote: info.remoteAddress, maxClients: this.#options.clients.maxClients }, 'client refused: connection limit');
+      session.fail(406);
+      return undefined;
+    }
+    this.#sessions.add(session);
+    session.open(info.headerKey, info.headerSecret);
+    return session;
+  }
+
+  /** The vendor link's consumer: routes one frame's units to the clients that hold them. */
+  onData(units: MessageUnit[]): void {
+    this.#stats.messagesIn += units.length;
+    this.#turnUnits += units.length;
+    for (const unit of units) {
+      const channel = unit.type === undefined ? undefined : TYPE_TO_CHANNEL[unit.type];
+      if (channel === undefined) {
+        // The vendor may add message types at any time; they go to every client unchanged.
+        for (const session of this.#authenticated) this.#deliver(session, unit);
+        continue;
+      }
+      this.#lastValues.store(unit);
+      const explicit = unit.symbol === undefined ? undefined : this.#index.holders(channel, unit.symbol);
+      if (explicit !== undefined) for (const session of explicit) this.#deliver(session, unit);
+      const wildcard = this.#index.wildcardHolders(channel);
+      if (wildcard !== undefined) {
+        for (const session of wildcard) if (explicit === undefined || !explicit.has(session)) this.#deliver(session, unit);
+      }
+    }
+    this.#scheduleFlush();
+  }
+
+  #deliver(session: ClientSession, unit: MessageUnit): void {
+    session.queue.enqueue(unit);
+    const routed = this.#dirty.get(session);
+    this.#dirty.set(session, routed === undefined ? 1 : routed < 0 ? routed : routed + 1);
+  }
+
+  #scheduleFlush(): void {
+    if (this.#flushScheduled) return;
+    this.#flushScheduled = true;
+    // After every I/O callback of this turn: frames that arrived together go out together.
+    setImmediate(() => this.#flush());
+  }
+
+  #flush(): void {
+    this.#flushScheduled = false;
+    const dirty = this.#dirty;
+    const turnUnits = this.#turnUnits;
+    this.#dirty = new Map();
+    this.#turnUnits = 0;
+    const shared = new Map<Encoding, Buffer>();
+    for (const [session, routed] of dirty) {
+      const pending = session.queue.pending;
+      if (pending.length === 0) continue;
+      // A client that got every unit of the turn and nothing else (a broadcast) shares one joined frame.
+      let frame: Buffer | undefined;
+      if (routed === turnUnits && pending.length === routed) {
+        frame = shared.get(session.encoding);
+        if (frame === undefined) {
+          frame = joinFrame(pending, session.encoding);
+          shared.set(session.encoding, frame);
+        }
+      }
+      session.queue.flush(frame);
+    }
+  }
+
+  /** Pins (operator) pairs so the vendor keeps them with no client holding them. */
+  setPinned(pinned: ChannelSet, correlationId?: string): void {
+    this.#index.setPinned(pinned);
+    this.#options.link.setDesired(this.#index.union(), { correlationId });
+  }
+
+  get pinned(): ChannelSet {
+    return this.#index.pinned;
+  }
+
+  /** Pairs held by clients. */
+  clientUnion(): ChannelSymbols {
+    return this.#index.clientUnion().toLists();
+  }
+
+  /** Pairs the vendor should hold (clients ∪ pinned). */
+  desired(): ChannelSet {
+    return this.#index.union();
+  }
+
+  /** Closes every client with `code` (1001 on shutdown) and waits for them to go. */
+  async closeAll(code = 1001, reason = 'going away'): Promise<void> {
+    const closed = [...this.#sessions].map(
+      (session) =>
+        new Promise<void>((resolve) => {
+          if (!this.#sessions.has(session)) return resolve();
+          this.#closeWaiters.set(session, resolve);
+          session.close(code, reason);
+        }),
+    );
+    await Promise.all(closed);
+  }
+
+  #makeHost(): SessionHost {
+    const clients = this.#options.clients;
+    return {
+      logger: this.#logger,
+      clock: this.#options.clock,
+      limits: {
+        highWaterBytes: clients.highWaterBytes,
+        maxBufferBytes: clients.maxBufferBytes,
+        maxSymbolsPerClient: clients.maxSymbolsPerClient,
+        authTimeoutMs: clients.authTimeoutMs,
+        maxMessageBytes: clients.maxMessageBytes,
+      },
+      counters: this.#stats,
+      authenticate: (key, secret) => this.#auth.check(key, secret),
+      admit: (_session, add) => this.#admit(add),
+      apply: (session, add, remove) => {
+        this.#index.remove(session, remove.pairs());
+        this.#index.add(session, add.pairs());
+        this.#options.link.setDesired(this.#index.union());
+      },
+      snapshot: (add) => {
+        const units: MessageUnit[] = [];
+        for (const [channel, symbol] of add.pairs()) units.push(...this.#lastValues.get(channel, symbol));
+        return units;
+      },
+      scheduleFlush: (session) => {
+        this.#dirty.set(session, -1);
+        this.#scheduleFlush();
+      },
+      onAuthenticated: (session) => {
+        this.#authenticated.add(session);
+        if (session.options.events) this.#eventListeners.add(session);
+      },
+      onSlowClient: (session) => {
+        this.#stats.slowClientCloses += 1;
+        this.#logger.warn({ client: session.id, clientKey: session.key, buffered: session.queue.bufferedBytes }, 'slow client closed with 407');
+      },
+      onClosed: (session) => {
+        this.#sessions.delete(session);
+        this.#authenticated.delete(session);
+        this.#eventListeners.delete(session);
+        this.#dirty.delete(session);
+        this.#closeWaiters.get(session)?.();
+        this.#closeWaiters.delete(session);
+      },
+    };
+  }
+
+  /** Refuses a subscription that would take the vendor past the plan's symbol limit. */
+  #admit(add: ChannelSet): number | undefined {
+    const limit = this.#options.upstreamMaxSymbols;
+    if (limit === 0 || add.isEmpty) return undefined;
+    const next = this.#index.union();
+    next.addAll(add);
+    return next.distinctSymbols > limit ? 405 : undefined;
+  }
+
+  /** A vendor refusal reaches every client that holds a refused pair. */
+  #onRefused(refusal: Refusal): void {
+    if (refusal.action !== 'subscribe') return;
+    const refused = new ChannelSet(refusal.set);
+    const affected = new Set<ClientSession>();
+    for (const [channel, symbol] of refused.pairs()) {
+      for (const session of this.#index.holders(channel as Channel, symbol) ?? []) affected.add(session);
+    }
+    this.#logger.warn({ code: refusal.code, pairs: refused.size, clients: affected.size, correlationId: refusal.correlationId }, 'vendor refused symbols');
+    for (const session of affected) session.refuse(refusal.code, refusal.message, refused);
+  }
+
+  /** `?events=1` clients hear when the vendor link goes down and comes back. */
+  #onLinkState(change: StateChange): void {
+    let event: string | undefined;
+    if (change.to === 'live') event = 'upstream_up';
+    else if (change.from === 'live') event = 'upstream_down';
+    if (event === undefined) return;
+    for (const session of this.#eventListeners) {
+      session.sendControl({ T: 'gateway', event, state: change.to, reason: change.reason });
+    }
+  }
+}

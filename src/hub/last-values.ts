@@ -1,0 +1,41 @@
+/**
+ * The last message seen per (channel, symbol), for `?snapshot=1`: a client that subscribes gets
+ * the latest trade, quote, bar… of each newly subscribed symbol at once instead of waiting.
+ */
+import { type Channel, TYPE_TO_CHANNEL } from '../protocol/channels.js';
+import type { MessageUnit } from '../protocol/frame.js';
+
+/** Corrections and cancels refer to earlier trades; they are not "the last trade". */
+const NOT_CACHED = new Set(['c', 'x']);
+
+export class LastValues {
+  readonly #values = new Map<Channel, Map<string, MessageUnit>>();
+
+  /** Remembers `unit` if it is the kind of message a snapshot carries. */
+  store(unit: MessageUnit): void {
+    if (unit.type === undefined || unit.symbol === undefined || NOT_CACHED.has(unit.type)) return;
+    const channel = TYPE_TO_CHANNEL[unit.type];
+    if (channel === undefined) return;
+    let bySymbol = this.#values.get(channel);
+    if (bySymbol === undefined) {
+      bySymbol = new Map();
+      this.#values.set(channel, bySymbol);
+    }
+    bySymbol.set(unit.symbol, unit);
+  }
+
+  /** The last message of `channel` for `symbol`; for `*`, the last of every symbol. */
+  get(channel: Channel, symbol: string): MessageUnit[] {
+    const bySymbol = this.#values.get(channel);
+    if (bySymbol === undefined) return [];
+    if (symbol === '*') return [...bySymbol.values()];
+    const unit = bySymbol.get(symbol);
+    return unit === undefined ? [] : [unit];
+  }
+
+  get size(): number {
+    let n = 0;
+    for (const bySymbol of this.#values.values()) n += bySymbol.size;
+    return n;
+  }
+}

@@ -1,0 +1,160 @@
+/**
+ * What one client has yet to receive, and the slow-consumer rules (DESIGN.md §6).
+ *
+ * The fan-out adds units during an event-loop turn and calls `flush()` once at its end, so a
+ * client gets at most one data frame per turn. While the bytes handed to its socket and not yet
+ * written out stay under the high-water mark, each flush sends at once. Above it, units wait in
+ * a backlog where state channels (quotes, bars, statuses, LULDs) keep only the latest message per
+ * symbol — trades, corrections, cancels, imbalances and unknown types are kept, every one, in
+ * order. The backlog drains as the socket's writes complete. Past the hard limit the queue
+ * reports an overflow and the owner closes the client with 407.
+ */
+import { type Encoding, joinFrame, type MessageUnit } from '../protocol/frame.js';
+
+/** Types whose latest message replaces the previous one for the same symbol when a client lags. */
+const CONFLATABLE = new Set(['q', 'b', 'u', 'd', 's', 'l']);
+
+/** A drained backlog goes out in frames of about this size, not one huge frame. */
+const DRAIN_FRAME_BYTES = 256 * 1024;
+
+export interface QueueLimits {
+  readonly highWaterBytes: number;
+  readonly maxBufferBytes: number;
+}
+
+/** Writes a frame; `done` is called once the socket has written it out (or failed to). */
+export type FrameWriter = (frame: Buffer, done: (err?: Error) => void) => void;
+
+export interface QueueCounters {
+  conflated: number;
+  messagesOut: number;
+  bytesOut: number;
+}
+
+export class OutboundQueue {
+  readonly encoding: Encoding;
+  readonly #write: FrameWriter;
+  readonly #limits: QueueLimits;
+  readonly #onOverflow: () => void;
+  readonly #counters: QueueCounters;
+  #batch: MessageUnit[] = [];
+  readonly #backlog = new Map<string | number, MessageUnit>();
+  #backlogBytes = 0;
+  #seq = 0;
+  #inFlight = 0;
+  #closed = false;
+
+  constructor(encoding: Encoding, write: FrameWriter, limits: QueueLimits, onOverflow: () => void, counters: QueueCounters) {
+    this.encoding = encoding;
+    this.#write = write;
+    this.#limits = limits;
+    this.#onOverflow = onOverflow;
+    this.#counters = counters;
+  }
+
+  /** Bytes written to the socket but not yet out, plus the backlog. */
+  get bufferedBytes(): number {
+    return this.#inFlight + this.#backlogBytes;
+  }
+
+  get backlogSize(): number {
+    return this.#backlog.size;
+  }
+
+  /** Adds a data unit to this turn's batch. */
+  enqueue(unit: MessageUnit): void {
+    if (!this.#closed) this.#batch.push(unit);
+  }
+
+  get pending(): readonly MessageUnit[] {
+    return this.#batch;
+  }
+
+  /**
+   * Sends this turn's batch as one frame, or adds it to the backlog when the client lags.
+   * `shared` is the batch already joined in this encoding, when other clients got the same batch.
+   */
+  flush(shared?: Buffer): void {
+    const batch = this.#batch;
+    if (batch.length === 0 || this.#closed) return;
+    this.#batch = [];
+    if (this.#backlog.size === 0 && this.#inFlight < this.#limits.highWaterBytes) {
+      this.#send(shared ?? joinFrame(batch, this.encoding), batch.length);
+      return;
+    }
+    for (const unit of batch) this.#toBacklog(unit);
+    if (this.bufferedBytes > this.#limits.maxBufferBytes) this.#overflow();
+  }
+
+  /** Sends a control frame now, ahead of any backlog (replies must not wait behind data). */
+  sendControl(frame: Buffer): void {
+    if (!this.#closed) this.#send(frame, 0);
+  }
+
+  /** Drops queued data units `keep` rejects (an unsubscribe was acknowledged for them). */
+  purge(keep: (unit: MessageUnit) => boolean): void {
+    this.#batch = this.#batch.filter(keep);
+    for (const [key, unit] of this.#backlog) {
+      if (keep(unit)) continue;
+      this.#backlog.delete(key);
+      this.#backlogBytes -= unit.byteLength(this.encoding);
+    }
+  }
+
+  /** Stops sending and forgets everything queued. */
+  close(): void {
+    this.#closed = true;
+    this.#batch = [];
+    this.#backlog.clear();
+    this.#backlogBytes = 0;
+  }
+
+  #toBacklog(unit: MessageUnit): void {
+    const bytes = unit.byteLength(this.encoding);
+    let key: string | number;
+    if (unit.type !== undefined && CONFLATABLE.has(unit.type) && unit.symbol !== undefined) {
+      key = `${unit.type}\u0000${unit.symbol}`;
+      const older = this.#backlog.get(key);
+      if (older !== undefined) {
+        // Delete first so the latest value takes the position of the latest update.
+        this.#backlog.delete(key);
+        this.#backlogBytes -= older.byteLength(this.encoding);
+        this.#counters.conflated += 1;
+      }
+    } else {
+      key = this.#seq++;
+    }
+    this.#backlog.set(key, unit);
+    this.#backlogBytes += bytes;
+  }
+
+  #send(frame: Buffer, messages: number): void {
+    this.#inFlight += frame.length;
+    this.#counters.messagesOut += messages;
+    this.#counters.bytesOut += frame.length;
+    this.#write(frame, () => {
+      this.#inFlight -= frame.length;
+      this.#drain();
+    });
+  }
+
+  #drain(): void {
+    while (!this.#closed && this.#backlog.size > 0 && this.#inFlight < this.#limits.highWaterBytes) {
+      const units: MessageUnit[] = [];
+      let bytes = 0;
+      for (const [key, unit] of this.#backlog) {
+        units.push(unit);
+        bytes += unit.byteLength(this.encoding);
+        this.#backlog.delete(key);
+        if (bytes >= DRAIN_FRAME_BYTES) break;
+      }
+      this.#backlogBytes -= bytes;
+      this.#send(joinFrame(units, this.encoding), units.length);
+    }
+  }
+
+  #overflow(): void {
+    this.close();
+    this.#onOverflow();
+  }
+}

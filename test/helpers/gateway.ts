@@ -1,0 +1,52 @@
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import fp from 'fastify-plugin';
+import type { Test } from 'tap';
+import app from '../../src/app.js';
+import type { Clock } from '../../src/clock.js';
+import { loadConfig } from '../../src/config.js';
+import type { Gateway } from '../../src/hub/gateway.js';
+import { captureLogs } from './log-capture.js';
+import { type ClientOptions, StreamClient } from './stream-client.js';
+
+export interface GatewayFixture {
+  app: FastifyInstance;
+  gateway: Gateway;
+  /** `ws://127.0.0.1:PORT/v2/{feed}` (with a query string if given) */
+  url(query?: string, feed?: string): string;
+  /** `http://127.0.0.1:PORT` */
+  base: string;
+  logs: () => string[];
+  /** a connected client that the teardown closes */
+  connect(options?: ClientOptions & { query?: string }): Promise<StreamClient>;
+}
+
+/**
+ * The real app on 127.0.0.1:0 with `env` as its environment (the embedded simulator unless
+ * UPSTREAM_URL is given), its logs captured; the teardown closes it.
+ */
+export async function startGateway(t: Test, env: Record<string, string> = {}, clock?: Clock): Promise<GatewayFixture> {
+  const config = loadConfig({ SIMULATOR_RATE: '0', ...env });
+  const { logger, lines } = captureLogs(env.LOG_LEVEL ?? 'info');
+  const fastify: FastifyInstance = Fastify({ loggerInstance: logger as FastifyBaseLogger });
+  // Registered through fastify-plugin so the test sees the app's decorators (`gateway`), as fastify/demo's tests do.
+  await fastify.register(fp(app), { config, clock });
+  t.teardown(() => fastify.close());
+  await fastify.listen({ host: '127.0.0.1', port: 0 });
+  const address = fastify.server.address() as { port: number };
+  const base = `http://127.0.0.1:${address.port}`;
+  const feed = config.upstream.feed;
+  const url = (query = '', which: string = feed): string => `ws://127.0.0.1:${address.port}/v2/${which}${query ? `?${query}` : ''}`;
+  return {
+    app: fastify,
+    gateway: fastify.gateway,
+    url,
+    base,
+    logs: lines,
+    connect: async (options = {}) => {
+      const client = new StreamClient(url(options.query ?? ''), options);
+      t.teardown(() => client.close());
+      await client.opened();
+      return client;
+    },
+  };
+}
