@@ -1,0 +1,54 @@
+import t from 'tap';
+import { startGateway } from '../helpers/gateway.js';
+import type { Message, StreamClient } from '../helpers/stream-client.js';
+import { eventually } from '../helpers/wait.js';
+
+function pause(client: StreamClient): void {
+  (client.socket as unknown as { _socket: { pause(): void } })._socket.pause();
+}
+function resume(client: StreamClient): void {
+  (client.socket as unknown as { _socket: { resume(): void } })._socket.resume();
+}
+
+/** Trade ids of `symbol` in arrival order. */
+const tradeIds = (messages: Message[], symbol: string): bigint[] => messages.filter((m) => m.T === 't' && m.S === symbol).map((m) => BigInt(m.i as bigint));
+
+t.test('a stalled client is conflated, then closed with 407, while a healthy one keeps every trade', async (t) => {
+  const gw = await startGateway(t, {
+    SIMULATOR_RATE: '30000',
+    CLIENT_HIGH_WATER_BYTES: '65536',
+    CLIENT_MAX_BUFFER_BYTES: '4194304',
+  });
+  const hub = gw.gateway.hub;
+  const healthy = await gw.connect({ encoding: 'msgpack' });
+  const stalled = await gw.connect();
+  await healthy.auth('healthy', 's');
+  await stalled.auth('stalled', 's');
+  const request = { action: 'subscribe', trades: ['AAPL', 'MSFT'], quotes: ['AAPL', 'MSFT', 'NVDA', 'TSLA'] } as const;
+  await healthy.request({ ...request, trades: [...request.trades], quotes: [...request.quotes] });
+  await stalled.request({ ...request, trades: [...request.trades], quotes: [...request.quotes] });
+  await eventually(() => tradeIds(healthy.messages, 'AAPL').length > 20, 'trades flowing');
+
+  pause(stalled); // stops reading: kernel buffers fill, then the gateway's
+  await eventually(() => hub.stats.conflated > 0, 'quotes conflated for the lagging client');
+  await eventually(() => hub.stats.slowClientCloses === 1, 'the lagging client closed as slow');
+  const healthyAtClose = healthy.messages.length;
+  await eventually(() => healthy.messages.length > healthyAtClose + 500, 'the healthy client still receiving');
+  resume(stalled);
+  t.equal(await stalled.closed, 1008, 'closed by the gateway');
+  t.same(stalled.messages.find((m) => m.T === 'error'), { T: 'error', code: 407, msg: 'slow client' }, 'and told why, once it read again');
+
+  for (const symbol of ['AAPL', 'MSFT']) {
+    const ids = tradeIds(healthy.messages, symbol);
+    const gaps = ids.filter((id, i) => i > 0 && id !== ids[i - 1]! + 1n && id !== ids[i - 1]! + 2n);
+    // Ids run one by one per symbol; a correction takes an id too, so +2 is a correction in between.
+    t.same(gaps, [], `${symbol}: ${ids.length} trades with no gap`);
+  }
+  const stalledAapl = tradeIds(stalled.messages, 'AAPL');
+  t.ok(
+    stalledAapl.every((id, i) => i === 0 || id === stalledAapl[i - 1]! + 1n || id === stalledAapl[i - 1]! + 2n),
+    `the stalled client got no trade out of order or skipped before its close (${stalledAapl.length} trades)`,
+  );
+  t.equal(healthy.closeCode, undefined);
+  t.equal(gw.gateway.link.state, 'live', 'the vendor link never noticed');
+});

@@ -1,0 +1,120 @@
+import t from 'tap';
+import { ClientAuthenticator } from '../../src/hub/client-auth.js';
+import { OutboundQueue, type QueueCounters } from '../../src/hub/outbound-queue.js';
+import { SubscriptionIndex } from '../../src/hub/subscription-index.js';
+import { ChannelSet } from '../../src/protocol/channel-set.js';
+import { decodeFrame, encodeUnits, type MessageUnit } from '../../src/protocol/frame.js';
+import { Timestamp } from '../../src/protocol/timestamp.js';
+import { Secret } from '../../src/secret.js';
+
+const t0 = new Timestamp(1704205800, 1);
+const trade = (symbol: string, i: number): MessageUnit => encodeUnits([{ T: 't', S: symbol, i, p: 1.5, s: 1, t: t0 }], 'msgpack')[0]!;
+const quote = (symbol: string, bp: number): MessageUnit => encodeUnits([{ T: 'q', S: symbol, bp, ap: bp + 0.01, t: t0 }], 'msgpack')[0]!;
+
+/** A queue over a fake socket whose writes complete only when the test says so. */
+function fixture(highWaterBytes: number, maxBufferBytes: number) {
+  const written: { frame: Buffer }[] = [];
+  const unfinished: (() => void)[] = [];
+  const counters: QueueCounters = { conflated: 0, messagesOut: 0, bytesOut: 0 };
+  let overflowed = 0;
+  const write = (frame: Buffer, done: () => void): void => {
+    written.push({ frame });
+    unfinished.push(done);
+  };
+  const queue = new OutboundQueue('json', write, { highWaterBytes, maxBufferBytes }, () => overflowed++, counters);
+  /** The socket writes out everything it holds (and whatever that lets drain). */
+  const complete = (): void => {
+    while (unfinished.length > 0) unfinished.shift()!();
+  };
+  const messages = (): Record<string, unknown>[] => written.flatMap((w) => decodeFrame(w.frame, 'json') as Record<string, unknown>[]);
+  return { queue, written, counters, complete, messages, overflows: () => overflowed };
+}
+
+t.test('under the high-water mark each flush sends one frame with the whole batch', async (t) => {
+  const f = fixture(1 << 20, 8 << 20);
+  f.queue.enqueue(trade('A', 1));
+  f.queue.enqueue(quote('A', 10));
+  f.queue.flush();
+  t.equal(f.written.length, 1, 'one frame per flush');
+  t.same(f.messages().map((m) => m.T), ['t', 'q']);
+  t.equal(f.counters.messagesOut, 2);
+});
+
+t.test('a lagging client: quotes conflate to the latest per symbol, trades are all kept, in order', async (t) => {
+  const f = fixture(10, 1 << 20); // the first frame puts it over the mark
+  f.queue.enqueue(trade('A', 1));
+  f.queue.flush();
+  const feed = [quote('A', 10), trade('A', 2), quote('B', 20), quote('A', 11), trade('A', 3), quote('A', 12), quote('B', 21)];
+  for (const unit of feed) {
+    f.queue.enqueue(unit);
+    f.queue.flush(); // one turn each
+  }
+  t.equal(f.written.length, 1, 'nothing more is written while the socket lags');
+  t.equal(f.counters.conflated, 3, 'A: 10 and 11 replaced; B: 20 replaced');
+  f.complete(); // the socket catches up: the backlog drains
+  t.same(
+    f.messages().map((m) => `${m.T}${m.S}${m.i ?? m.bp}`),
+    ['tA1', 'tA2', 'tA3', 'qA12', 'qB21'],
+    'every trade, and only the latest quote of each symbol, at the place of its latest update',
+  );
+});
+
+t.test('past the hard limit the queue overflows once and stops', async (t) => {
+  const f = fixture(10, 300);
+  f.queue.enqueue(trade('A', 1));
+  f.queue.flush();
+  for (let i = 2; i < 20; i++) {
+    f.queue.enqueue(trade('A', i));
+    f.queue.flush();
+  }
+  t.equal(f.overflows(), 1);
+  f.queue.enqueue(trade('A', 99));
+  f.queue.flush();
+  f.complete();
+  t.same(f.messages().map((m) => m.i), [1], 'nothing more is sent after the overflow');
+});
+
+t.test('purge drops queued units an unsubscribe no longer covers', async (t) => {
+  const f = fixture(10, 1 << 20);
+  f.queue.enqueue(trade('A', 1));
+  f.queue.flush();
+  f.queue.enqueue(trade('A', 2));
+  f.queue.enqueue(trade('B', 3));
+  f.queue.flush();
+  f.queue.enqueue(trade('A', 4));
+  f.queue.purge((u) => u.symbol !== 'A');
+  f.queue.flush();
+  f.complete();
+  t.same(f.messages().map((m) => m.i), [1, 3]);
+});
+
+t.test('the index counts holders and the pin; a pair leaves the union when nobody holds it', async (t) => {
+  const index = new SubscriptionIndex<string>();
+  index.add('a', new ChannelSet({ trades: ['AAPL', 'MSFT'] }).pairs());
+  index.add('b', new ChannelSet({ trades: ['AAPL'], quotes: ['*'] }).pairs());
+  t.same(index.union().toLists().trades, ['AAPL', 'MSFT']);
+  t.equal(index.count('trades', 'AAPL'), 2);
+  t.same([...(index.wildcardHolders('quotes') ?? [])], ['b']);
+  index.setPinned(new ChannelSet({ trades: ['NVDA', 'MSFT'] }));
+  index.remove('a', new ChannelSet({ trades: ['AAPL', 'MSFT'] }).pairs());
+  t.ok(index.union().has('trades', 'MSFT'), 'pinned MSFT stays though its last client left');
+  t.ok(index.union().has('trades', 'AAPL'), 'b still holds AAPL');
+  index.remove('b', new ChannelSet({ trades: ['AAPL'], quotes: ['*'] }).pairs());
+  t.same(index.union().toLists().trades.sort(), ['MSFT', 'NVDA'], 'only the pin is left');
+  index.setPinned(new ChannelSet());
+  t.ok(index.union().isEmpty, 'unpinned, nothing is desired');
+  t.same(index.clientUnion().toLists().trades, []);
+});
+
+t.test('client credentials are checked against CLIENT_KEYS; open mode takes any non-empty pair', async (t) => {
+  const keyed = new ClientAuthenticator(new Map([['alice', new Secret('s3cret')]]));
+  t.ok(keyed.check('alice', 's3cret'));
+  t.notOk(keyed.check('alice', 's3cre'), 'a prefix is not enough');
+  t.notOk(keyed.check('alice', 's3cret '), 'nor a longer one');
+  t.notOk(keyed.check('bob', 's3cret'), 'an unknown key fails');
+  t.notOk(keyed.check('', ''), 'empty fails');
+  const open = new ClientAuthenticator(undefined);
+  t.ok(open.open);
+  t.ok(open.check('any', 'thing'));
+  t.notOk(open.check('any', ''), 'but not an empty secret');
+});
