@@ -16,6 +16,7 @@ commands:
              --rate R   market messages per second (default 100)
              --seed S   random seed (default 42)
              --key K --secret S   accept only this key pair (default: any)
+             --max-buffer-mb M    unsent MiB per connection before 407 (default 16)
 `;
 
 /** One-line error and exit 2 for a bad command line. */
@@ -42,6 +43,7 @@ async function simulate(args: string[]): Promise<void> {
         seed: { type: 'string' },
         key: { type: 'string' },
         secret: { type: 'string' },
+        'max-buffer-mb': { type: 'string' },
       },
       strict: true,
     }));
@@ -57,6 +59,7 @@ async function simulate(args: string[]): Promise<void> {
     rate: integerOption('rate', values.rate, 100, 0, 10_000_000),
     seed: integerOption('seed', values.seed, 42, 0, 2 ** 32 - 1),
     credentials: values.key === undefined ? undefined : [{ key: values.key, secret: values.secret as string }],
+    maxBufferBytes: integerOption('max-buffer-mb', values['max-buffer-mb'], 16, 1, 65536) * 1048576,
     logger,
   });
   await simulator.start();

@@ -11,8 +11,10 @@ export interface Clock {
   clearTimeout(handle: unknown): void;
 }
 
-const wallAnchorNanos = BigInt(Date.now()) * 1_000_000n;
+// Wall time from the high-resolution time origin (microsecond precision, unlike Date.now()), so
+// two processes on one machine agree closely enough to measure latency between them.
 const monotonicAnchor = process.hrtime.bigint();
+const wallAnchorNanos = BigInt(Math.round((performance.timeOrigin + performance.now()) * 1000)) * 1000n;
 
 /** The real clock: wall time anchored once, then advanced by the monotonic high-resolution timer. */
 export const systemClock: Clock = {

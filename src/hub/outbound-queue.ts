@@ -113,7 +113,7 @@ export class OutboundQueue {
     const bytes = unit.byteLength(this.encoding);
     let key: string | number;
     if (unit.type !== undefined && CONFLATABLE.has(unit.type) && unit.symbol !== undefined) {
-      key = `${unit.type}\u0000${unit.symbol}`;
+      key = unit.stateKey;
       const older = this.#backlog.get(key);
       if (older !== undefined) {
         // Delete first so the latest value takes the position of the latest update.

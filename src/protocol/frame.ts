@@ -46,6 +46,17 @@ export class MessageUnit {
     return this.#msgpack;
   }
 
+  #stateKey: string | undefined;
+
+  /**
+   * `type` and `symbol` as one string, made once per message and shared by every client that
+   * keeps this message in a conflation map (its hash is computed once too).
+   */
+  get stateKey(): string {
+    this.#stateKey ??= `${this.type ?? ''}\u0000${this.symbol ?? ''}`;
+    return this.#stateKey;
+  }
+
   /** Byte length in `encoding` (converting if needed). */
   byteLength(encoding: Encoding): number {
     return this.encoded(encoding).length;
