@@ -146,3 +146,26 @@ t.test('a feed the gateway does not serve is refused with 404 naming the served 
   t.equal(plain.status, 426);
   t.equal(plain.headers.get('upgrade'), 'websocket');
 });
+
+t.test('a flood of subscribe/unsubscribe from one client: every request answered, others unaffected, the vendor converges', async (t) => {
+  const gw = await startGateway(t, { SIMULATOR_RATE: '2000' });
+  const other = await gw.connect();
+  await other.auth('other', 's');
+  await other.request({ action: 'subscribe', trades: ['MSFT'] });
+  const flood = await gw.connect({ encoding: 'msgpack' });
+  await flood.auth('flood', 's');
+  const from = flood.messages.length;
+  for (let i = 0; i < 1000; i++) {
+    flood.send({ action: i % 2 === 0 ? 'subscribe' : 'unsubscribe', trades: [`S${Math.floor(i / 2) % 50}`], quotes: ['AAPL'] });
+  }
+  await flood.until(() => flood.messages.slice(from).filter((m) => m.T === 'subscription').length === 1000, 'a reply to each of the 1000 requests');
+  const last = flood.messages.slice(from).filter((m) => m.T === 'subscription').at(-1)!;
+  t.same([last.trades, last.quotes], [[], []], 'the last request (an unsubscribe) leaves the set empty');
+  await gw.gateway.link.whenSynced(10_000);
+  const held = gw.gateway.simulator!.sessions().find((s) => s.authenticated)!.subscriptions;
+  t.same([held.trades, held.quotes], [['MSFT'], []], 'the vendor converged on what is really held');
+  const seen = other.messages.length;
+  await other.until(() => other.messages.length > seen + 10, 'the other client keeps receiving');
+  t.equal(other.closeCode, undefined);
+  t.equal(gw.gateway.simulator!.stats.connections, 1, 'no reconnect');
+});
