@@ -4,6 +4,7 @@
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Type } from '@sinclair/typebox';
+import { problemBody } from '../src/plugins/problems.js';
 
 const Params = Type.Object({ feed: Type.String() });
 const Query = Type.Object({
@@ -26,7 +27,10 @@ export default async function streamRoutes(fastify: FastifyInstance): Promise<vo
   /** Another feed than the one served: refuse the upgrade with 404 and say which feed is served. */
   async function checkFeed(request: StreamRequest, reply: FastifyReply): Promise<void> {
     if (request.params.feed !== served) {
-      await reply.code(404).send({ error: 'unknown feed', feed: request.params.feed, served, url: `/v2/${served}` });
+      await reply
+        .code(404)
+        .type('application/problem+json')
+        .send({ ...problemBody(request, 404, `this gateway serves the ${served} feed at /v2/${served}`), feed: request.params.feed, served });
     }
   }
 
@@ -35,8 +39,12 @@ export default async function streamRoutes(fastify: FastifyInstance): Promise<vo
     url: '/v2/:feed',
     schema: { params: Params, querystring: Query },
     preValidation: checkFeed,
-    handler: async (_request, reply) => {
-      await reply.code(426).header('upgrade', 'websocket').send({ error: 'upgrade required', message: 'this endpoint speaks WebSocket' });
+    handler: async (request, reply) => {
+      await reply
+        .code(426)
+        .header('upgrade', 'websocket')
+        .type('application/problem+json')
+        .send(problemBody(request, 426, 'this endpoint speaks WebSocket (the vendor stream protocol); upgrade the connection'));
     },
     wsHandler: (socket, request) => {
       const contentType = (header(request, 'content-type') ?? '').toLowerCase();

@@ -3,11 +3,21 @@
  * resource. Routes are imported explicitly rather than autoloaded: the same code then runs
  * under tap's TypeScript loader and from `dist/`, and the compiler checks every one.
  */
-import type { FastifyInstance } from 'fastify';
+import { randomUUID } from 'node:crypto';
+import type { FastifyBaseLogger, FastifyHttpOptions, FastifyInstance } from 'fastify';
+import type { Server } from 'node:http';
+import healthRoutes from '../routes/health.js';
+import metricsRoutes from '../routes/metrics.js';
+import openapiRoutes from '../routes/openapi.js';
+import restartRoutes from '../routes/restart.js';
 import streamRoutes from '../routes/stream.js';
+import subscriptionRoutes from '../routes/subscriptions.js';
 import type { Clock } from './clock.js';
 import type { Config } from './config.js';
+import controlAuthPlugin from './plugins/control-auth.js';
 import gatewayPlugin from './plugins/gateway.js';
+import metricsPlugin from './plugins/metrics.js';
+import problemsPlugin, { CORRELATION_HEADER, correlationId } from './plugins/problems.js';
 import websocketPlugin from './plugins/websocket.js';
 
 export interface AppOptions {
@@ -15,8 +25,31 @@ export interface AppOptions {
   clock?: Clock;
 }
 
+/**
+ * Options for the Fastify instance that serves the app (server.ts and the tests use the same):
+ * request ids are correlation ids, logged as `correlationId`; control bodies are small.
+ */
+export function fastifyOptions(logger: FastifyBaseLogger): FastifyHttpOptions<Server, FastifyBaseLogger> {
+  return {
+    loggerInstance: logger,
+    genReqId: (req) => correlationId(req.headers[CORRELATION_HEADER], randomUUID),
+    requestIdHeader: false,
+    requestIdLogLabel: 'correlationId',
+    bodyLimit: 1024 * 1024,
+    ajv: { customOptions: { allErrors: false, coerceTypes: false, removeAdditional: false } },
+  };
+}
+
 export default async function app(fastify: FastifyInstance, options: AppOptions): Promise<void> {
   await fastify.register(gatewayPlugin, { config: options.config, clock: options.clock });
+  await fastify.register(problemsPlugin);
+  await fastify.register(controlAuthPlugin);
+  await fastify.register(metricsPlugin);
   await fastify.register(websocketPlugin);
+  await fastify.register(healthRoutes);
+  await fastify.register(subscriptionRoutes);
+  await fastify.register(restartRoutes);
+  await fastify.register(metricsRoutes);
+  await fastify.register(openapiRoutes);
   await fastify.register(streamRoutes);
 }

@@ -5,7 +5,7 @@
  */
 import closeWithGrace from 'close-with-grace';
 import Fastify from 'fastify';
-import app from './app.js';
+import app, { fastifyOptions } from './app.js';
 import { type Config, loadConfig } from './config.js';
 import { ConfigError } from './errors.js';
 import { createLogger } from './logger.js';
@@ -24,7 +24,7 @@ function readConfig(): Config {
 
 const config = readConfig();
 const logger = createLogger(config.logLevel);
-const fastify = Fastify({ loggerInstance: logger });
+const fastify = Fastify(fastifyOptions(logger));
 await fastify.register(app, { config });
 
 closeWithGrace({ delay: config.shutdownGraceMs, logger }, async ({ err, signal }) => {

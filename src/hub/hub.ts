@@ -67,6 +67,10 @@ export class Hub {
   /** clients touched this turn → units routed to them by `onData` (-1: something else was queued too) */
   #dirty = new Map<ClientSession, number>();
   #turnUnits = 0;
+  /** when the first vendor frame of this turn arrived (performance.now() ms) */
+  #turnStartedAt = 0;
+  /** observes, per turn, seconds from a vendor frame's arrival to its frames leaving (metrics) */
+  observeFanout: ((seconds: number) => void) | undefined;
   readonly #closeWaiters = new Map<ClientSession, () => void>();
   #flushScheduled = false;
   readonly #stats: HubStats = {
@@ -110,6 +114,7 @@ export class Hub {
 
   /** The vendor link's consumer: routes one frame's units to the clients that hold them. */
   onData(units: MessageUnit[]): void {
+    if (this.#turnUnits === 0) this.#turnStartedAt = performance.now();
     this.#stats.messagesIn += units.length;
     this.#turnUnits += units.length;
     for (const unit of units) {
@@ -164,6 +169,7 @@ export class Hub {
       }
       session.queue.flush(frame);
     }
+    if (turnUnits > 0) this.observeFanout?.((performance.now() - this.#turnStartedAt) / 1000);
   }
 
   /** Pins (operator) pairs so the vendor keeps them with no client holding them. */

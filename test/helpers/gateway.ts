@@ -1,7 +1,7 @@
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import type { Test } from 'tap';
-import app from '../../src/app.js';
+import app, { fastifyOptions } from '../../src/app.js';
 import type { Clock } from '../../src/clock.js';
 import { loadConfig } from '../../src/config.js';
 import type { Gateway } from '../../src/hub/gateway.js';
@@ -27,7 +27,7 @@ export interface GatewayFixture {
 export async function startGateway(t: Test, env: Record<string, string> = {}, clock?: Clock): Promise<GatewayFixture> {
   const config = loadConfig({ SIMULATOR_RATE: '0', ...env });
   const { logger, lines } = captureLogs(env.LOG_LEVEL ?? 'info');
-  const fastify: FastifyInstance = Fastify({ loggerInstance: logger as FastifyBaseLogger });
+  const fastify: FastifyInstance = Fastify(fastifyOptions(logger as FastifyBaseLogger));
   // Registered through fastify-plugin so the test sees the app's decorators (`gateway`), as fastify/demo's tests do.
   await fastify.register(fp(app), { config, clock });
   t.teardown(() => fastify.close());

@@ -141,7 +141,7 @@ t.test('a feed the gateway does not serve is refused with 404 naming the served 
     (e: { statusCode: number; body: string }) => e,
   );
   t.equal(err?.statusCode, 404);
-  t.same(JSON.parse(err?.body ?? '{}'), { error: 'unknown feed', feed: 'sip', served: 'iex', url: '/v2/iex' });
+  t.match(JSON.parse(err?.body ?? '{}'), { status: 404, title: 'Not Found', detail: 'this gateway serves the iex feed at /v2/iex', feed: 'sip', served: 'iex' });
   const plain = await fetch(`${gw.base}/v2/iex`);
   t.equal(plain.status, 426);
   t.equal(plain.headers.get('upgrade'), 'websocket');
