@@ -5,12 +5,15 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Type } from '@sinclair/typebox';
 import { problemBody } from '../src/plugins/problems.js';
+import { Problem } from '../src/schemas.js';
 
 const Params = Type.Object({ feed: Type.String() });
 const Query = Type.Object({
   snapshot: Type.Optional(Type.Union([Type.Literal('1'), Type.Literal('0'), Type.Literal('true'), Type.Literal('false')])),
   events: Type.Optional(Type.Union([Type.Literal('1'), Type.Literal('0'), Type.Literal('true'), Type.Literal('false')])),
 });
+
+const FeedProblem = Type.Intersect([Problem, Type.Object({ feed: Type.String(), served: Type.String() })]);
 
 type StreamRequest = FastifyRequest<{ Params: { feed: string }; Querystring: { snapshot?: string; events?: string } }>;
 
@@ -37,7 +40,7 @@ export default async function streamRoutes(fastify: FastifyInstance): Promise<vo
   fastify.route<{ Params: { feed: string }; Querystring: { snapshot?: string; events?: string } }>({
     method: 'GET',
     url: '/v2/:feed',
-    schema: { params: Params, querystring: Query },
+    schema: { params: Params, querystring: Query, response: { 400: Problem, 404: FeedProblem, 426: Problem } },
     preValidation: checkFeed,
     handler: async (request, reply) => {
       await reply

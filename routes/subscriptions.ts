@@ -28,7 +28,7 @@ const subscriptionRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.get(
     '/subscriptions',
     {
-      schema: { headers: CorrelationHeaders, response: { 200: SubscriptionState, 400: Problem, 401: Problem } },
+      schema: { headers: CorrelationHeaders, response: { 200: SubscriptionState, 401: Problem } },
       preHandler: fastify.requireControlToken,
     },
     async () => state(gateway),

@@ -4,7 +4,7 @@
  * under tap's TypeScript loader and from `dist/`, and the compiler checks every one.
  */
 import { randomUUID } from 'node:crypto';
-import type { FastifyBaseLogger, FastifyHttpOptions, FastifyInstance } from 'fastify';
+import { type FastifyBaseLogger, type FastifyHttpOptions, type FastifyInstance, LogController } from 'fastify';
 import type { Server } from 'node:http';
 import healthRoutes from '../routes/health.js';
 import metricsRoutes from '../routes/metrics.js';
@@ -34,7 +34,7 @@ export function fastifyOptions(logger: FastifyBaseLogger): FastifyHttpOptions<Se
     loggerInstance: logger,
     genReqId: (req) => correlationId(req.headers[CORRELATION_HEADER], randomUUID),
     requestIdHeader: false,
-    requestIdLogLabel: 'correlationId',
+    logController: new LogController({ requestIdLogLabel: 'correlationId' }),
     bodyLimit: 1024 * 1024,
     ajv: { customOptions: { allErrors: false, coerceTypes: false, removeAdditional: false } },
   };

@@ -242,7 +242,8 @@ export class StreamManager extends EventEmitter<StreamManagerEvents> {
     const level = to === 'failed' ? 'error' : to === 'backoff' || to === 'breaker-open' ? 'warn' : 'info';
     this.#log(correlationId)[level]({ from, to, reason: details.reason, delayMs: details.delayMs }, 'vendor link state');
     this.emit('state', { from, to, at: this.#since, reason: details.reason, delayMs: details.delayMs, correlationId });
-    if (to === 'live' || to === 'failed' || to === 'stopped') this.#settleLiveWaiters(to);
+    // A restart passes through `stopped` on its way back up: waiters keep waiting through it.
+    if (to === 'live' || to === 'failed' || (to === 'stopped' && this.#restarting === undefined)) this.#settleLiveWaiters(to);
   }
 
   // ---------------------------------------------------------------- lifecycle
