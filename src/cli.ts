@@ -1,12 +1,13 @@
 #!/usr/bin/env node
 /**
  * The `tickmux` command: `tickmux simulate` runs the vendor simulator alone (for docker-compose
- * and for trying clients).
+ * and for trying clients); `tickmux tail` prints a gateway's live stream.
  */
 import { parseArgs } from 'node:util';
 import closeWithGrace from 'close-with-grace';
 import { createLogger } from './logger.js';
 import { VendorSimulator } from './simulator/index.js';
+import { tail } from './tail.js';
 
 const USAGE = `usage: tickmux <command> [options]
 
@@ -17,6 +18,11 @@ commands:
              --seed S   random seed (default 42)
              --key K --secret S   accept only this key pair (default: any)
              --max-buffer-mb M    unsent MiB per connection before 407 (default 16)
+  tail       print the live stream of a gateway
+             --url U    (default ws://127.0.0.1:8080/v2/iex)
+             --key K --secret S   (default: $APCA_API_KEY_ID / $APCA_API_SECRET_KEY, else "tail")
+             --trades SYM  --quotes SYM  --bars SYM   (repeat, or comma-separate; "*" for all)
+             --json     print each message as the wire's JSON   --count N   stop after N messages
 `;
 
 /** One-line error and exit 2 for a bad command line. */
@@ -71,10 +77,51 @@ async function simulate(args: string[]): Promise<void> {
   });
 }
 
+async function runTail(args: string[]): Promise<void> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args,
+      options: {
+        url: { type: 'string', default: 'ws://127.0.0.1:8080/v2/iex' },
+        key: { type: 'string' },
+        secret: { type: 'string' },
+        trades: { type: 'string', multiple: true },
+        quotes: { type: 'string', multiple: true },
+        bars: { type: 'string', multiple: true },
+        json: { type: 'boolean', default: false },
+        count: { type: 'string' },
+      },
+      strict: true,
+    }));
+  } catch (err) {
+    if (err instanceof TypeError) usageError(err.message);
+    throw err;
+  }
+  const list = (v: string[] | undefined): string[] | undefined => v?.flatMap((s) => s.split(',')).map((s) => s.trim()).filter(Boolean);
+  const channels = { trades: list(values.trades), quotes: list(values.quotes), bars: list(values.bars) };
+  if (Object.values(channels).every((c) => c === undefined)) usageError('tail needs at least one of --trades, --quotes, --bars');
+  if (!/^wss?:\/\//.test(values.url)) usageError('--url must be a ws:// or wss:// URL');
+  const code = await tail({
+    url: values.url,
+    key: values.key ?? process.env.APCA_API_KEY_ID ?? 'tail',
+    secret: values.secret ?? process.env.APCA_API_SECRET_KEY ?? 'tail',
+    channels,
+    json: values.json,
+    count: values.count === undefined ? undefined : integerOption('count', values.count, 0, 1, Number.MAX_SAFE_INTEGER),
+    out: (line) => process.stdout.write(`${line}\n`),
+    err: (line) => process.stderr.write(`${line}\n`),
+  });
+  process.exitCode = code;
+}
+
 const [command, ...rest] = process.argv.slice(2);
 switch (command) {
   case 'simulate':
     await simulate(rest);
+    break;
+  case 'tail':
+    await runTail(rest);
     break;
   case undefined:
   case '--help':

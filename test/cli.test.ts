@@ -59,3 +59,32 @@ t.test('a script that starts and stops a simulator with a client exits on its ow
   t.equal(await proc.exited, 0, 'no socket, timer or listener keeps the process alive');
   t.match(proc.stdout(), 'stopped');
 });
+
+t.test('tickmux tail prints a gateway’s stream, losslessly with --json, and fails clearly on bad keys', async (t) => {
+  const { startGateway } = await import('./helpers/gateway.js');
+  const gw = await startGateway(t, { SIMULATOR_RATE: '1000', CLIENT_KEYS: 'ops:ops-secret' });
+  await gw.gateway.link.whenLive(10_000);
+  const human = spawnNode(t, ['dist/src/cli.js', 'tail', '--url', gw.url(), '--key', 'ops', '--secret', 'ops-secret', '--trades', 'AAPL', '--quotes', 'MSFT,NVDA', '--count', '6']);
+  t.equal(await human.exited, 0);
+  const lines = human.stdout().trim().split('\n');
+  t.equal(lines.length, 6, 'six messages, then it stops');
+  t.ok(lines.every((l) => /^\d{4}-\d\d-\d\dT[\d:.]+Z {2}[tq] {2}(AAPL|MSFT|NVDA) /.test(l)), lines.join('\n'));
+  t.match(human.stderr(), 'subscribed: {"trades":["AAPL"],"quotes":["MSFT","NVDA"],"bars":[]}');
+
+  const json = spawnNode(t, ['dist/src/cli.js', 'tail', '--url', gw.url(), '--key', 'ops', '--secret', 'ops-secret', '--trades', 'AAPL', '--json', '--count', '10']);
+  t.equal(await json.exited, 0);
+  const raw = json.stdout().trim().split('\n');
+  t.ok(raw.every((l) => l.startsWith('{"T":"t","S":"AAPL","i":')), 'the wire’s JSON, one message a line');
+  const ids = raw.map((l) => BigInt(/"i":(\d+)/.exec(l)![1]!));
+  t.ok(ids.some((id) => id > 2n ** 53n), 'ids beyond 2^53 as exact digits');
+  t.ok(raw.every((l) => /"t":"[^"]+\.\d{1,9}Z"/.test(l)), 'timestamps with their fraction');
+
+  const bad = spawnNode(t, ['dist/src/cli.js', 'tail', '--url', gw.url(), '--key', 'ops', '--secret', 'wrong', '--trades', 'AAPL']);
+  t.equal(await bad.exited, 1);
+  t.match(bad.stderr(), 'tickmux tail: 402 auth failed');
+  t.notMatch(bad.stderr() + bad.stdout(), 'ops-secret');
+
+  const usage = spawnNode(t, ['dist/src/cli.js', 'tail', '--url', gw.url()]);
+  t.equal(await usage.exited, 2);
+  t.match(usage.stderr(), 'tail needs at least one of --trades, --quotes, --bars');
+});

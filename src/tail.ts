@@ -1,0 +1,96 @@
+/**
+ * `tickmux tail`: prints the live stream of a gateway (or of the vendor itself), for operators
+ * and for trying things out. It speaks JSON so what it prints is the wire's own text: every
+ * nanosecond and every digit of a 64-bit id, as sent.
+ */
+import { WebSocket } from 'ws';
+import { ProtocolError } from './errors.js';
+import { type MessageUnit, splitFrame } from './protocol/frame.js';
+
+export interface TailOptions {
+  url: string;
+  key: string;
+  secret: string;
+  channels: Partial<Record<'trades' | 'quotes' | 'bars', string[]>>;
+  json: boolean;
+  /** stop after this many data messages */
+  count: number | undefined;
+  out: (line: string) => void;
+  err: (line: string) => void;
+}
+
+const CLOSING_CODES = new Set([402, 404, 406, 407]);
+
+type Wire = Record<string, unknown>;
+
+/** One human line per message: time, type, symbol and the fields that matter for it. */
+export function formatMessage(m: Wire): string {
+  const head = `${String(m.t ?? '-')}  ${String(m.T)}  ${String(m.S ?? '')}`.trimEnd();
+  switch (m.T) {
+    case 't':
+      return `${head}  ${m.p} x ${m.s}  id=${m.i}  ${m.x}`;
+    case 'q':
+      return `${head}  bid ${m.bp} x ${m.bs} (${m.bx})  ask ${m.ap} x ${m.as} (${m.ax})`;
+    case 'b':
+    case 'u':
+    case 'd':
+      return `${head}  o ${m.o}  h ${m.h}  l ${m.l}  c ${m.c}  v ${m.v}`;
+    default:
+      return `${head}  ${JSON.stringify(m)}`;
+  }
+}
+
+/** Parses one JSON unit for display, keeping 64-bit integers as their exact digits. */
+function display(unit: MessageUnit): Wire {
+  const text = unit.encoded('json').toString();
+  return JSON.parse(text.replace(/([:[,])(-?\d{16,})(?=[,\]}])/g, '$1"$2"')) as Wire;
+}
+
+/** Runs until interrupted, `count` messages were printed, or the gateway closes; resolves the exit code. */
+export function tail(options: TailOptions): Promise<number> {
+  return new Promise((resolve) => {
+    const socket = new WebSocket(options.url, { perMessageDeflate: false });
+    let printed = 0;
+    let exitCode = 0;
+    const stop = (code: number): void => {
+      exitCode = code;
+      socket.close();
+    };
+    process.once('SIGINT', () => stop(0));
+    socket.on('message', (data: Buffer) => {
+      let units: MessageUnit[];
+      try {
+        units = splitFrame(data, 'json');
+      } catch (err) {
+        if (!(err instanceof ProtocolError)) throw err;
+        options.err(`tickmux tail: unreadable frame: ${err.message}`);
+        return;
+      }
+      for (const unit of units) {
+        const message = display(unit);
+        if (message.T === 'success' && message.msg === 'connected') {
+          socket.send(JSON.stringify({ action: 'auth', key: options.key, secret: options.secret }));
+        } else if (message.T === 'success' && message.msg === 'authenticated') {
+          socket.send(JSON.stringify({ action: 'subscribe', ...options.channels }));
+        } else if (message.T === 'error') {
+          options.err(`tickmux tail: ${message.code} ${message.msg}`);
+          if (CLOSING_CODES.has(Number(message.code))) stop(1);
+        } else if (message.T === 'subscription') {
+          options.err(`subscribed: ${JSON.stringify({ trades: message.trades, quotes: message.quotes, bars: message.bars })}`);
+        } else {
+          options.out(options.json ? unit.encoded('json').toString() : formatMessage(message));
+          printed += 1;
+          if (options.count !== undefined && printed >= options.count) {
+            stop(0);
+            return;
+          }
+        }
+      }
+    });
+    socket.on('error', (err) => {
+      options.err(`tickmux tail: ${err.message}`);
+      exitCode = 1;
+    });
+    socket.on('close', () => resolve(exitCode));
+  });
+}
