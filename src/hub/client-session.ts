@@ -7,10 +7,11 @@
 import type { Logger } from 'pino';
 import { WebSocket } from 'ws';
 import type { Clock } from '../clock.js';
-import { ProtocolError, vendorErrorMessage } from '../errors.js';
+import { vendorErrorMessage } from '../errors.js';
 import { ChannelSet } from '../protocol/channel-set.js';
 import { CHANNELS, parseChannels, subscriptionReply, TYPE_TO_CHANNEL } from '../protocol/channels.js';
-import { decodeControlMessage, type Encoding, encodeFrame, type MessageUnit } from '../protocol/frame.js';
+import { parseClientRequest } from '../protocol/client-request.js';
+import { type Encoding, encodeFrame, type MessageUnit } from '../protocol/frame.js';
 import type { WireValue } from '../protocol/transcode.js';
 import { OutboundQueue, type QueueCounters, type QueueLimits } from './outbound-queue.js';
 
@@ -178,19 +179,7 @@ export class ClientSession {
       this.close(1009, 'message too big');
       return;
     }
-    let message: unknown;
-    try {
-      message = decodeControlMessage(data, isBinary);
-    } catch (err) {
-      if (!(err instanceof ProtocolError)) throw err;
-      this.fail(400, err.message);
-      return;
-    }
-    if (message === null || typeof message !== 'object' || Array.isArray(message)) {
-      this.fail(400, 'not an object');
-      return;
-    }
-    const request = message as Record<string, unknown>;
+    const request = parseClientRequest(data, isBinary);
     switch (request.action) {
       case 'auth':
         if (typeof request.key !== 'string' || typeof request.secret !== 'string') this.fail(400, 'auth needs key and secret strings');
@@ -198,10 +187,10 @@ export class ClientSession {
         return;
       case 'subscribe':
       case 'unsubscribe':
-        this.#change(request.action, request);
+        this.#change(request.action, request.body);
         return;
-      default:
-        this.fail(400, 'unknown action');
+      case 'invalid':
+        this.fail(400, request.reason);
     }
   }
 

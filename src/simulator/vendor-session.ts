@@ -4,7 +4,7 @@
  */
 import type { Logger } from 'pino';
 import type { WebSocket } from 'ws';
-import { ProtocolError, vendorErrorMessage } from '../errors.js';
+import { vendorErrorMessage } from '../errors.js';
 import {
   CHANNELS,
   type Channel,
@@ -15,7 +15,8 @@ import {
   TYPE_TO_CHANNEL,
   WILDCARD,
 } from '../protocol/channels.js';
-import { decodeControlMessage, type Encoding, encodeFrame, joinFrame, type MessageUnit } from '../protocol/frame.js';
+import { parseClientRequest } from '../protocol/client-request.js';
+import { type Encoding, encodeFrame, joinFrame, type MessageUnit } from '../protocol/frame.js';
 import type { Feed } from '../protocol/channels.js';
 import type { WireValue } from '../protocol/transcode.js';
 
@@ -192,29 +193,17 @@ export class VendorSession {
       this.close(1009);
       return;
     }
-    let message: unknown;
-    try {
-      message = decodeControlMessage(data, isBinary);
-    } catch (err) {
-      if (!(err instanceof ProtocolError)) throw err;
-      this.#context.logger.debug({ session: this.id, reason: err.message }, 'simulator: undecodable client frame');
-      this.sendError(400);
-      return;
-    }
-    if (message === null || typeof message !== 'object' || Array.isArray(message)) {
-      this.sendError(400);
-      return;
-    }
-    const record = message as Record<string, unknown>;
-    switch (record.action) {
+    const request = parseClientRequest(data, isBinary);
+    switch (request.action) {
       case 'auth':
-        this.#authenticate(record.key, record.secret);
+        this.#authenticate(request.key, request.secret);
         return;
       case 'subscribe':
       case 'unsubscribe':
-        this.#changeSubscriptions(record.action, record, data.length);
+        this.#changeSubscriptions(request.action, request.body, data.length);
         return;
-      default:
+      case 'invalid':
+        this.#context.logger.debug({ session: this.id, reason: request.reason }, 'simulator: invalid client frame');
         this.sendError(400);
     }
   }
