@@ -26,6 +26,8 @@ const { values } = parseArgs({
     rates: { type: 'string', default: '250,500,1000,2000,4000,8000' },
     'filtered-rate': { type: 'string', default: '5000' },
     'gateway-log': { type: 'string' },
+    /** a directory: the gateway writes a V8 CPU profile there when it stops */
+    profile: { type: 'string' },
   },
 });
 const CLIENTS = Number(values.clients);
@@ -74,8 +76,8 @@ function jsonLine<T>(child: ChildProcess, accept: (v: Record<string, unknown>) =
   });
 }
 
-function node(args: string[], env: Record<string, string> = {}): ChildProcess {
-  return track(spawn(process.execPath, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] }));
+function node(args: string[], env: Record<string, string> = {}, nodeArgs: string[] = []): ChildProcess {
+  return track(spawn(process.execPath, [...nodeArgs, ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] }));
 }
 
 /** CPU seconds (user + system) and RSS bytes of a process, from /proc. */
@@ -161,7 +163,7 @@ async function main(): Promise<void> {
     MAX_CLIENTS: '20000',
     CLIENT_MAX_BUFFER_BYTES: String(256 * 1048576),
     CLIENT_HIGH_WATER_BYTES: String(8 * 1048576),
-  });
+  }, values.profile === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', values.profile]);
   const { stream: gatewayUrl } = await jsonLine<{ stream: string }>(gatewayProcess, (v) => v.msg === 'tickmux ready');
   if (values['gateway-log'] === undefined) gatewayProcess.stdout?.resume();
   else gatewayProcess.stdout?.pipe(createWriteStream(values['gateway-log']));

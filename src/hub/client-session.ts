@@ -57,6 +57,10 @@ export class ClientSession {
   readonly queue: OutboundQueue;
   readonly remoteAddress: string;
   authenticated = false;
+  /** hub bookkeeping: the fan-out turn this session was last touched in */
+  turn = 0;
+  /** hub bookkeeping: units routed to it in that turn (-1: other units were queued too) */
+  routed = 0;
   /** the key this client authenticated with (not secret: it names the client in logs) */
   key: string | undefined;
   readonly #socket: WebSocket;

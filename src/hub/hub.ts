@@ -64,8 +64,10 @@ export class Hub {
   readonly #sessions = new Set<ClientSession>();
   readonly #authenticated = new Set<ClientSession>();
   readonly #eventListeners = new Set<ClientSession>();
-  /** clients touched this turn → units routed to them by `onData` (-1: something else was queued too) */
-  #dirty = new Map<ClientSession, number>();
+  /** clients touched this turn (each session's `routed` counts what `onData` gave it) */
+  #dirty: ClientSession[] = [];
+  /** the current turn's number; a session whose `turn` differs has not been touched in it */
+  #turn = 1;
   #turnUnits = 0;
   /** when the first vendor frame of this turn arrived (performance.now() ms) */
   #turnStartedAt = 0;
@@ -135,10 +137,18 @@ export class Hub {
     this.#scheduleFlush();
   }
 
+  /** The innermost loop of the fan-out: property writes only, no map lookups. */
   #deliver(session: ClientSession, unit: MessageUnit): void {
     session.queue.enqueue(unit);
-    const routed = this.#dirty.get(session);
-    this.#dirty.set(session, routed === undefined ? 1 : routed < 0 ? routed : routed + 1);
+    this.#touch(session);
+    if (session.routed >= 0) session.routed += 1;
+  }
+
+  #touch(session: ClientSession): void {
+    if (session.turn === this.#turn) return;
+    session.turn = this.#turn;
+    session.routed = 0;
+    this.#dirty.push(session);
   }
 
   #scheduleFlush(): void {
@@ -152,10 +162,12 @@ export class Hub {
     this.#flushScheduled = false;
     const dirty = this.#dirty;
     const turnUnits = this.#turnUnits;
-    this.#dirty = new Map();
+    this.#dirty = [];
+    this.#turn += 1;
     this.#turnUnits = 0;
     const shared = new Map<Encoding, Buffer>();
-    for (const [session, routed] of dirty) {
+    for (const session of dirty) {
+      const routed = session.routed;
       const pending = session.queue.pending;
       if (pending.length === 0) continue;
       // A client that got every unit of the turn and nothing else (a broadcast) shares one joined frame.
@@ -231,7 +243,8 @@ export class Hub {
         return units;
       },
       scheduleFlush: (session) => {
-        this.#dirty.set(session, -1);
+        this.#touch(session);
+        session.routed = -1; // other units than this turn's were queued: no shared frame
         this.#scheduleFlush();
       },
       onAuthenticated: (session) => {
@@ -246,7 +259,6 @@ export class Hub {
         this.#sessions.delete(session);
         this.#authenticated.delete(session);
         this.#eventListeners.delete(session);
-        this.#dirty.delete(session);
         this.#closeWaiters.get(session)?.();
         this.#closeWaiters.delete(session);
       },
