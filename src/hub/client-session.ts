@@ -9,7 +9,7 @@ import { WebSocket } from 'ws';
 import type { Clock } from '../clock.js';
 import { vendorErrorMessage } from '../errors.js';
 import { ChannelSet } from '../protocol/channel-set.js';
-import { CHANNELS, parseChannels, subscriptionReply, TYPE_TO_CHANNEL } from '../protocol/channels.js';
+import { parseChannels, subscriptionReply, TYPE_TO_CHANNEL } from '../protocol/channels.js';
 import { parseClientRequest } from '../protocol/client-request.js';
 import { type Encoding, encodeFrame, type MessageUnit } from '../protocol/frame.js';
 import type { WireValue } from '../protocol/transcode.js';
@@ -263,10 +263,5 @@ export class ClientSession {
     const channel = unit.type === undefined ? undefined : TYPE_TO_CHANNEL[unit.type];
     if (channel === undefined) return true;
     return this.#set.covers(channel, unit.symbol);
-  }
-
-  /** Channels this client holds anything on (for tests and status). */
-  heldChannels(): string[] {
-    return CHANNELS.filter((c) => this.#set.symbols(c).size > 0);
   }
 }

@@ -57,10 +57,6 @@ export class OutboundQueue {
     return this.#inFlight + this.#backlogBytes;
   }
 
-  get backlogSize(): number {
-    return this.#backlog.size;
-  }
-
   /** Adds a data unit to this turn's batch. */
   enqueue(unit: MessageUnit): void {
     if (!this.#closed) this.#batch.push(unit);

@@ -14,7 +14,7 @@ import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import { type Clock, systemClock } from '../clock.js';
-import { type ProtocolError, SubscriptionError, UpstreamError, VendorError } from '../errors.js';
+import { type ProtocolError, UpstreamError, VendorError } from '../errors.js';
 import type { Random } from '../random.js';
 import { ChannelSet } from '../protocol/channel-set.js';
 import { CHANNELS, type Channel, type ChannelSymbols } from '../protocol/channels.js';
@@ -734,7 +734,6 @@ export class StreamManager extends EventEmitter<StreamManagerEvents> {
 /** A one-line reason for logs and state: the error's code and message, never its stack. */
 function describe(err: unknown): string {
   if (err instanceof VendorError) return `vendor error ${err.vendorCode} ${err.message}`;
-  if (err instanceof SubscriptionError) return `${err.vendorCode} ${err.message}`;
   if (err instanceof Error) return `${(err as { code?: string }).code ?? err.name}: ${err.message}`;
   return String(err);
 }
