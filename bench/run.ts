@@ -3,7 +3,8 @@
  * clients and the baseline (a bare `ws` broadcaster of pre-encoded frames) run as separate
  * processes on this machine; everything goes over 127.0.0.1. Prints one JSON object.
  *
- *   npm run bench [-- --clients 1000 --seconds 5 --idle 1000 --rates 250,500,1000,2000,4000]
+ *   npm run bench [-- --clients 1000 --seconds 5 --idle 1000 --rates 250,500,1000,2000,4000,8000
+ *                    --high-water-mb 8 --max-buffer-mb 256 --filtered-rate 5000 --profile DIR]
  *
  * Scenarios: "broadcast" (every client on the same 20 symbols, trades and quotes) ramped until
  * the gateway saturates, against the baseline at the same offered loads; latency at a quarter
@@ -28,6 +29,9 @@ const { values } = parseArgs({
     'gateway-log': { type: 'string' },
     /** a directory: the gateway writes a V8 CPU profile there when it stops */
     profile: { type: 'string' },
+    /** per-client limits of the gateway (defaults: generous, so no client is cut mid-measurement) */
+    'high-water-mb': { type: 'string', default: '8' },
+    'max-buffer-mb': { type: 'string', default: '256' },
   },
 });
 const CLIENTS = Number(values.clients);
@@ -161,8 +165,8 @@ async function main(): Promise<void> {
     APCA_API_SECRET_KEY: 'bench',
     LOG_LEVEL: 'info',
     MAX_CLIENTS: '20000',
-    CLIENT_MAX_BUFFER_BYTES: String(256 * 1048576),
-    CLIENT_HIGH_WATER_BYTES: String(8 * 1048576),
+    CLIENT_MAX_BUFFER_BYTES: String(Number(values['max-buffer-mb']) * 1048576),
+    CLIENT_HIGH_WATER_BYTES: String(Number(values['high-water-mb']) * 1048576),
   }, values.profile === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', values.profile]);
   const { stream: gatewayUrl } = await jsonLine<{ stream: string }>(gatewayProcess, (v) => v.msg === 'tickmux ready');
   if (values['gateway-log'] === undefined) gatewayProcess.stdout?.resume();
