@@ -1,3 +1,4 @@
+import { inspect } from 'node:util';
 import { encode } from '@msgpack/msgpack';
 import t from 'tap';
 import { FakeClock } from '../helpers/fake-clock.js';
@@ -34,6 +35,12 @@ t.test('the vendor flow: greeting, auth by message, this client’s own full set
   });
   t.ok(bob.raw.every((f) => f.isBinary), 'msgpack clients get binary frames');
   t.ok(alice.raw.every((f) => !f.isBinary), 'JSON clients get text frames');
+  const wrong = await gw.connect();
+  await wrong.auth('alice', 'bob-secret');
+  const logs = gw.logs().join('\n');
+  t.match(logs, 'client authenticated', 'the session was logged');
+  for (const secret of ['alice-secret', 'bob-secret']) t.notMatch(logs, secret, `${secret} never reaches a log line`);
+  t.notMatch(inspect(gw.gateway, { depth: 6 }), 'alice-secret', 'nor inspect() of the gateway');
 });
 
 t.test('auth by the APCA key headers at upgrade', async (t) => {
