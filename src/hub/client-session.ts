@@ -40,7 +40,7 @@ export interface SessionHost {
   /** records the change in the shared index and tells the vendor link */
   apply(session: ClientSession, add: ChannelSet, remove: ChannelSet): void;
   /** last values for newly held pairs (`?snapshot=1`) */
-  snapshot(add: ChannelSet): MessageUnit[];
+  snapshot(add: ChannelSet, encoding: Encoding): MessageUnit[];
   /** flushes this session's queue at the end of the turn */
   scheduleFlush(session: ClientSession): void;
   onAuthenticated(session: ClientSession): void;
@@ -244,7 +244,7 @@ export class ClientSession {
       this.#host.apply(this, add, new ChannelSet());
       this.sendControl(subscriptionReply(this.#set.toLists()) as WireValue);
       if (this.options.snapshot && !add.isEmpty) {
-        for (const unit of this.#host.snapshot(add)) this.queue.enqueue(unit);
+        for (const unit of this.#host.snapshot(add, this.encoding)) this.queue.enqueue(unit);
         this.#host.scheduleFlush(this);
       }
       return;

@@ -39,6 +39,8 @@ export interface HubOptions {
 }
 
 export interface HubStats extends QueueCounters {
+  /** vendor messages a client encoding cannot hold (NaN in JSON…), not sent to those clients */
+  unconvertible: number;
   connected: number;
   authenticated: number;
   messagesIn: number;
@@ -84,6 +86,7 @@ export class Hub {
     conflated: 0,
     slowClientCloses: 0,
     rejectedConnections: 0,
+    unconvertible: 0,
   };
   readonly #host: SessionHost;
 
@@ -137,8 +140,24 @@ export class Hub {
     this.#scheduleFlush();
   }
 
+  /**
+   * Whether `unit` has a form in the session's encoding. Converted at most once per message (the
+   * unit caches the result); a value the encoding cannot hold (NaN in JSON…) is not sent to that
+   * encoding's clients rather than breaking their frames.
+   */
+  #convertible(unit: MessageUnit, encoding: Encoding): boolean {
+    const known = unit.unconvertible;
+    if (unit.tryEncoded(encoding) !== undefined) return true;
+    if (known === undefined) {
+      this.#stats.unconvertible += 1;
+      this.#logger.warn({ type: unit.type, symbol: unit.symbol, encoding }, 'vendor message has no form in this encoding; not sent to its clients');
+    }
+    return false;
+  }
+
   /** The innermost loop of the fan-out: property writes only, no map lookups. */
   #deliver(session: ClientSession, unit: MessageUnit): void {
+    if (session.encoding !== unit.sourceEncoding && !this.#convertible(unit, session.encoding)) return;
     session.queue.enqueue(unit);
     this.#touch(session);
     if (session.routed >= 0) session.routed += 1;
@@ -237,10 +256,10 @@ export class Hub {
         this.#index.add(session, add.pairs());
         this.#options.link.setDesired(this.#index.union());
       },
-      snapshot: (add) => {
+      snapshot: (add, encoding) => {
         const units: MessageUnit[] = [];
         for (const [channel, symbol] of add.pairs()) units.push(...this.#lastValues.get(channel, symbol));
-        return units;
+        return units.filter((unit) => unit.tryEncoded(encoding) !== undefined);
       },
       scheduleFlush: (session) => {
         this.#touch(session);

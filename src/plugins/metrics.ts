@@ -64,6 +64,7 @@ export default fp(
     mirroredCounter(registry, 'tickmux_downstream_bytes_total', 'Bytes sent to clients', () => hub.stats.bytesOut);
     mirroredCounter(registry, 'tickmux_conflated_messages_total', 'State messages replaced by a newer one for a lagging client', () => hub.stats.conflated);
     mirroredCounter(registry, 'tickmux_slow_client_closes_total', 'Clients closed with 407 slow client', () => hub.stats.slowClientCloses);
+    mirroredCounter(registry, 'tickmux_unconvertible_messages_total', 'Vendor messages a client encoding cannot hold (not sent to those clients)', () => hub.stats.unconvertible);
     mirroredCounter(registry, 'tickmux_rejected_connections_total', 'Clients refused with 406 (MAX_CLIENTS)', () => hub.stats.rejectedConnections);
     new Gauge({
       name: 'tickmux_clients_connected',

@@ -25,9 +25,13 @@ export class MessageUnit {
   #json: Buffer | undefined;
   #msgpack: Buffer | undefined;
 
+  /** The encoding this message arrived in: its bytes there are the sender's own. */
+  readonly sourceEncoding: Encoding;
+
   constructor(encoding: Encoding, bytes: Buffer, type: string | undefined, symbol: string | undefined) {
     this.type = type;
     this.symbol = symbol;
+    this.sourceEncoding = encoding;
     if (encoding === 'json') this.#json = bytes;
     else this.#msgpack = bytes;
   }
@@ -55,6 +59,29 @@ export class MessageUnit {
   get stateKey(): string {
     this.#stateKey ??= `${this.type ?? ''}\u0000${this.symbol ?? ''}`;
     return this.#stateKey;
+  }
+
+  #unconvertible: Encoding | undefined;
+
+
+  /** The encoding this message could not be converted to, once that was tried. */
+  get unconvertible(): Encoding | undefined {
+    return this.#unconvertible;
+  }
+
+  /**
+   * Like `encoded`, but a value the other encoding cannot hold (NaN in JSON, an integer past 64
+   * bits in msgpack) gives undefined instead of a throw, and the verdict is cached.
+   */
+  tryEncoded(encoding: Encoding): Buffer | undefined {
+    if (this.#unconvertible === encoding) return undefined;
+    try {
+      return this.encoded(encoding);
+    } catch (err) {
+      if (!(err instanceof ProtocolError)) throw err;
+      this.#unconvertible = encoding;
+      return undefined;
+    }
   }
 
   /** Byte length in `encoding` (converting if needed). */

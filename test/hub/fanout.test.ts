@@ -153,6 +153,37 @@ t.test('unknown message types reach every client unchanged', async (t) => {
   t.same(await b.waitFor((m) => m.T === 'zz', 'zz on msgpack'), expected);
 });
 
+t.test('a vendor value JSON cannot hold (NaN) skips the JSON clients, reaches the msgpack ones, and breaks nothing', async (t) => {
+  const gw = await startGateway(t);
+  const sim = gw.gateway.simulator!;
+  const json = await gw.connect();
+  const packed = await gw.connect({ encoding: 'msgpack' });
+  await json.auth('j', 's');
+  await packed.auth('p', 's');
+  await json.request({ action: 'subscribe', trades: ['AAPL', 'MSFT'], quotes: ['AAPL'] });
+  await packed.request({ action: 'subscribe', trades: ['*'] });
+  await gw.gateway.link.whenSynced(10_000);
+  const t1 = Timestamp.parse('2024-01-02T14:30:00.000000001Z');
+  sim.publish([
+    { T: 't', S: 'AAPL', i: 1, x: 'V', p: Number.NaN, s: 1, c: ['@'], t: t1, z: 'C' },
+    { T: 't', S: 'AAPL', i: 2, x: 'V', p: 100.5, s: 1, c: ['@'], t: t1, z: 'C' },
+  ]);
+  await json.waitFor((m) => m.T === 't' && m.i === 2, 'the good trade on JSON');
+  await packed.waitFor((m) => m.T === 't' && m.i === 2, 'the good trade on msgpack');
+  t.same(data(json).map((m) => m.i), [2], 'the JSON client got only the trade JSON can carry');
+  const nan = data(packed).find((m) => m.i === 1);
+  t.ok(nan !== undefined && Number.isNaN(nan.p), 'the msgpack client got the NaN price as sent');
+  t.equal(gw.gateway.hub.stats.unconvertible, 1);
+  t.ok(gw.logs().some((l) => l.includes('vendor message has no form in this encoding')), 'logged');
+  const snap = await gw.connect({ query: 'snapshot=1' });
+  await snap.auth('s', 's');
+  await snap.request({ action: 'subscribe', trades: ['AAPL'] });
+  sim.publish([{ T: 't', S: 'AAPL', i: 3, x: 'V', p: 100.6, s: 1, c: ['@'], t: t1, z: 'C' }]);
+  await snap.waitFor((m) => m.i === 3, 'the next trade');
+  t.same(data(snap).map((m) => m.i), [2, 3], 'the snapshot is the last trade JSON can carry');
+  t.equal(gw.gateway.link.state, 'live');
+});
+
 t.test('a vendor refusal reaches the clients that asked, and only them', async (t) => {
   const sim = await startSimulator(t, { credentials: [{ key: 'AKGW', secret: 'gw-secret', plan: { maxSymbols: 2, wildcard: false } }] });
   const gw = await startGateway(t, { UPSTREAM_URL: sim.url('iex'), APCA_API_KEY_ID: 'AKGW', APCA_API_SECRET_KEY: 'gw-secret', RETRY_BASE_MS: '20' });
