@@ -89,7 +89,16 @@ export class ClientSession {
       host.counters,
     );
     // Listeners go on synchronously: a message that arrives during an await would be lost.
-    socket.on('message', (data, isBinary) => this.#onMessage(data as Buffer, isBinary));
+    socket.on('message', (data, isBinary) => {
+      try {
+        this.#onMessage(data as Buffer, isBinary);
+      } catch (err) {
+        // The one deliberate catch-all: a fault in handling one client's request costs that
+        // client its request (the vendor's 500), not every client their gateway.
+        this.#log.error({ err }, 'client request failed');
+        this.fail(500);
+      }
+    });
     socket.on('close', () => this.#onClose());
     socket.on('error', (err) => this.#log.debug({ err: { message: err.message } }, 'client socket error'));
   }
