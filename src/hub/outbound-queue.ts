@@ -17,6 +17,29 @@ const CONFLATABLE = new Set(['q', 'b', 'u', 'd', 's', 'l']);
 /** A drained backlog goes out in frames of about this size, not one huge frame. */
 const DRAIN_FRAME_BYTES = 256 * 1024;
 
+/**
+ * Frames joined from drained backlogs, by first unit. When a broadcast outruns its clients they
+ * all lag alike, so their backlogs drain in identical chunks; joining each chunk once and sending
+ * the same buffer to all of them keeps memory shared instead of multiplied by the client count.
+ * Weakly held: an entry goes when its first message is gone.
+ */
+const drainFrames = new WeakMap<MessageUnit, { units: MessageUnit[]; encoding: Encoding; frame: Buffer }[]>();
+
+function sharedDrainFrame(units: MessageUnit[], encoding: Encoding): Buffer {
+  const first = units[0] as MessageUnit;
+  let entries = drainFrames.get(first);
+  const same = entries?.find((e) => e.encoding === encoding && e.units.length === units.length && e.units.every((u, i) => u === units[i]));
+  if (same !== undefined) return same.frame;
+  const frame = joinFrame(units, encoding);
+  if (entries === undefined) {
+    entries = [];
+    drainFrames.set(first, entries);
+  }
+  // A few variants per first message at most: clients that lag differently drain differently.
+  if (entries.length < 4) entries.push({ units, encoding, frame });
+  return frame;
+}
+
 export interface QueueLimits {
   readonly highWaterBytes: number;
   readonly maxBufferBytes: number;
@@ -145,7 +168,7 @@ export class OutboundQueue {
         if (bytes >= DRAIN_FRAME_BYTES) break;
       }
       this.#backlogBytes -= bytes;
-      this.#send(joinFrame(units, this.encoding), units.length);
+      this.#send(sharedDrainFrame(units, this.encoding), units.length);
     }
   }
 

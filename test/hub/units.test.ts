@@ -118,3 +118,22 @@ t.test('client credentials are checked against CLIENT_KEYS; open mode takes any 
   t.ok(open.check('any', 'thing'));
   t.notOk(open.check('any', ''), 'but not an empty secret');
 });
+
+t.test('clients that lag alike drain into one shared frame, not one copy each', async (t) => {
+  const a = fixture(10, 1 << 20);
+  const b = fixture(10, 1 << 20);
+  const units = [trade('A', 1), quote('A', 10), trade('A', 2), quote('A', 11)];
+  for (const f of [a, b]) {
+    f.queue.enqueue(trade('Z', 0));
+    f.queue.flush(); // over the mark from here on
+    for (const unit of units) {
+      f.queue.enqueue(unit);
+      f.queue.flush();
+    }
+    f.complete();
+  }
+  const drainedA = a.written.at(-1)!.frame;
+  const drainedB = b.written.at(-1)!.frame;
+  t.equal(drainedA, drainedB, 'the same Buffer object');
+  t.same(a.messages().slice(1).map((m) => `${m.T}${m.i ?? m.bp}`), ['t1', 't2', 'q11'], 'and still every trade and the latest quote');
+});
