@@ -13,7 +13,8 @@ import type { Duplex } from 'node:stream';
 import { pino, type Logger } from 'pino';
 import { WebSocketServer } from 'ws';
 import { type Clock, systemClock, timestampNow } from '../clock.js';
-import { CHANNELS, type Channel, type Feed, FEEDS, isFeed, WILDCARD } from '../protocol/channels.js';
+import { type Channel, type Feed, FEEDS, isFeed, WILDCARD } from '../protocol/channels.js';
+import { ChannelSet } from '../protocol/channel-set.js';
 import { encodeFrame, encodeUnits, type MessageUnit } from '../protocol/frame.js';
 import type { Timestamp } from '../protocol/timestamp.js';
 import { DEFAULT_TRADE_ID_BASE, type MarketMessage, SyntheticMarket } from './market.js';
@@ -397,7 +398,7 @@ export class VendorSimulator extends EventEmitter {
     this.#budget += (this.#rate * this.#options.tickMs) / 1000;
     const count = Math.floor(this.#budget);
     this.#budget -= count;
-    const ticking = [...new Set([...held.trades, ...held.quotes])];
+    const ticking = [...new Set([...held.symbols('trades'), ...held.symbols('quotes')])];
     if (ticking.length > 0 && count > 0) {
       for (let i = 0; i < count; i++) {
         const symbol = ticking[Math.floor(this.#random() * ticking.length)] as string;
@@ -407,23 +408,23 @@ export class VendorSimulator extends EventEmitter {
     if (now - this.#lastBars >= this.#options.barIntervalMs) {
       this.#lastBars = now;
       const t = timestampNow(this.#clock);
-      for (const symbol of held.bars) messages.push(this.#market.bar(symbol, t));
-      for (const symbol of held.updatedBars) messages.push(this.#market.bar(symbol, t, 'u'));
-      for (const symbol of held.dailyBars) messages.push(this.#market.dailyBar(symbol, t));
+      for (const symbol of held.symbols('bars')) messages.push(this.#market.bar(symbol, t));
+      for (const symbol of held.symbols('updatedBars')) messages.push(this.#market.bar(symbol, t, 'u'));
+      for (const symbol of held.symbols('dailyBars')) messages.push(this.#market.dailyBar(symbol, t));
     }
     if (now - this.#lastStatuses >= this.#options.statusIntervalMs) {
       this.#lastStatuses = now;
       const t = timestampNow(this.#clock);
-      for (const symbol of held.statuses) messages.push(this.#market.status(symbol, t));
-      for (const symbol of held.lulds) messages.push(this.#market.luld(symbol, t));
-      for (const symbol of held.imbalances) messages.push(this.#market.imbalance(symbol, t));
+      for (const symbol of held.symbols('statuses')) messages.push(this.#market.status(symbol, t));
+      for (const symbol of held.symbols('lulds')) messages.push(this.#market.luld(symbol, t));
+      for (const symbol of held.symbols('imbalances')) messages.push(this.#market.imbalance(symbol, t));
     }
     if (messages.length > 0) this.#fanOut(encodeUnits(messages, 'msgpack'));
   }
 
-  #tickMessages(symbol: string, t: Timestamp, held: Record<Channel, Set<string>>): MarketMessage[] {
-    const wantsTrades = held.trades.has(symbol);
-    const wantsQuotes = held.quotes.has(symbol);
+  #tickMessages(symbol: string, t: Timestamp, held: ChannelSet): MarketMessage[] {
+    const wantsTrades = held.has('trades', symbol);
+    const wantsQuotes = held.has('quotes', symbol);
     const isTrade = wantsTrades && (!wantsQuotes || this.#random() < 0.4);
     if (!isTrade) return [this.#market.quote(symbol, t)];
     const out = [this.#market.trade(symbol, t)];
@@ -434,13 +435,13 @@ export class VendorSimulator extends EventEmitter {
   }
 
   /** The symbols any authenticated connection holds per channel; `*` brings in the universe. */
-  #heldSymbols(): Record<Channel, Set<string>> {
-    const held = Object.fromEntries(CHANNELS.map((c) => [c, new Set<string>()])) as Record<Channel, Set<string>>;
+  #heldSymbols(): ChannelSet {
+    const held = new ChannelSet();
     for (const session of this.#sessions) {
       if (!session.authenticated) continue;
       for (const [channel, symbol] of session.held()) {
-        if (symbol === WILDCARD) for (const s of this.#options.universe) held[channel].add(s);
-        else held[channel].add(symbol);
+        if (symbol === WILDCARD) for (const s of this.#options.universe) held.add(channel, s);
+        else held.add(channel, symbol);
       }
     }
     return held;

@@ -9,13 +9,13 @@ import {
   CHANNELS,
   type Channel,
   type ChannelSymbols,
-  emptyChannelSymbols,
   parseChannels,
   subscriptionReply,
   TYPE_TO_CHANNEL,
   WILDCARD,
 } from '../protocol/channels.js';
 import { parseClientRequest } from '../protocol/client-request.js';
+import { ChannelSet } from '../protocol/channel-set.js';
 import { type Encoding, encodeFrame, joinFrame, type MessageUnit } from '../protocol/frame.js';
 import type { Feed } from '../protocol/channels.js';
 import type { WireValue } from '../protocol/transcode.js';
@@ -74,10 +74,7 @@ export class VendorSession {
   readonly #socket: WebSocket;
   readonly #context: VendorContext;
   readonly #limits: SessionLimits;
-  readonly #symbols: Record<Channel, Set<string>> = Object.fromEntries(CHANNELS.map((c) => [c, new Set<string>()])) as Record<
-    Channel,
-    Set<string>
-  >;
+  #symbols = new ChannelSet();
   #authTimer: NodeJS.Timeout | undefined;
   #killTimer: NodeJS.Timeout | undefined;
   #closing = false;
@@ -106,9 +103,7 @@ export class VendorSession {
 
   /** This session's current subscription set, in insertion order. */
   subscriptions(): ChannelSymbols {
-    const set = emptyChannelSymbols();
-    for (const channel of CHANNELS) set[channel] = [...this.#symbols[channel]];
-    return set;
+    return this.#symbols.toLists();
   }
 
   /** Whether this session should receive a data message of `type` for `symbol`. */
@@ -116,13 +111,12 @@ export class VendorSession {
     if (!this.authenticated || type === undefined) return false;
     const channel = TYPE_TO_CHANNEL[type];
     if (channel === undefined) return true; // unknown types go to everyone, as the vendor may add any
-    const set = this.#symbols[channel];
-    return set.has(WILDCARD) || (symbol !== undefined && set.has(symbol));
+    return this.#symbols.covers(channel, symbol);
   }
 
   /** Every (channel, symbol) this session holds, for the market to know what to generate. */
-  *held(): Generator<[Channel, string]> {
-    for (const channel of CHANNELS) for (const symbol of this.#symbols[channel]) yield [channel, symbol];
+  held(): Generator<[Channel, string]> {
+    return this.#symbols.pairs();
   }
 
   /**
@@ -264,26 +258,15 @@ export class VendorSession {
       return;
     }
     // Apply to a copy first: a refused request leaves the set exactly as it was (vendor 405 rule).
-    const next = Object.fromEntries(CHANNELS.map((c) => [c, new Set(this.#symbols[c])])) as Record<Channel, Set<string>>;
-    for (const channel of CHANNELS) {
-      for (const symbol of parsed[channel]) {
-        if (action === 'subscribe') next[channel].add(symbol);
-        else next[channel].delete(symbol);
-      }
-    }
-    if (plan.maxSymbols !== undefined && distinctSymbols(next) > plan.maxSymbols) {
+    const next = this.#symbols.clone();
+    if (action === 'subscribe') next.addAll(parsed);
+    else next.deleteAll(parsed);
+    if (plan.maxSymbols !== undefined && next.distinctSymbols > plan.maxSymbols) {
       this.sendError(405);
       return;
     }
-    for (const channel of CHANNELS) this.#symbols[channel] = next[channel];
+    this.#symbols = next;
     this.#context.onSubscriptionChange(this, action, frameBytes);
     this.#sendControl(subscriptionReply(this.subscriptions()) as WireValue);
   }
-}
-
-/** Distinct explicit symbols across channels (the wildcard does not count against a plan). */
-function distinctSymbols(set: Record<Channel, Set<string>>): number {
-  const all = new Set<string>();
-  for (const channel of CHANNELS) for (const s of set[channel]) if (s !== WILDCARD) all.add(s);
-  return all.size;
 }
