@@ -196,6 +196,16 @@ export class StreamManager extends EventEmitter<StreamManagerEvents> {
     return this.#state;
   }
 
+  /** When the current state began (clock milliseconds). */
+  get since(): number {
+    return this.#since;
+  }
+
+  /** Why the link left `live` (or failed), until it is live again. */
+  get reason(): string | undefined {
+    return this.#reason;
+  }
+
   get breakerState(): BreakerState {
     return this.#breaker?.state ?? 'closed';
   }
