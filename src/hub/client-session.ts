@@ -137,9 +137,7 @@ export class ClientSession {
   /** Closes with `code` and releases everything this client holds; cut if it never answers. */
   close(code: number, reason = ''): void {
     if (this.#closing) return;
-    this.#closing = true;
     this.#release();
-    this.queue.close();
     this.#socket.close(code, reason);
     this.#killTimer = this.#host.clock.setTimeout(() => this.#socket.terminate(), CLOSE_GRACE_MS);
   }
@@ -168,20 +166,18 @@ export class ClientSession {
     this.close(1008, vendorErrorMessage(407));
   }
 
+  /** Stops sending and gives back everything this client held (once, from close or a dropped socket). */
   #release(): void {
+    this.#closing = true;
     this.#host.clock.clearTimeout(this.#authTimer);
     if (!this.#set.isEmpty) this.#host.apply(this, new ChannelSet(), this.#set);
     this.#set = new ChannelSet();
+    this.queue.close();
   }
 
   #onClose(): void {
     this.#host.clock.clearTimeout(this.#killTimer);
-    this.#host.clock.clearTimeout(this.#authTimer);
-    if (!this.#closing) {
-      this.#closing = true;
-      this.#release();
-      this.queue.close();
-    }
+    if (!this.#closing) this.#release();
     this.#host.onClosed(this);
   }
 
