@@ -1,14 +1,12 @@
 /**
  * POST /restart: stop and start the vendor link with subscriptions restored (and a terminal
- * `failed` state cleared). Concurrent calls share one restart and one id; its log lines carry the
- * correlation id of the request that started it.
+ * `failed` state cleared). Calls while one is in flight, or within RESTART_COALESCE_MS after it
+ * settled, share its id (the link decides); its log lines carry the starting request's correlation id.
  */
-import { randomUUID } from 'node:crypto';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { CorrelationHeaders, Problem, RestartAccepted } from '../src/schemas.js';
 
 const restartRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
-  let current: { id: string; done: Promise<void> } | undefined;
   fastify.post(
     '/restart',
     {
@@ -16,18 +14,9 @@ const restartRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
       preHandler: fastify.requireControlToken,
     },
     async (request, reply) => {
-      const joined = current !== undefined;
-      if (current === undefined) {
-        const id = randomUUID();
-        request.log.info({ restartId: id }, 'vendor link restart requested');
-        const done = fastify.gateway.link.restart({ correlationId: request.id }).finally(() => {
-          if (current?.id === id) current = undefined;
-        });
-        current = { id, done };
-      } else {
-        request.log.info({ restartId: current.id }, 'joined the restart in progress');
-      }
-      return reply.code(202).send({ restartId: current.id, state: fastify.gateway.link.state, joined });
+      const restart = fastify.gateway.link.restart({ correlationId: request.id });
+      request.log.info({ restartId: restart.id, joined: restart.joined }, restart.joined ? 'joined a restart' : 'vendor link restart requested');
+      return reply.code(202).send({ restartId: restart.id, state: fastify.gateway.link.state, joined: restart.joined });
     },
   );
 };

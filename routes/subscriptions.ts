@@ -7,8 +7,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { Static } from '@sinclair/typebox';
 import { UpstreamError } from '../src/errors.js';
 import type { Gateway } from '../src/hub/gateway.js';
-import { ChannelSet } from '../src/protocol/channel-set.js';
-import { CHANNELS } from '../src/protocol/channels.js';
+import { pairsOf } from '../src/protocol/channel-set.js';
 import { CorrelationHeaders, Problem, SubscriptionChange, SubscriptionState } from '../src/schemas.js';
 
 function state(gateway: Gateway): Static<typeof SubscriptionState> {
@@ -45,12 +44,9 @@ const subscriptionRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
       preHandler: fastify.requireControlToken,
     },
     async (request, reply) => {
-      const change = new ChannelSet(Object.fromEntries(CHANNELS.map((c) => [c, request.body[c] ?? []])));
-      const pinned = gateway.hub.pinned;
-      if (request.body.action === 'subscribe') pinned.addAll(change);
-      else pinned.deleteAll(change);
-      request.log.info({ action: request.body.action, pairs: change.size }, 'pinned set change');
-      gateway.hub.setPinned(pinned, request.id);
+      const pairs = [...pairsOf(request.body)];
+      request.log.info({ action: request.body.action, pairs: pairs.length }, 'pinned set change');
+      gateway.hub.changePinned(request.body.action, pairs, request.id);
       if (gateway.link.state !== 'live') return reply.code(202).send({ ...state(gateway), applied: false });
       try {
         await gateway.link.whenSynced(gateway.config.upstream.subscribeTimeoutMs);

@@ -8,15 +8,19 @@ import type { Logger } from 'pino';
 import { WebSocket } from 'ws';
 import type { Clock } from '../clock.js';
 import { vendorErrorMessage } from '../errors.js';
-import { ChannelSet } from '../protocol/channel-set.js';
-import { parseChannels, subscriptionReply, TYPE_TO_CHANNEL } from '../protocol/channels.js';
+import { ChannelSet, type Pair, pairsOf } from '../protocol/channel-set.js';
+import { CHANNELS, type Channel, parseChannels, subscriptionReply, TYPE_TO_CHANNEL, WILDCARD } from '../protocol/channels.js';
 import { parseClientRequest } from '../protocol/client-request.js';
 import { type Encoding, encodeFrame, type MessageUnit } from '../protocol/frame.js';
 import type { WireValue } from '../protocol/transcode.js';
 import { OutboundQueue, type QueueCounters, type QueueLimits } from './outbound-queue.js';
+import { lowerReceiveLimit } from './receive-limit.js';
 
 /** Codes after which the client is disconnected, as the vendor does. */
 const CLOSING_CODES = new Set([402, 404, 406, 407]);
+
+/** The largest frame a client may send before it has authenticated (an auth message is ~100 bytes). */
+export const PRE_AUTH_MAX_BYTES = 4096;
 
 /** How long a closing client may take to answer our close before its connection is cut. */
 const CLOSE_GRACE_MS = 2000;
@@ -33,14 +37,18 @@ export interface SessionHost {
   readonly logger: Logger;
   readonly clock: Clock;
   readonly limits: QueueLimits & { maxSymbolsPerClient: number; authTimeoutMs: number; maxMessageBytes: number };
-  readonly counters: QueueCounters;
+  readonly counters: QueueCounters & { clientRequests: number; noopRequests: number };
   authenticate(key: string, secret: string): boolean;
-  /** undefined when the change may go ahead; else the vendor error code that refuses it */
-  admit(session: ClientSession, add: ChannelSet): number | undefined;
-  /** records the change in the shared index and tells the vendor link */
-  apply(session: ClientSession, add: ChannelSet, remove: ChannelSet): void;
-  /** last values for newly held pairs (`?snapshot=1`) */
-  snapshot(add: ChannelSet, encoding: Encoding): MessageUnit[];
+  /** whether one more authenticated client fits (MAX_CLIENTS) */
+  admitClient(session: ClientSession): boolean;
+  /** undefined when these new pairs may be held; else the vendor error code that refuses them */
+  admit(added: readonly Pair[]): number | undefined;
+  /** records that the session holds these pairs too (index and vendor link) */
+  hold(session: ClientSession, pairs: readonly Pair[]): void;
+  /** records that the session no longer holds these pairs */
+  release(session: ClientSession, pairs: readonly Pair[]): void;
+  /** the last message of (channel, symbol); for `*`, the last of every symbol on the channel */
+  lastValues(channel: Channel, symbol: string): MessageUnit[];
   /** flushes this session's queue at the end of the turn */
   scheduleFlush(session: ClientSession): void;
   onAuthenticated(session: ClientSession): void;
@@ -67,6 +75,12 @@ export class ClientSession {
   readonly #host: SessionHost;
   readonly #log: Logger;
   #set = new ChannelSet();
+  /** per explicit symbol, how many channels of `#set` hold it: the distinct-symbol count is its size */
+  readonly #symbolChannels = new Map<string, number>();
+  /** the encoded `subscription` reply for `#set`, until the set changes */
+  #replyFrame: Buffer | undefined;
+  /** raises the inbound frame limit back to the server's once authenticated */
+  #restoreReceiveLimit: (() => void) | undefined;
   #authTimer: unknown;
   #killTimer: unknown;
   #closing = false;
@@ -88,6 +102,8 @@ export class ClientSession {
       () => this.#slow(),
       host.counters,
     );
+    // Before auth nothing larger than an auth message is read at all.
+    this.#restoreReceiveLimit = lowerReceiveLimit(socket, PRE_AUTH_MAX_BYTES);
     // Listeners go on synchronously: a message that arrives during an await would be lost.
     socket.on('message', (data, isBinary) => {
       try {
@@ -100,7 +116,11 @@ export class ClientSession {
       }
     });
     socket.on('close', () => this.#onClose());
-    socket.on('error', (err) => this.#log.debug({ err: { message: err.message } }, 'client socket error'));
+    socket.on('error', (err) => {
+      // ws refused a frame (too big, not the protocol) and is closing the socket: release now.
+      this.#log.debug({ err: { message: err.message } }, 'client socket error');
+      this.close(1002, 'protocol error');
+    });
   }
 
   /** This client's own subscription set. */
@@ -121,9 +141,19 @@ export class ClientSession {
 
   /** Sends a control message now (replies, errors, notices), ahead of queued data. */
   sendControl(message: WireValue): void {
+    if (!this.#closing) this.#sendControlFrame(encodeFrame([message], this.encoding));
+  }
+
+  #sendControlFrame(frame: Buffer): void {
     if (this.#closing) return;
     this.queue.flush(); // data routed before this reply goes first
-    this.queue.sendControl(encodeFrame([message], this.encoding));
+    this.queue.sendControl(frame);
+  }
+
+  /** This client's whole set, as the vendor replies to every subscribe/unsubscribe. */
+  #reply(): void {
+    this.#replyFrame ??= encodeFrame([subscriptionReply(this.#set.toLists()) as WireValue], this.encoding);
+    this.#sendControlFrame(this.#replyFrame);
   }
 
   /** Sends the vendor's error for `code`; for the codes the vendor disconnects on, closes. */
@@ -148,13 +178,34 @@ export class ClientSession {
    */
   refuse(code: number, message: string, pairs: ChannelSet): void {
     if (this.#closing) return;
-    const held = new ChannelSet();
-    for (const [channel, symbol] of pairs.pairs()) if (this.#set.has(channel, symbol)) held.add(channel, symbol);
-    if (held.isEmpty) return;
-    this.#set.deleteAll(held);
-    this.#host.apply(this, new ChannelSet(), held);
+    const held = this.#drop(pairs.pairs());
+    if (held.length === 0) return;
     this.sendControl({ T: 'error', code, msg: message });
-    this.sendControl(subscriptionReply(this.#set.toLists()) as WireValue);
+    this.#reply();
+  }
+
+  /** Takes the pairs this client holds out of its set and the index; returns them. */
+  #drop(pairs: Iterable<Pair>): Pair[] {
+    const dropped: Pair[] = [];
+    for (const pair of pairs) {
+      const [channel, symbol] = pair;
+      if (!this.#set.has(channel, symbol)) continue;
+      this.#set.delete(channel, symbol);
+      this.#countSymbol(symbol, -1);
+      dropped.push(pair);
+    }
+    if (dropped.length > 0) {
+      this.#replyFrame = undefined;
+      this.#host.release(this, dropped);
+    }
+    return dropped;
+  }
+
+  #countSymbol(symbol: string, delta: 1 | -1): void {
+    if (symbol === WILDCARD) return;
+    const count = (this.#symbolChannels.get(symbol) ?? 0) + delta;
+    if (count === 0) this.#symbolChannels.delete(symbol);
+    else this.#symbolChannels.set(symbol, count);
   }
 
   #slow(): void {
@@ -170,8 +221,10 @@ export class ClientSession {
   #release(): void {
     this.#closing = true;
     this.#host.clock.clearTimeout(this.#authTimer);
-    if (!this.#set.isEmpty) this.#host.apply(this, new ChannelSet(), this.#set);
+    if (!this.#set.isEmpty) this.#host.release(this, [...this.#set.pairs()]);
     this.#set = new ChannelSet();
+    this.#symbolChannels.clear();
+    this.#replyFrame = undefined;
     this.queue.close();
   }
 
@@ -183,6 +236,11 @@ export class ClientSession {
 
   #onMessage(data: Buffer, isBinary: boolean): void {
     if (this.#closing) return;
+    this.#host.counters.clientRequests += 1;
+    if (!this.authenticated) {
+      this.#onMessageBeforeAuth(data, isBinary);
+      return;
+    }
     if (data.length > this.#host.limits.maxMessageBytes) {
       this.sendControl({ T: 'error', code: 400, msg: vendorErrorMessage(400) });
       this.close(1009, 'message too big');
@@ -191,8 +249,7 @@ export class ClientSession {
     const request = parseClientRequest(data, isBinary);
     switch (request.action) {
       case 'auth':
-        if (typeof request.key !== 'string' || typeof request.secret !== 'string') this.fail(400, 'auth needs key and secret strings');
-        else this.#authenticate(request.key, request.secret);
+        this.fail(403);
         return;
       case 'subscribe':
       case 'unsubscribe':
@@ -201,6 +258,22 @@ export class ClientSession {
       case 'invalid':
         this.fail(400, request.reason);
     }
+  }
+
+  /** Before auth only an auth message is looked at; anything else costs one 401. */
+  #onMessageBeforeAuth(data: Buffer, isBinary: boolean): void {
+    // ws refuses such frames itself when the receive limit could be lowered; this is the fallback.
+    if (data.length > PRE_AUTH_MAX_BYTES) {
+      this.close(1009, 'message too big');
+      return;
+    }
+    const request = parseClientRequest(data, isBinary);
+    if (request.action !== 'auth') {
+      this.fail(401, request.action === 'invalid' ? request.reason : `${request.action} before auth`);
+      return;
+    }
+    if (typeof request.key !== 'string' || typeof request.secret !== 'string') this.fail(400, 'auth needs key and secret strings');
+    else this.#authenticate(request.key, request.secret);
   }
 
   #authenticate(key: string, secret: string): void {
@@ -212,55 +285,93 @@ export class ClientSession {
       this.fail(402);
       return;
     }
+    // MAX_CLIENTS counts authenticated clients: the vendor, too, refuses a session at auth.
+    if (!this.#host.admitClient(this)) {
+      this.fail(406);
+      return;
+    }
     this.#host.clock.clearTimeout(this.#authTimer);
     this.authenticated = true;
     this.key = key;
+    this.#restoreReceiveLimit?.();
+    this.#restoreReceiveLimit = undefined;
     this.#log.info({ clientKey: key, encoding: this.encoding, remote: this.remoteAddress }, 'client authenticated');
     this.#host.onAuthenticated(this);
     this.sendControl({ T: 'success', msg: 'authenticated' });
   }
 
+  /**
+   * A subscribe/unsubscribe: work in proportion to the pairs it names, and a request that changes
+   * nothing is answered from the cached reply without touching the index or the vendor link.
+   */
   #change(action: 'subscribe' | 'unsubscribe', request: Record<string, unknown>): void {
-    if (!this.authenticated) {
-      this.fail(401);
-      return;
-    }
     const parsed = parseChannels(request);
     if (typeof parsed === 'number') {
       this.fail(parsed, 'bad channel lists');
       return;
     }
-    const requested = new ChannelSet(parsed);
-    if (action === 'subscribe') {
-      const add = requested.minus(this.#set);
-      const next = this.#set.clone();
-      next.addAll(add);
-      // The whole request is refused and the set stays as it was (the vendor's 405 rule).
-      if (next.distinctSymbols > this.#host.limits.maxSymbolsPerClient) {
-        this.fail(405, 'client symbol limit');
-        return;
-      }
-      const refusal = this.#host.admit(this, add);
-      if (refusal !== undefined) {
-        this.fail(refusal, 'upstream limit');
-        return;
-      }
-      this.#set = next;
-      this.#host.apply(this, add, new ChannelSet());
-      this.sendControl(subscriptionReply(this.#set.toLists()) as WireValue);
-      if (this.options.snapshot && !add.isEmpty) {
-        for (const unit of this.#host.snapshot(add, this.encoding)) this.queue.enqueue(unit);
-        this.#host.scheduleFlush(this);
-      }
+    if (action === 'unsubscribe') {
+      const dropped = this.#drop(pairsOf(parsed));
+      if (dropped.length === 0) this.#host.counters.noopRequests += 1;
+      // Nothing for a dropped pair may follow the acknowledgement.
+      else this.queue.purge((unit) => this.wants(unit));
+      this.#reply();
       return;
     }
-    const remove = new ChannelSet();
-    for (const [channel, symbol] of requested.pairs()) if (this.#set.has(channel, symbol)) remove.add(channel, symbol);
-    this.#set.deleteAll(remove);
-    this.#host.apply(this, new ChannelSet(), remove);
-    // Nothing for a dropped pair may follow the acknowledgement.
-    this.queue.purge((unit) => this.wants(unit));
-    this.sendControl(subscriptionReply(this.#set.toLists()) as WireValue);
+    const added: Pair[] = [];
+    const newSymbols = new Set<string>();
+    for (const pair of pairsOf(parsed)) {
+      const [channel, symbol] = pair;
+      if (this.#set.has(channel, symbol)) continue;
+      added.push(pair);
+      if (symbol !== WILDCARD && !this.#symbolChannels.has(symbol)) newSymbols.add(symbol);
+    }
+    if (added.length === 0) {
+      this.#host.counters.noopRequests += 1;
+      this.#reply();
+      return;
+    }
+    // The whole request is refused and the set stays as it was (the vendor's 405 rule).
+    if (this.#symbolChannels.size + newSymbols.size > this.#host.limits.maxSymbolsPerClient) {
+      this.fail(405, 'client symbol limit');
+      return;
+    }
+    const refusal = this.#host.admit(added);
+    if (refusal !== undefined) {
+      this.fail(refusal, 'upstream limit');
+      return;
+    }
+    const snapshot = this.options.snapshot ? this.#snapshotOf(added) : [];
+    for (const [channel, symbol] of added) {
+      this.#set.add(channel, symbol);
+      this.#countSymbol(symbol, 1);
+    }
+    this.#replyFrame = undefined;
+    this.#host.hold(this, added);
+    this.#reply();
+    if (snapshot.length > 0) {
+      for (const unit of snapshot) this.queue.enqueue(unit);
+      this.#host.scheduleFlush(this);
+    }
+  }
+
+  /**
+   * The last values `?snapshot=1` sends for pairs about to be added: only for what the client does
+   * not already receive — nothing for a symbol its `*` covers, and for a new `*`, every symbol but
+   * those it held explicitly. Taken before the set changes.
+   */
+  #snapshotOf(added: readonly Pair[]): MessageUnit[] {
+    const wildcardAdded = new Set<Channel>();
+    for (const [channel, symbol] of added) if (symbol === WILDCARD) wildcardAdded.add(channel);
+    const units: MessageUnit[] = [];
+    for (const [channel, symbol] of added) {
+      if (symbol === WILDCARD) {
+        for (const unit of this.#host.lastValues(channel, WILDCARD)) if (!this.#set.has(channel, unit.symbol as string)) units.push(unit);
+      } else if (!this.#set.has(channel, WILDCARD) && !wildcardAdded.has(channel)) {
+        units.push(...this.#host.lastValues(channel, symbol));
+      }
+    }
+    return units.filter((unit) => unit.tryEncoded(this.encoding) !== undefined);
   }
 
   /** Whether this client's set covers a data unit (unknown types go to every client). */

@@ -26,6 +26,7 @@ export class Gateway {
   readonly startedAt: number;
   readonly #logger: Logger;
   readonly #clock: Clock;
+  #linkShutdown: Promise<void> | undefined;
 
   private constructor(options: GatewayOptions, simulator: VendorSimulator | undefined, url: string) {
     const { config, logger } = options;
@@ -68,11 +69,21 @@ export class Gateway {
     this.link.start();
   }
 
+  /**
+   * The first step of a shutdown, taken as soon as it begins: the vendor link stops for good, so a
+   * restart in flight cannot open a new vendor connection while clients are being closed.
+   */
+  beginShutdown(): Promise<void> {
+    this.#linkShutdown ??= this.link.shutdown();
+    return this.#linkShutdown;
+  }
+
   /** Closes clients with 1001, stops the vendor link and the embedded simulator. */
   async stop(): Promise<void> {
     this.#logger.info('gateway stopping');
+    const linkStopped = this.beginShutdown();
     await this.hub.closeAll(1001, 'going away');
-    await this.link.stop();
+    await linkStopped;
     await this.simulator?.stop();
   }
 }

@@ -11,8 +11,8 @@ import { type Logger } from 'pino';
 import type { WebSocket } from 'ws';
 import type { ClientsConfig } from '../config.js';
 import type { Clock } from '../clock.js';
-import { ChannelSet } from '../protocol/channel-set.js';
-import { type Channel, type ChannelSymbols, TYPE_TO_CHANNEL } from '../protocol/channels.js';
+import { ChannelSet, type Pair } from '../protocol/channel-set.js';
+import { type Channel, type ChannelSymbols, TYPE_TO_CHANNEL, WILDCARD } from '../protocol/channels.js';
 import { type Encoding, joinFrame, type MessageUnit } from '../protocol/frame.js';
 import type { LinkState, Refusal, StateChange } from '../upstream/stream-manager.js';
 import { ClientAuthenticator } from './client-auth.js';
@@ -24,7 +24,8 @@ import { SubscriptionIndex } from './subscription-index.js';
 /** The part of the vendor link the hub uses. */
 export interface UpstreamLink {
   readonly state: LinkState;
-  setDesired(set: ChannelSet, options?: { correlationId?: string }): void;
+  /** pairs that entered and left the desired set */
+  change(added: Iterable<Pair>, removed: Iterable<Pair>, options?: { correlationId?: string }): void;
   on(event: 'refused', listener: (refusal: Refusal) => void): unknown;
   on(event: 'state', listener: (change: StateChange) => void): unknown;
 }
@@ -46,6 +47,10 @@ export interface HubStats extends QueueCounters {
   messagesIn: number;
   slowClientCloses: number;
   rejectedConnections: number;
+  /** frames clients sent (auth, subscribe, anything) */
+  clientRequests: number;
+  /** subscribe/unsubscribe requests that changed nothing (answered from the cached reply) */
+  noopRequests: number;
 }
 
 /** What the upgrade request says about a new client. */
@@ -87,6 +92,8 @@ export class Hub {
     slowClientCloses: 0,
     rejectedConnections: 0,
     unconvertible: 0,
+    clientRequests: 0,
+    noopRequests: 0,
   };
   readonly #host: SessionHost;
 
@@ -103,15 +110,14 @@ export class Hub {
     return { ...this.#stats, connected: this.#sessions.size, authenticated: this.#authenticated.size };
   }
 
-  /** Takes a new client connection; over MAX_CLIENTS it gets 406 and is closed. */
-  accept(socket: WebSocket, info: ClientInfo): ClientSession | undefined {
+  /** Unauthenticated connections (their own cap, MAX_PENDING_AUTH, is checked before the upgrade). */
+  get pendingAuth(): number {
+    return this.#sessions.size - this.#authenticated.size;
+  }
+
+  /** Takes a new client connection; it counts against MAX_CLIENTS once it authenticates. */
+  accept(socket: WebSocket, info: ClientInfo): ClientSession {
     const session = new ClientSession(socket, info.encoding, info.options, info.remoteAddress, this.#host);
-    if (this.#sessions.size >= this.#options.clients.maxClients) {
-      this.#stats.rejectedConnections += 1;
-      this.#logger.warn({ remote: info.remoteAddress, maxClients: this.#options.clients.maxClients }, 'client refused: connection limit');
-      session.fail(406);
-      return undefined;
-    }
     this.#sessions.add(session);
     session.open(info.headerKey, info.headerSecret);
     return session;
@@ -179,6 +185,7 @@ export class Hub {
 
   #flush(): void {
     this.#flushScheduled = false;
+    this.#lastValues.settle();
     const dirty = this.#dirty;
     const turnUnits = this.#turnUnits;
     this.#dirty = [];
@@ -203,10 +210,10 @@ export class Hub {
     if (turnUnits > 0) this.observeFanout?.((performance.now() - this.#turnStartedAt) / 1000);
   }
 
-  /** Pins (operator) pairs so the vendor keeps them with no client holding them. */
-  setPinned(pinned: ChannelSet, correlationId?: string): void {
-    this.#index.setPinned(pinned);
-    this.#options.link.setDesired(this.#index.union(), { correlationId });
+  /** Pins (operator) pairs so the vendor keeps them with no client holding them, or unpins them. */
+  changePinned(action: 'subscribe' | 'unsubscribe', pairs: Iterable<Pair>, correlationId?: string): void {
+    const delta = action === 'subscribe' ? this.#index.changePinned(pairs, []) : this.#index.changePinned([], pairs);
+    this.#options.link.change(delta.added, delta.removed, { correlationId });
   }
 
   get pinned(): ChannelSet {
@@ -218,9 +225,14 @@ export class Hub {
     return this.#index.clientUnion().toLists();
   }
 
-  /** Pairs the vendor should hold (clients ∪ pinned). */
+  /** Pairs the vendor should hold (clients ∪ pinned), as a copy. */
   desired(): ChannelSet {
     return this.#index.union();
+  }
+
+  /** How many pairs of `channel` the vendor should hold (no copy: for metrics scrapes). */
+  desiredCount(channel: Channel): number {
+    return this.#index.countOn(channel);
   }
 
   /** Closes every client with `code` (1001 on shutdown) and waits for them to go. */
@@ -250,17 +262,22 @@ export class Hub {
       },
       counters: this.#stats,
       authenticate: (key, secret) => this.#auth.check(key, secret),
-      admit: (_session, add) => this.#admit(add),
-      apply: (session, add, remove) => {
-        this.#index.remove(session, remove.pairs());
-        this.#index.add(session, add.pairs());
-        this.#options.link.setDesired(this.#index.union());
+      admitClient: (session) => {
+        if (this.#authenticated.size < clients.maxClients) return true;
+        this.#stats.rejectedConnections += 1;
+        this.#logger.warn({ client: session.id, remote: session.remoteAddress, maxClients: clients.maxClients }, 'client refused: connection limit');
+        return false;
       },
-      snapshot: (add, encoding) => {
-        const units: MessageUnit[] = [];
-        for (const [channel, symbol] of add.pairs()) units.push(...this.#lastValues.get(channel, symbol));
-        return units.filter((unit) => unit.tryEncoded(encoding) !== undefined);
+      admit: (added) => this.#admit(added),
+      hold: (session, pairs) => {
+        const delta = this.#index.add(session, pairs);
+        if (delta.added.length > 0) this.#options.link.change(delta.added, []);
       },
+      release: (session, pairs) => {
+        const delta = this.#index.remove(session, pairs);
+        if (delta.removed.length > 0) this.#options.link.change([], delta.removed);
+      },
+      lastValues: (channel, symbol) => this.#lastValues.get(channel, symbol),
       scheduleFlush: (session) => {
         this.#touch(session);
         session.routed = -1; // other units than this turn's were queued: no shared frame
@@ -284,13 +301,13 @@ export class Hub {
     };
   }
 
-  /** Refuses a subscription that would take the vendor past the plan's symbol limit. */
-  #admit(add: ChannelSet): number | undefined {
+  /** Refuses new pairs that would take the vendor past the plan's symbol limit (work ∝ the pairs). */
+  #admit(added: readonly Pair[]): number | undefined {
     const limit = this.#options.upstreamMaxSymbols;
-    if (limit === 0 || add.isEmpty) return undefined;
-    const next = this.#index.union();
-    next.addAll(add);
-    return next.distinctSymbols > limit ? 405 : undefined;
+    if (limit === 0) return undefined;
+    const fresh = new Set<string>();
+    for (const [, symbol] of added) if (symbol !== WILDCARD && !this.#index.holdsSymbol(symbol)) fresh.add(symbol);
+    return this.#index.distinctSymbols + fresh.size > limit ? 405 : undefined;
   }
 
   /** A vendor refusal reaches every client that holds a refused pair. */

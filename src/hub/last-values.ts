@@ -10,6 +10,8 @@ const NOT_CACHED = new Set(['c', 'x']);
 
 export class LastValues {
   readonly #values = new Map<Channel, Map<string, MessageUnit>>();
+  /** stored since the last settle(); most are replaced within the turn and never need a copy */
+  #fresh: MessageUnit[] = [];
 
   /** Remembers `unit` if it is the kind of message a snapshot carries. */
   store(unit: MessageUnit): void {
@@ -22,6 +24,21 @@ export class LastValues {
       this.#values.set(channel, bySymbol);
     }
     bySymbol.set(unit.symbol, unit);
+    this.#fresh.push(unit);
+  }
+
+  /**
+   * End of a fan-out turn: the values still current get bytes of their own, so the cache never
+   * holds a whole vendor frame for the sake of one message (DESIGN.md §11).
+   */
+  settle(): void {
+    const fresh = this.#fresh;
+    if (fresh.length === 0) return;
+    this.#fresh = [];
+    for (const unit of fresh) {
+      const channel = TYPE_TO_CHANNEL[unit.type as string] as Channel;
+      if (this.#values.get(channel)?.get(unit.symbol as string) === unit) unit.detach();
+    }
   }
 
   /** The last message of `channel` for `symbol`; for `*`, the last of every symbol. */

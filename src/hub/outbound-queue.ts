@@ -105,9 +105,14 @@ export class OutboundQueue {
     if (this.bufferedBytes > this.#limits.maxBufferBytes) this.#overflow();
   }
 
-  /** Sends a control frame now, ahead of any backlog (replies must not wait behind data). */
+  /**
+   * Sends a control frame now, ahead of any backlog (replies must not wait behind data). It counts
+   * against the same byte bounds as data: a client that asks and never reads is closed with 407.
+   */
   sendControl(frame: Buffer): void {
-    if (!this.#closed) this.#send(frame, 0);
+    if (this.#closed) return;
+    this.#send(frame, 0);
+    if (this.bufferedBytes > this.#limits.maxBufferBytes) this.#overflow();
   }
 
   /** Drops queued data units `keep` rejects (an unsubscribe was acknowledged for them). */
@@ -129,6 +134,7 @@ export class OutboundQueue {
   }
 
   #toBacklog(unit: MessageUnit): void {
+    unit.detach(); // a backlog may outlive the vendor frame by far: keep only this message's bytes
     const bytes = unit.byteLength(this.encoding);
     let key: string | number;
     if (unit.type !== undefined && CONFLATABLE.has(unit.type) && unit.symbol !== undefined) {

@@ -27,6 +27,10 @@ export default fp<GatewayPluginOptions>(
     fastify.addHook('onReady', async () => {
       gateway.start();
     });
+    // preClose runs before the WebSocket plugin closes clients: the link is told first.
+    fastify.addHook('preClose', async () => {
+      void gateway.beginShutdown();
+    });
     fastify.addHook('onClose', async () => {
       await gateway.stop();
     });

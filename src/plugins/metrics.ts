@@ -88,8 +88,7 @@ export default fp(
       labelNames: ['channel'],
       registers: [registry],
       collect() {
-        const desired = hub.desired();
-        for (const channel of CHANNELS) this.set({ channel }, desired.symbols(channel).size);
+        for (const channel of CHANNELS) this.set({ channel }, hub.desiredCount(channel));
       },
     });
     const fanout = new Histogram({

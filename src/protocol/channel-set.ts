@@ -1,5 +1,8 @@
 import { CHANNELS, type Channel, type ChannelSymbols, emptyChannelSymbols, WILDCARD } from './channels.js';
 
+/** One (channel, symbol) subscription. */
+export type Pair = [Channel, string];
+
 /** A set of symbols per channel, in insertion order: a subscription, desired or acknowledged. */
 export class ChannelSet {
   readonly #sets: Record<Channel, Set<string>>;
@@ -36,12 +39,12 @@ export class ChannelSet {
   }
 
   /** Adds every pair of `other`. */
-  addAll(other: ChannelSet | ChannelSymbols): void {
+  addAll(other: ChannelSet | Partial<ChannelSymbols>): void {
     for (const [channel, symbol] of pairsOf(other)) this.add(channel, symbol);
   }
 
   /** Removes every pair of `other`. */
-  deleteAll(other: ChannelSet | ChannelSymbols): void {
+  deleteAll(other: ChannelSet | Partial<ChannelSymbols>): void {
     for (const [channel, symbol] of pairsOf(other)) this.delete(channel, symbol);
   }
 
@@ -89,7 +92,8 @@ export class ChannelSet {
   }
 }
 
-function* pairsOf(source: ChannelSet | ChannelSymbols): Generator<[Channel, string]> {
+/** The pairs of a set or of per-channel lists (missing channels are empty). */
+export function* pairsOf(source: ChannelSet | Partial<Record<Channel, readonly string[]>>): Generator<Pair> {
   if (source instanceof ChannelSet) {
     yield* source.pairs();
     return;

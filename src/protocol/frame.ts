@@ -50,6 +50,17 @@ export class MessageUnit {
     return this.#msgpack;
   }
 
+  /**
+   * Gives this message bytes of its own (exactly sized, copied once), so whoever keeps it — the
+   * last-value cache, a lagging client's backlog — does not keep alive the whole vendor frame it
+   * was cut from, or a shared allocation pool. Idempotent.
+   */
+  detach(): this {
+    if (this.#json !== undefined && this.#json.byteLength !== this.#json.buffer.byteLength) this.#json = ownCopy(this.#json);
+    if (this.#msgpack !== undefined && this.#msgpack.byteLength !== this.#msgpack.buffer.byteLength) this.#msgpack = ownCopy(this.#msgpack);
+    return this;
+  }
+
   #stateKey: string | undefined;
 
   /**
@@ -88,6 +99,13 @@ export class MessageUnit {
   byteLength(encoding: Encoding): number {
     return this.encoded(encoding).length;
   }
+}
+
+/** A copy of `bytes` in an allocation of exactly its size. */
+function ownCopy(bytes: Buffer): Buffer {
+  const copy = Buffer.allocUnsafeSlow(bytes.byteLength);
+  bytes.copy(copy);
+  return copy;
 }
 
 /**

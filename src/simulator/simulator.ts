@@ -74,6 +74,8 @@ export interface SessionInfo {
   key: string | undefined;
   subscriptions: Record<Channel, string[]>;
   inboundSizes: number[];
+  /** once closed: the code the peer's close carried (1006: cut without a close frame) */
+  closeCode: number | undefined;
 }
 
 export interface SimulatorStats {
@@ -114,6 +116,7 @@ export class VendorSimulator extends EventEmitter {
   #lastStatuses = 0;
   #stalledUntil = 0;
   #refuseStatus: number | undefined;
+  #keepOnUnsubscribe = false;
   #context: VendorContext;
 
   constructor(options: SimulatorOptions = {}) {
@@ -251,6 +254,11 @@ export class VendorSimulator extends EventEmitter {
     for (let i = 0; i < times; i++) this.#injected.subscribe.push(code);
   }
 
+  /** Acknowledges unsubscribes from now on but keeps the pairs (until called with false). */
+  keepOnUnsubscribe(keep = true): void {
+    this.#keepOnUnsubscribe = keep;
+  }
+
   /** Refuses WebSocket upgrades with this HTTP status (429, 503…) until called with undefined. */
   refuseUpgrades(status: number | undefined): void {
     this.#refuseStatus = status;
@@ -262,6 +270,7 @@ export class VendorSimulator extends EventEmitter {
     this.#injected.subscribe.length = 0;
     this.#stalledUntil = 0;
     this.#refuseStatus = undefined;
+    this.#keepOnUnsubscribe = false;
   }
 
   /** Sends a malformed frame to every authenticated connection. */
@@ -312,6 +321,9 @@ export class VendorSimulator extends EventEmitter {
       get stalled() {
         return simulator.stalled;
       },
+      get keepOnUnsubscribe() {
+        return simulator.#keepOnUnsubscribe;
+      },
     };
   }
 
@@ -324,6 +336,7 @@ export class VendorSimulator extends EventEmitter {
       key: session.key,
       subscriptions: session.subscriptions(),
       inboundSizes: [...session.inboundSizes],
+      closeCode: session.closeCode,
     };
   }
 

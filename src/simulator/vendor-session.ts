@@ -46,6 +46,8 @@ export interface VendorContext {
   onSlowClient(session: VendorSession): void;
   /** whether the vendor is stalled (answers nothing) */
   readonly stalled: boolean;
+  /** whether unsubscribes are acknowledged but the pairs kept (a vendor quirk a link must survive) */
+  readonly keepOnUnsubscribe: boolean;
 }
 
 export interface SessionLimits {
@@ -71,6 +73,8 @@ export class VendorSession {
   authenticated = false;
   /** frames received from the client, their sizes in bytes (tests check the 32 KiB split) */
   readonly inboundSizes: number[] = [];
+  /** the close code the peer's close carried (1006 when the connection was cut without one) */
+  closeCode: number | undefined;
   readonly #socket: WebSocket;
   readonly #context: VendorContext;
   readonly #limits: SessionLimits;
@@ -94,7 +98,10 @@ export class VendorSession {
     socket.on('ping', (data) => {
       if (!this.#context.stalled) socket.pong(data);
     });
-    socket.on('close', () => this.#onClose());
+    socket.on('close', (code) => {
+      this.closeCode = code;
+      this.#onClose();
+    });
     socket.on('error', (err) => this.#context.logger.debug({ session: this.id, err }, 'simulator socket error'));
     this.#sendControl({ T: 'success', msg: 'connected' });
     this.#authTimer = setTimeout(() => this.#fail(404), this.#limits.authTimeoutMs);
@@ -260,7 +267,7 @@ export class VendorSession {
     // Apply to a copy first: a refused request leaves the set exactly as it was (vendor 405 rule).
     const next = this.#symbols.clone();
     if (action === 'subscribe') next.addAll(parsed);
-    else next.deleteAll(parsed);
+    else if (!this.#context.keepOnUnsubscribe) next.deleteAll(parsed);
     if (plan.maxSymbols !== undefined && next.distinctSymbols > plan.maxSymbols) {
       this.sendError(405);
       return;

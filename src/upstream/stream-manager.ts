@@ -21,6 +21,7 @@ import { CHANNELS, type Channel, type ChannelSymbols } from '../protocol/channel
 import type { UpstreamConfig } from '../config.js';
 import type { MessageUnit } from '../protocol/frame.js';
 import type { Secret } from '../secret.js';
+import { type Pair, pairsOf } from '../protocol/channel-set.js';
 import { Backoff } from './backoff.js';
 import { type BreakerState, ConnectBreaker, isBreakerOpenError } from './connect-breaker.js';
 import { StaleWatchdog } from './stale-watchdog.js';
@@ -31,6 +32,9 @@ export type LinkState = 'stopped' | 'connecting' | 'authenticating' | 'live' | '
 
 /** Vendor codes after which reconnecting cannot help: wrong keys, feed or scope not in the plan. */
 const TERMINAL_CODES = new Set([402, 408, 409, 411]);
+
+/** The vendor's symbol-level refusals; any other error on a subscription request is transient. */
+const REFUSAL_CODES = new Set([405, 409, 410]);
 
 /** Channels whose silence means something: the watchdog only judges links that carry them. */
 const FLOWING_CHANNELS: readonly Channel[] = ['trades', 'quotes'];
@@ -63,6 +67,19 @@ export interface StreamManagerOptions extends LinkSettings {
   readonly random?: Random;
   /** receives every data message, one frame at a time; a throw is contained and logged */
   readonly onData: (units: MessageUnit[]) => void;
+  /** subscription syncs start at most this often, whatever clients do (default 100) */
+  readonly subscribeMinIntervalMs?: number;
+  /** restarts asked for within this long after one settled join it (default 1000) */
+  readonly restartCoalesceMs?: number;
+}
+
+/** A restart as its caller sees it: one id for every request that shares it. */
+export interface RestartTicket {
+  readonly id: string;
+  /** whether this request joined a restart in flight or one that settled moments ago */
+  readonly joined: boolean;
+  /** resolves once the restarted link settles (live, failed, backoff or breaker-open) */
+  readonly settled: Promise<void>;
 }
 
 /** Options every operation takes: a correlation id that appears in every log line it causes. */
@@ -104,6 +121,12 @@ export interface LinkStats {
   consumerErrors: number;
   pongTimeouts: number;
   staleReconnects: number;
+  /** subscribe/unsubscribe frames sent to the vendor */
+  subscriptionFrames: number;
+  /** answers to those frames, acknowledgements and errors alike */
+  subscriptionReplies: number;
+  /** subscription requests the vendor answered with a transient error (retried) */
+  transientSubscriptionErrors: number;
 }
 
 export interface LinkStatus {
@@ -125,7 +148,6 @@ interface LiveWaiter {
 
 export interface StreamManagerEvents {
   state: [StateChange];
-  acknowledged: [ChannelSet];
   refused: [Refusal];
   'vendor-error': [{ code: number; message: string }];
 }
@@ -149,7 +171,11 @@ export class StreamManager extends EventEmitter<StreamManagerEvents> {
   /** the correlation id of the operation in progress (start/stop/restart), cleared when it settles */
   #operationId: string | undefined;
   #stopping: Promise<void> | undefined;
-  #restarting: Promise<void> | undefined;
+  #restarting: RestartTicket | undefined;
+  /** the last restart and when it settled: requests within the coalescing window join it */
+  #lastRestart: { id: string; settledAt: number } | undefined;
+  /** set by shutdown(): no start or restart ever again */
+  #shutDown = false;
 
   #desired = new ChannelSet();
   #acknowledged = new ChannelSet();
@@ -157,8 +183,15 @@ export class StreamManager extends EventEmitter<StreamManagerEvents> {
   #refused = new ChannelSet();
   /** pairs the vendor acknowledged a request for without listing them (it normalised them away) */
   #absorbed = new ChannelSet();
+  /** pairs that may need a request: changed since the last sync (or all, on a new connection) */
+  #pending = new ChannelSet();
   #syncing = false;
-  #syncScheduled = false;
+  /** clock time the last sync round started (the rate floor counts from it) */
+  #lastSyncAt = Number.NEGATIVE_INFINITY;
+  #syncTimer: unknown;
+  #syncWake: (() => void) | undefined;
+  readonly #syncBackoff: Backoff;
+  readonly #subscribeMinIntervalMs: number;
   #syncCorrelationId: string | undefined;
   readonly #syncWaiters = new Set<LiveWaiter>();
   readonly #liveWaiters = new Set<LiveWaiter>();
@@ -179,6 +212,9 @@ export class StreamManager extends EventEmitter<StreamManagerEvents> {
     consumerErrors: 0,
     pongTimeouts: 0,
     staleReconnects: 0,
+    subscriptionFrames: 0,
+    subscriptionReplies: 0,
+    transientSubscriptionErrors: 0,
   };
 
   constructor(options: StreamManagerOptions) {
@@ -189,6 +225,8 @@ export class StreamManager extends EventEmitter<StreamManagerEvents> {
     this.#random = options.random ?? Math.random;
     this.#backoff = new Backoff(options.retryBaseMs, options.retryMaxMs, this.#random);
     this.#watchdog = new StaleWatchdog(options.staleAfterMs);
+    this.#syncBackoff = new Backoff(options.retryBaseMs, options.retryMaxMs, this.#random);
+    this.#subscribeMinIntervalMs = options.subscribeMinIntervalMs ?? 100;
     this.#since = this.#clock.now();
   }
 
@@ -253,7 +291,7 @@ export class StreamManager extends EventEmitter<StreamManagerEvents> {
     this.#log(correlationId)[level]({ from, to, reason: details.reason, delayMs: details.delayMs }, 'vendor link state');
     this.emit('state', { from, to, at: this.#since, reason: details.reason, delayMs: details.delayMs, correlationId });
     // A restart passes through `stopped` on its way back up: waiters keep waiting through it.
-    if (to === 'live' || to === 'failed' || (to === 'stopped' && this.#restarting === undefined)) this.#settleLiveWaiters(to);
+    if (to === 'live' || to === 'failed' || (to === 'stopped' && (this.#restarting === undefined || this.#shutDown))) this.#settleLiveWaiters(to);
   }
 
   // ---------------------------------------------------------------- lifecycle
@@ -263,6 +301,10 @@ export class StreamManager extends EventEmitter<StreamManagerEvents> {
    * Returns at once; `whenLive()` waits for the outcome.
    */
   start(options: OperationOptions = {}): void {
+    if (this.#shutDown) {
+      this.#log(options.correlationId).warn('start ignored: the link is shut down');
+      return;
+    }
     if (this.#stopping !== undefined) {
       this.#log(options.correlationId).warn({ state: this.#state }, 'start ignored: the link is stopping');
       return;
@@ -304,6 +346,7 @@ export class StreamManager extends EventEmitter<StreamManagerEvents> {
     this.#offHalfOpen = undefined;
     const connection = this.#connection;
     this.#connection = undefined;
+    this.#cancelSync();
     if (connection !== undefined) await connection.close(this.#options.stopTimeoutMs);
     this.#breaker?.shutdown();
     this.#breaker = undefined;
@@ -315,24 +358,49 @@ export class StreamManager extends EventEmitter<StreamManagerEvents> {
 
   /**
    * Stop, then start with the desired subscriptions restored; clears `failed` and the breaker.
-   * Concurrent calls share one restart, which lasts until the new link settles (live, failed,
-   * backoff or breaker-open).
+   * Calls while a restart is in flight, or within `restartCoalesceMs` after it settled, join it:
+   * same id, no second reconnect. After `shutdown()` nothing restarts.
    */
-  restart(options: OperationOptions = {}): Promise<void> {
-    if (this.#restarting !== undefined) {
-      this.#log(options.correlationId).info('restart joined the one in progress');
-      return this.#restarting;
+  restart(options: OperationOptions = {}): RestartTicket {
+    if (this.#shutDown) {
+      this.#log(options.correlationId).warn('restart ignored: the link is shut down');
+      return { id: randomUUID(), joined: false, settled: Promise.resolve() };
     }
-    const correlationId = options.correlationId ?? randomUUID();
-    this.#restarting = (async () => {
-      this.#log(correlationId).info({ state: this.#state }, 'vendor link restart');
+    if (this.#restarting !== undefined) {
+      this.#log(options.correlationId).info({ restartId: this.#restarting.id }, 'restart joined the one in progress');
+      return { ...this.#restarting, joined: true };
+    }
+    const last = this.#lastRestart;
+    if (last !== undefined && this.#clock.now() - last.settledAt < (this.#options.restartCoalesceMs ?? 1000)) {
+      this.#log(options.correlationId).info({ restartId: last.id }, 'restart joined the one that just settled');
+      return { id: last.id, joined: true, settled: Promise.resolve() };
+    }
+    const id = randomUUID();
+    const correlationId = options.correlationId ?? id;
+    const settled = (async () => {
+      this.#log(correlationId).info({ state: this.#state, restartId: id }, 'vendor link restart');
       await this.stop({ correlationId });
+      // A shutdown that began meanwhile wins: no new vendor connection after it.
+      if (this.#shutDown) return;
       this.start({ correlationId });
       await this.#settled();
-    })().finally(() => {
-      this.#restarting = undefined;
-    });
+    })()
+      .catch((err: unknown) => this.#log(correlationId).error({ err, restartId: id }, 'restart failed'))
+      .finally(() => {
+        this.#restarting = undefined;
+        this.#lastRestart = { id, settledAt: this.#clock.now() };
+      });
+    this.#restarting = { id, joined: false, settled };
     return this.#restarting;
+  }
+
+  /**
+   * Stops the link for good (process shutdown): a restart in progress does not start it again,
+   * and later start() or restart() calls are ignored.
+   */
+  shutdown(options: OperationOptions = {}): Promise<void> {
+    this.#shutDown = true;
+    return this.stop(options);
   }
 
   /** Resolves once the state is one an attempt ends in. */
@@ -413,23 +481,28 @@ export class StreamManager extends EventEmitter<StreamManagerEvents> {
       this.#afterFailedAttempt(generation, failure);
       return;
     }
+    // A new connection holds nothing: every desired pair is restored in one pass before the link
+    // counts as live. Heartbeats run meanwhile, as a restore may wait out a vendor's transient errors.
+    this.#acknowledged = new ChannelSet();
+    this.#refused = new ChannelSet();
+    this.#absorbed = new ChannelSet();
+    this.#pending = this.#desired.clone();
+    this.#watchdog.reset();
+    this.#startHeartbeat(generation);
     try {
-      this.#acknowledged = new ChannelSet();
-      this.#refused = new ChannelSet();
-      this.#absorbed = new ChannelSet();
-      await this.#syncLoop(generation, true);
+      await this.#syncLoop(generation);
     } catch (err) {
-      this.#linkLost(generation, describe(err));
+      this.#linkLost(generation, describe(err), { clean: true });
       return;
     }
     if (generation !== this.#generation) return;
     if (this.#everLive) this.#stats.reconnects += 1;
     this.#everLive = true;
-    this.#watchdog.reset();
     this.#transition('live');
     this.#operationId = undefined;
-    this.#startLinkTimers(generation);
-    this.#scheduleSync();
+    this.#startStableTimer(generation);
+    if (this.#pending.isEmpty) this.#settleSyncWaiters();
+    else this.#scheduleSync();
   }
 
   /** Connects and authenticates one socket; on failure the socket is closed before this throws. */
@@ -498,14 +571,21 @@ export class StreamManager extends EventEmitter<StreamManagerEvents> {
     });
   }
 
-  /** The established link died: cut it, forget its acknowledgements, and retry with backoff. */
-  #linkLost(generation: number, reason: string): void {
+  /**
+   * The established link died or must be replaced: close it, forget its acknowledgements, and
+   * retry with backoff. `clean` closes with 1000 (cut after the stop timeout) for a socket that
+   * still answers, so the vendor does not hold a half-dead session against the next connect;
+   * otherwise the socket is cut at once. The next attempt waits for it to be gone.
+   */
+  #linkLost(generation: number, reason: string, options: { clean?: boolean } = {}): void {
     if (generation !== this.#generation) return;
     this.#generation += 1;
+    this.#cancelSync();
     this.#clearLinkTimers();
-    this.#connection?.terminate();
+    const connection = this.#connection;
+    if (options.clean === true) void connection?.close(this.#options.stopTimeoutMs);
+    else connection?.terminate();
     this.#acknowledged = new ChannelSet();
-    this.emit('acknowledged', this.#acknowledged.clone());
     this.#scheduleRetry(this.#backoff.next(), reason);
   }
 
@@ -568,14 +648,15 @@ export class StreamManager extends EventEmitter<StreamManagerEvents> {
 
   // ---------------------------------------------------------------- liveness
 
-  #startLinkTimers(generation: number): void {
+  #startHeartbeat(generation: number): void {
     const beat = (): void => {
       if (generation !== this.#generation) return;
       const now = this.#clock.now();
       const flowing = FLOWING_CHANNELS.some((c) => this.#acknowledged.symbols(c).size > 0);
       if (this.#watchdog.isStale(now, flowing)) {
         this.#stats.staleReconnects += 1;
-        this.#linkLost(generation, `no data for ${now - (this.#stats.lastMessageAt ?? now)} ms while trades or quotes are subscribed (threshold ${this.#watchdog.thresholdMs} ms)`);
+        // The socket still answers pings: close it cleanly rather than leave the vendor a zombie.
+        this.#linkLost(generation, `no data for ${now - (this.#stats.lastMessageAt ?? now)} ms while trades or quotes are subscribed (threshold ${this.#watchdog.thresholdMs} ms)`, { clean: true });
         return;
       }
       if (this.#pongTimer === undefined) {
@@ -590,6 +671,9 @@ export class StreamManager extends EventEmitter<StreamManagerEvents> {
       this.#heartbeatTimer = this.#clock.setTimeout(beat, this.#options.heartbeatMs);
     };
     this.#heartbeatTimer = this.#clock.setTimeout(beat, this.#options.heartbeatMs);
+  }
+
+  #startStableTimer(generation: number): void {
     this.#stableTimer = this.#clock.setTimeout(() => {
       if (generation !== this.#generation) return;
       this.#backoff.reset();
@@ -605,123 +689,232 @@ export class StreamManager extends EventEmitter<StreamManagerEvents> {
   // ---------------------------------------------------------------- subscriptions
 
   /**
-   * Sets the set the vendor should hold. The change is applied on the live link as incremental
-   * subscribe/unsubscribe requests (no reconnect), coalesced with other changes of the same turn.
+   * Adds and removes pairs of the set the vendor should hold: the incremental path, costing work
+   * in proportion to the pairs given. The change is applied on the live link as
+   * subscribe/unsubscribe requests (no reconnect), coalesced with other changes and sent at most
+   * once per `subscribeMinIntervalMs`.
    */
-  setDesired(set: ChannelSet | ChannelSymbols, options: OperationOptions = {}): void {
-    const next = set instanceof ChannelSet ? set.clone() : new ChannelSet(set);
-    // Pairs that left or entered the desired set are asked about afresh.
-    for (const changed of [next.minus(this.#desired), this.#desired.minus(next)]) {
-      this.#refused.deleteAll(changed);
-      this.#absorbed.deleteAll(changed);
+  change(added: Iterable<Pair>, removed: Iterable<Pair>, options: OperationOptions = {}): void {
+    let changed = false;
+    for (const [channel, symbol] of added) {
+      if (this.#desired.has(channel, symbol)) continue;
+      this.#desired.add(channel, symbol);
+      this.#touched(channel, symbol);
+      changed = true;
     }
-    this.#desired = next;
+    for (const [channel, symbol] of removed) {
+      if (!this.#desired.has(channel, symbol)) continue;
+      this.#desired.delete(channel, symbol);
+      this.#touched(channel, symbol);
+      changed = true;
+    }
+    if (!changed) return;
     if (options.correlationId !== undefined) this.#syncCorrelationId = options.correlationId;
     this.#scheduleSync();
   }
 
+  /** Replaces the desired set (the difference goes through `change`): for operators and tests. */
+  setDesired(set: ChannelSet | ChannelSymbols, options: OperationOptions = {}): void {
+    const next = set instanceof ChannelSet ? set : new ChannelSet(set);
+    this.change(next.minus(this.#desired).pairs(), this.#desired.minus(next).pairs(), options);
+  }
+
+  /** A pair left or entered the desired set: it is asked about afresh on the next sync. */
+  #touched(channel: Channel, symbol: string): void {
+    this.#refused.delete(channel, symbol);
+    this.#absorbed.delete(channel, symbol);
+    this.#pending.add(channel, symbol);
+  }
+
   /**
-   * Resolves when the vendor holds the desired set (refused pairs aside); rejects when the link
-   * is not live or the wait passes `timeoutMs`.
+   * Resolves when the vendor holds the desired set (refused and absorbed pairs aside); rejects
+   * when the link is not live or the wait passes `timeoutMs`.
    */
   whenSynced(timeoutMs?: number): Promise<void> {
-    if (this.#state === 'live' && !this.#syncing && !this.#syncScheduled && this.#pendingChanges().isEmpty) return Promise.resolve();
+    if (this.#state === 'live' && this.#inSync()) return Promise.resolve();
     if (this.#state === 'stopped' || this.#state === 'failed') {
       return Promise.reject(new UpstreamError(`the vendor link is ${this.#state}`, { code: 'ERR_UPSTREAM_DOWN' }));
     }
     return this.#waitOn(this.#syncWaiters, timeoutMs, 'the vendor to acknowledge the subscriptions');
   }
 
-  /** What still has to be sent: missing pairs plus pairs to drop. */
-  #pendingChanges(): ChannelSet {
-    const missing = this.#desired.minus(this.#acknowledged).minus(this.#refused).minus(this.#absorbed);
-    const extra = this.#acknowledged.minus(this.#desired);
-    missing.addAll(extra);
-    return missing;
+  #inSync(): boolean {
+    return !this.#syncing && this.#pending.isEmpty;
   }
 
+  /** What a pair needs from the vendor now, if anything. */
+  #needed(channel: Channel, symbol: string): 'subscribe' | 'unsubscribe' | undefined {
+    if (this.#absorbed.has(channel, symbol)) return undefined;
+    const wanted = this.#desired.has(channel, symbol);
+    const held = this.#acknowledged.has(channel, symbol);
+    if (wanted && !held && !this.#refused.has(channel, symbol)) return 'subscribe';
+    if (!wanted && held) return 'unsubscribe';
+    return undefined;
+  }
+
+  /** Starts the sync loop on a live link unless it runs already. */
   #scheduleSync(): void {
-    if (this.#syncScheduled || this.#state !== 'live') return;
-    this.#syncScheduled = true;
-    // Changes made in the same turn (many clients joining at once) go out together.
-    queueMicrotask(() => {
-      this.#syncScheduled = false;
-      const generation = this.#generation;
-      if (this.#state !== 'live') return;
-      this.#syncLoop(generation, false).catch((err: unknown) => this.#linkLost(generation, describe(err)));
-    });
+    if (this.#syncing || this.#state !== 'live' || this.#pending.isEmpty) return;
+    const generation = this.#generation;
+    this.#syncLoop(generation).then(
+      () => this.#afterSync(generation),
+      (err: unknown) => this.#linkLost(generation, describe(err), { clean: true }),
+    );
+  }
+
+  #afterSync(generation: number): void {
+    if (generation !== this.#generation || this.#state !== 'live') return;
+    if (this.#pending.isEmpty) this.#settleSyncWaiters();
+    else this.#scheduleSync();
   }
 
   /**
-   * Sends what the vendor lacks and what it should drop, one request in flight at a time, until
-   * nothing is pending. With `restoring`, it runs before the link counts as live.
-   * @throws UpstreamError when the link fails under it (timeout, close)
+   * Sends what the vendor lacks and what it should drop until nothing is pending: rounds start at
+   * most once per `subscribeMinIntervalMs` whatever clients do; a round sends its frames one at a
+   * time, each waiting for the vendor's reply. A transient vendor error (anything but the
+   * symbol-level refusals 405, 409, 410) puts the round's pairs back and waits a growing backoff.
+   * @throws UpstreamError when the link fails under it (reply timeout, close)
    */
-  async #syncLoop(generation: number, restoring: boolean): Promise<void> {
-    if (this.#syncing) return;
+  async #syncLoop(generation: number): Promise<void> {
     this.#syncing = true;
-    const log = this.#log(this.#syncCorrelationId);
     try {
       for (;;) {
+        // Changes of the same turn (many clients joining at once) go out together.
+        await Promise.resolve();
         if (generation !== this.#generation) return;
-        const add = this.#desired.minus(this.#acknowledged).minus(this.#refused).minus(this.#absorbed);
-        const remove = this.#acknowledged.minus(this.#desired);
-        if (add.isEmpty && remove.isEmpty) break;
-        const requests = [...buildRequests('subscribe', add, this.#options.encoding), ...buildRequests('unsubscribe', remove, this.#options.encoding)];
-        log.info({ subscribe: add.size, unsubscribe: remove.size, frames: requests.length, restoring }, 'syncing vendor subscriptions');
-        for (const request of requests) {
-          if (generation !== this.#generation) return;
-          await this.#send(request, generation, log);
+        this.#prunePending();
+        if (this.#pending.isEmpty) return;
+        const wait = this.#lastSyncAt + this.#subscribeMinIntervalMs - this.#clock.now();
+        if (wait > 0) {
+          if (!(await this.#sleep(wait, generation))) return;
+          continue;
+        }
+        this.#lastSyncAt = this.#clock.now();
+        if ((await this.#round(generation)) === 'transient') {
+          const delayMs = this.#syncBackoff.next();
+          this.#log(this.#syncCorrelationId).warn({ delayMs }, 'vendor subscription request failed; retrying after a backoff, subscriptions kept');
+          if (!(await this.#sleep(delayMs, generation))) return;
         }
       }
-      this.#syncCorrelationId = undefined;
     } finally {
-      this.#syncing = false;
+      if (generation === this.#generation) this.#syncing = false;
     }
-    if (restoring) return;
-    // Changes that arrived while the last request was in flight.
-    if (!this.#pendingChanges().isEmpty) this.#scheduleSync();
-    else this.#settleSyncWaiters();
   }
 
-  async #send(request: SubscriptionRequest, generation: number, log: Logger): Promise<void> {
+  /** Forgets pending pairs that need no request (changed and changed back, refused, absorbed). */
+  #prunePending(): void {
+    for (const [channel, symbol] of this.#pending.pairs()) {
+      if (this.#needed(channel, symbol) === undefined) this.#pending.delete(channel, symbol);
+    }
+  }
+
+  /** Waits on the clock; false when the link moved on meanwhile (the wait was cancelled). */
+  #sleep(ms: number, generation: number): Promise<boolean> {
+    return new Promise((resolve) => {
+      this.#syncWake = () => {
+        this.#clock.clearTimeout(this.#syncTimer);
+        this.#syncTimer = undefined;
+        this.#syncWake = undefined;
+        resolve(generation === this.#generation);
+      };
+      this.#syncTimer = this.#clock.setTimeout(() => this.#syncWake?.(), ms);
+    });
+  }
+
+  /** Cancels a sync wait: the loop that waited ends. */
+  #cancelSync(): void {
+    this.#syncWake?.();
+    this.#syncing = false;
+  }
+
+  /** One round: every pending pair that needs a request, in frames of at most 32 KiB. */
+  async #round(generation: number): Promise<'done' | 'transient'> {
+    const add = new ChannelSet();
+    const remove = new ChannelSet();
+    for (const [channel, symbol] of this.#pending.pairs()) {
+      const needed = this.#needed(channel, symbol);
+      if (needed === 'subscribe') add.add(channel, symbol);
+      else if (needed === 'unsubscribe') remove.add(channel, symbol);
+    }
+    this.#pending = new ChannelSet();
+    if (add.isEmpty && remove.isEmpty) return 'done';
+    const log = this.#log(this.#syncCorrelationId);
+    const requests = [...buildRequests('subscribe', add, this.#options.encoding), ...buildRequests('unsubscribe', remove, this.#options.encoding)];
+    log.info({ subscribe: add.size, unsubscribe: remove.size, frames: requests.length }, 'syncing vendor subscriptions');
+    for (let i = 0; i < requests.length; i++) {
+      if (generation !== this.#generation) return 'done';
+      const outcome = await this.#send(requests[i] as SubscriptionRequest, generation, log);
+      if (outcome === 'transient') {
+        // Nothing is refused or dropped for it: these pairs are asked for again after the backoff.
+        for (const request of requests.slice(i)) this.#pending.addAll(request.set);
+        return 'transient';
+      }
+    }
+    this.#syncBackoff.reset();
+    this.#syncCorrelationId = undefined;
+    return 'done';
+  }
+
+  async #send(request: SubscriptionRequest, generation: number, log: Logger): Promise<'done' | 'transient'> {
     const connection = this.#connection;
     if (connection === undefined) throw new UpstreamError('no vendor connection', { code: 'ERR_UPSTREAM_CLOSED' });
+    this.#stats.subscriptionFrames += 1;
     let reply: Record<string, unknown>;
     try {
       reply = await connection.request(request.frame, this.#options.subscribeTimeoutMs);
     } catch (err) {
       if (!(err instanceof VendorError)) throw err;
-      if (generation !== this.#generation) return;
+      this.#stats.subscriptionReplies += 1;
+      if (generation !== this.#generation) return 'done';
       const set = new ChannelSet(request.set);
+      if (!REFUSAL_CODES.has(err.vendorCode)) {
+        this.#stats.transientSubscriptionErrors += 1;
+        log.warn({ code: err.vendorCode, msg: err.message, action: request.action, pairs: set.size }, 'vendor error on a subscription request (transient)');
+        return 'transient';
+      }
+      // A subscribe refused is not asked for again until the pair changes; an unsubscribe refused
+      // means the vendor keeps the pair: stop asking until the desired set changes.
       if (request.action === 'subscribe') this.#refused.addAll(set);
+      else this.#absorbed.addAll(set);
       const refusal: Refusal = { code: err.vendorCode, message: err.message, action: request.action, set: set.toLists(), correlationId: this.#syncCorrelationId };
       log.warn({ code: err.vendorCode, msg: err.message, action: request.action, pairs: set.size }, 'vendor refused a subscription request');
       this.emit('refused', refusal);
-      if (request.action === 'unsubscribe') {
-        // The vendor keeps what it would not drop; stop asking until the desired set changes.
-        this.#absorbed.addAll(set);
-      }
-      return;
+      return 'done';
     }
-    if (generation !== this.#generation) return;
-    this.#acknowledge(reply);
-    const sent = new ChannelSet(request.set);
-    for (const [channel, symbol] of sent.pairs()) {
-      const held = this.#acknowledged.has(channel, symbol);
-      if ((request.action === 'subscribe' && !held) || (request.action === 'unsubscribe' && held)) this.#absorbed.add(channel, symbol);
-    }
+    this.#stats.subscriptionReplies += 1;
+    if (generation !== this.#generation) return 'done';
+    this.#acknowledge(reply, request);
+    return 'done';
   }
 
-  /** The vendor's reply is its whole current set: take it as the acknowledged set. */
-  #acknowledge(reply: Record<string, unknown>): void {
+  /**
+   * The vendor's reply is its whole current set: it becomes the acknowledged set. Pairs of the
+   * request the vendor did not take as asked are absorbed (never asked about in a loop); when the
+   * reply differs elsewhere too (an unsolicited change), every pair is reconsidered once.
+   */
+  #acknowledge(reply: Record<string, unknown>, request?: SubscriptionRequest): void {
+    const previous = this.#acknowledged;
     const lists: Partial<Record<Channel, string[]>> = {};
     for (const channel of CHANNELS) {
       const value = reply[channel];
       if (Array.isArray(value)) lists[channel] = value.filter((s): s is string => typeof s === 'string');
     }
-    this.#acknowledged = new ChannelSet(lists);
-    this.emit('acknowledged', this.#acknowledged.clone());
+    const next = new ChannelSet(lists);
+    this.#acknowledged = next;
+    let expected = previous.size;
+    if (request !== undefined) {
+      for (const [channel, symbol] of pairsOf(request.set)) {
+        const was = previous.has(channel, symbol);
+        const now = next.has(channel, symbol);
+        expected += Number(now) - Number(was);
+        if (now !== (request.action === 'subscribe')) this.#absorbed.add(channel, symbol);
+      }
+    }
+    if (request === undefined || next.size !== expected) {
+      this.#pending.addAll(this.#desired.minus(next));
+      this.#pending.addAll(next.minus(this.#desired));
+      this.#scheduleSync();
+    }
   }
 
   #settleSyncWaiters(): void {
@@ -758,4 +951,3 @@ function redactUrl(url: string): string {
     throw err;
   }
 }
-

@@ -18,8 +18,8 @@ export interface LinkFixture {
 }
 
 /**
- * A stream manager on a fake clock against `sim`, with its logs captured. Heartbeats and the
- * stale watchdog are pushed out of the way unless a test asks for them. The teardown stops it
+ * A stream manager on a fake clock against `sim`, with its logs captured. Heartbeats, the stale
+ * watchdog and the subscription rate floor are out of the way unless a test asks for them. The teardown stops it
  * and checks the vendor never saw two authenticated connections from it.
  */
 export function linkTo(t: Test, sim: VendorSimulator, overrides: Partial<StreamManagerOptions> = {}): LinkFixture {
@@ -45,6 +45,8 @@ export function linkTo(t: Test, sim: VendorSimulator, overrides: Partial<StreamM
     staleAfterMs: 3_600_000,
     stopTimeoutMs: 1000,
     subscribeTimeoutMs: 5000,
+    // The rate floor is on the fake clock; tests of it set it, the others need not advance time.
+    subscribeMinIntervalMs: 0,
     logger,
     clock,
     random: () => 0.5,

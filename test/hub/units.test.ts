@@ -90,19 +90,22 @@ t.test('purge drops queued units an unsubscribe no longer covers', async (t) => 
 
 t.test('the index counts holders and the pin; a pair leaves the union when nobody holds it', async (t) => {
   const index = new SubscriptionIndex<string>();
-  index.add('a', new ChannelSet({ trades: ['AAPL', 'MSFT'] }).pairs());
-  index.add('b', new ChannelSet({ trades: ['AAPL'], quotes: ['*'] }).pairs());
+  t.same(index.add('a', new ChannelSet({ trades: ['AAPL', 'MSFT'] }).pairs()).added, [['trades', 'AAPL'], ['trades', 'MSFT']], 'new pairs enter the union');
+  t.same(index.add('b', new ChannelSet({ trades: ['AAPL'], quotes: ['*'] }).pairs()).added, [['quotes', '*']], 'a pair already held does not enter again');
   t.same(index.union().toLists().trades, ['AAPL', 'MSFT']);
   t.equal(index.count('trades', 'AAPL'), 2);
+  t.equal(index.distinctSymbols, 2, 'explicit symbols across channels, * excluded');
   t.same([...(index.wildcardHolders('quotes') ?? [])], ['b']);
-  index.setPinned(new ChannelSet({ trades: ['NVDA', 'MSFT'] }));
-  index.remove('a', new ChannelSet({ trades: ['AAPL', 'MSFT'] }).pairs());
+  t.same(index.changePinned(new ChannelSet({ trades: ['NVDA', 'MSFT'] }).pairs(), []).added, [['trades', 'NVDA']], 'pinning a held pair changes nothing upstream');
+  t.same(index.remove('a', new ChannelSet({ trades: ['AAPL', 'MSFT'] }).pairs()).removed, [], 'AAPL is still held, MSFT pinned');
   t.ok(index.union().has('trades', 'MSFT'), 'pinned MSFT stays though its last client left');
   t.ok(index.union().has('trades', 'AAPL'), 'b still holds AAPL');
-  index.remove('b', new ChannelSet({ trades: ['AAPL'], quotes: ['*'] }).pairs());
+  t.same(index.remove('b', new ChannelSet({ trades: ['AAPL'], quotes: ['*'] }).pairs()).removed, [['trades', 'AAPL'], ['quotes', '*']]);
   t.same(index.union().toLists().trades.sort(), ['MSFT', 'NVDA'], 'only the pin is left');
-  index.setPinned(new ChannelSet());
+  t.same(index.remove('b', new ChannelSet({ trades: ['AAPL'] }).pairs()).removed, [], 'removing what a client does not hold is a no-op');
+  t.same(index.changePinned([], new ChannelSet({ trades: ['NVDA', 'MSFT'] }).pairs()).removed, [['trades', 'NVDA'], ['trades', 'MSFT']]);
   t.ok(index.union().isEmpty, 'unpinned, nothing is desired');
+  t.equal(index.distinctSymbols, 0);
   t.same(index.clientUnion().toLists().trades, []);
 });
 

@@ -109,21 +109,30 @@ t.test('every client-side error code, with the vendor’s text, and the closes t
   t.equal(c.closeCode, undefined, 'the other session never noticed');
 });
 
-t.test('406 beyond MAX_CLIENTS, and a place frees when a client leaves', async (t) => {
+t.test('406 at auth beyond MAX_CLIENTS authenticated clients, and a place frees when one leaves', async (t) => {
   const gw = await startGateway(t, { MAX_CLIENTS: '2' });
   const a = await gw.connect();
   const b = await gw.connect();
+  const idle = await gw.connect(); // connected, never authenticates: holds no place
   await a.auth('a', 's');
-  const third = new StreamClient(gw.url());
-  t.teardown(() => third.close());
-  await third.waitFor((m) => m.T === 'error', 'the refusal');
-  t.same(third.messages, [{ T: 'error', code: 406, msg: 'connection limit exceeded' }]);
+  await b.auth('b', 's');
+  const third = await gw.connect();
+  t.same(await third.auth('c', 's'), { T: 'error', code: 406, msg: 'connection limit exceeded' }, 'refused at auth, as the vendor does');
   t.equal(await third.closed, 1008);
   await b.close();
-  await a.until(() => gw.gateway.hub.stats.connected === 1, 'the server to see the close');
+  await a.until(() => gw.gateway.hub.stats.authenticated === 1, 'the server to see the close');
   const fourth = await gw.connect();
   t.same(await fourth.auth('d', 's'), { T: 'success', msg: 'authenticated' });
   t.equal(gw.gateway.hub.stats.rejectedConnections, 1);
+  t.equal(idle.closeCode, undefined, 'the idle one is still connected');
+});
+
+t.test('idle unauthenticated sockets cannot lock real clients out (MAX_CLIENTS counts authenticated ones)', async (t) => {
+  const gw = await startGateway(t, { MAX_CLIENTS: '5' });
+  for (let i = 0; i < 5; i++) await gw.connect(); // before: five of these took every place
+  const real = await gw.connect();
+  t.same(await real.auth('real', 's'), { T: 'success', msg: 'authenticated' });
+  t.equal(gw.gateway.hub.pendingAuth, 5);
 });
 
 t.test('an oversized frame gets 400 and close 1009; other clients are untouched', async (t) => {

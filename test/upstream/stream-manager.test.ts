@@ -51,7 +51,9 @@ t.test('start, stop and restart are idempotent and single-flight', async (t) => 
   t.equal(sim.stats.connections, 1);
 
   const restarts = Array.from({ length: 10 }, (_, i) => link.manager.restart({ correlationId: `r${i}` }));
-  await Promise.all(restarts);
+  await Promise.all(restarts.map((r) => r.settled));
+  t.equal(new Set(restarts.map((r) => r.id)).size, 1, 'they share one id');
+  t.same(restarts.map((r) => r.joined), [false, ...Array(9).fill(true)]);
   await link.manager.whenLive();
   t.equal(sim.stats.connections, 2, 'ten concurrent restarts cause one reconnect');
   t.equal(link.states.filter((s) => s.to === 'stopping').length, 1, 'one stop');
@@ -169,7 +171,7 @@ t.test('402 auth failed is terminal: no retries until restart() clears it', asyn
   link.clock.advance(24 * 3_600_000);
   t.equal(sim.stats.connections, 1, 'no reconnect loop hammering the vendor with bad keys');
   t.same(link.clock.pending(), [], 'no timer waits to retry');
-  await link.manager.restart({ correlationId: 'operator-fix' });
+  await link.manager.restart({ correlationId: 'operator-fix' }).settled;
   await link.manager.whenLive();
   t.equal(sim.stats.connections, 2, 'restart() tries again');
 });
@@ -402,7 +404,7 @@ t.test('every log line of a restart carries its correlation id; no line carries 
   link.manager.setDesired(new ChannelSet({ trades: ['AAPL'] }));
   await link.manager.whenSynced();
   const mark = lines().length;
-  await link.manager.restart({ correlationId: 'req-7f3a' });
+  await link.manager.restart({ correlationId: 'req-7f3a' }).settled;
   await link.manager.whenLive();
   await link.manager.whenSynced();
   const restartLines = lines().slice(mark);
