@@ -40,7 +40,7 @@ export default async function streamRoutes(fastify: FastifyInstance): Promise<vo
   fastify.route<{ Params: { feed: string }; Querystring: { snapshot?: string; events?: string } }>({
     method: 'GET',
     url: '/v2/:feed',
-    schema: { params: Params, querystring: Query, response: { 400: Problem, 404: FeedProblem, 426: Problem } },
+    schema: { params: Params, querystring: Query, response: { 400: Problem, 403: Problem, 404: FeedProblem, 426: Problem } },
     preValidation: checkFeed,
     handler: async (request, reply) => {
       await reply
