@@ -5,7 +5,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { Static } from '@sinclair/typebox';
 import type { Gateway } from '../src/hub/gateway.js';
-import { CorrelationHeaders, Health, Liveness } from '../src/schemas.js';
+import { CorrelationHeaders, Health, Liveness, Problem } from '../src/schemas.js';
 import { VERSION } from '../src/version.js';
 
 const iso = (ms: number | undefined): string | null => (ms === undefined ? null : new Date(ms).toISOString());
@@ -36,7 +36,7 @@ function health(gateway: Gateway): { code: 200 | 503; body: Static<typeof Health
 }
 
 const healthRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
-  const schema = { headers: CorrelationHeaders, response: { 200: Health, 503: Health } };
+  const schema = { headers: CorrelationHeaders, response: { 200: Health, 403: Problem, 503: Health } };
   fastify.get('/health', { schema }, async (_request, reply) => {
     const { code, body } = health(fastify.gateway);
     return reply.code(code).send(body);
@@ -45,7 +45,7 @@ const healthRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
     const { code, body } = health(fastify.gateway);
     return reply.code(code).send(body);
   });
-  fastify.get('/health/live', { schema: { headers: CorrelationHeaders, response: { 200: Liveness } } }, async () => ({
+  fastify.get('/health/live', { schema: { headers: CorrelationHeaders, response: { 200: Liveness, 403: Problem } } }, async () => ({
     status: 'ok' as const,
     uptimeSeconds: Math.round((Date.now() - fastify.gateway.startedAt) / 1000),
   }));

@@ -2,6 +2,7 @@
 import { readFile } from 'node:fs/promises';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
+import { Problem } from '../src/schemas.js';
 
 /** openapi.yaml sits at the repository root: two levels up from routes/ in dist/, one from source. */
 async function readSpec(): Promise<string> {
@@ -17,7 +18,7 @@ async function readSpec(): Promise<string> {
 
 const openapiRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   const spec = await readSpec();
-  fastify.get('/openapi.yaml', { schema: { response: { 200: Type.String() } } }, async (_request, reply) => reply.type('application/yaml').send(spec));
+  fastify.get('/openapi.yaml', { schema: { response: { 200: Type.String(), 403: Problem } } }, async (_request, reply) => reply.type('application/yaml').send(spec));
 };
 
 export default openapiRoutes;

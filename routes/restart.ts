@@ -10,7 +10,7 @@ const restartRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.post(
     '/restart',
     {
-      schema: { headers: CorrelationHeaders, response: { 202: RestartAccepted, 400: Problem, 401: Problem } },
+      schema: { headers: CorrelationHeaders, response: { 202: RestartAccepted, 400: Problem, 401: Problem, 403: Problem, 415: Problem } },
       preHandler: fastify.requireControlToken,
     },
     async (request, reply) => {

@@ -1,6 +1,6 @@
 /**
  * `GET /v2/{feed}`: the vendor's stream protocol, served to clients (DESIGN.md §3). The route
- * only checks the feed and the upgrade headers; the hub does the rest.
+ * only checks the feed, the pending-auth cap and the upgrade headers; the hub does the rest.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Type } from '@sinclair/typebox';
@@ -37,11 +37,25 @@ export default async function streamRoutes(fastify: FastifyInstance): Promise<vo
     }
   }
 
+  const maxPending = fastify.config.clients.maxPendingAuth;
+
+  /** Unauthenticated sessions have their own cap (DESIGN.md §11): beyond it the upgrade gets 503. */
+  async function checkPendingAuth(request: StreamRequest, reply: FastifyReply): Promise<void> {
+    if (!request.ws) return;
+    const { connected, authenticated } = fastify.gateway.hub.stats;
+    const pending = connected - authenticated;
+    if (pending < maxPending) return;
+    request.log.warn({ remote: request.ip, pending, maxPendingAuth: maxPending }, 'client refused: pending-auth limit');
+    await reply
+      .header('connection', 'close')
+      .problem(503, 'too many connections are waiting to authenticate (MAX_PENDING_AUTH); try again later');
+  }
+
   fastify.route<{ Params: { feed: string }; Querystring: { snapshot?: string; events?: string } }>({
     method: 'GET',
     url: '/v2/:feed',
-    schema: { params: Params, querystring: Query, response: { 400: Problem, 404: FeedProblem, 426: Problem } },
-    preValidation: checkFeed,
+    schema: { params: Params, querystring: Query, response: { 400: Problem, 403: Problem, 404: FeedProblem, 426: Problem, 503: Problem } },
+    preValidation: [checkFeed, checkPendingAuth],
     handler: async (request, reply) => {
       await reply
         .code(426)

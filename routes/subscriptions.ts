@@ -27,7 +27,7 @@ const subscriptionRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.get(
     '/subscriptions',
     {
-      schema: { headers: CorrelationHeaders, response: { 200: SubscriptionState, 401: Problem } },
+      schema: { headers: CorrelationHeaders, response: { 200: SubscriptionState, 401: Problem, 403: Problem } },
       preHandler: fastify.requireControlToken,
     },
     async () => state(gateway),
@@ -39,7 +39,7 @@ const subscriptionRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
       schema: {
         headers: CorrelationHeaders,
         body: SubscriptionChange,
-        response: { 200: SubscriptionState, 202: SubscriptionState, 400: Problem, 401: Problem, 413: Problem, 415: Problem },
+        response: { 200: SubscriptionState, 202: SubscriptionState, 400: Problem, 401: Problem, 403: Problem, 413: Problem, 415: Problem },
       },
       preHandler: fastify.requireControlToken,
     },

@@ -14,6 +14,7 @@ import streamRoutes from '../routes/stream.js';
 import subscriptionRoutes from '../routes/subscriptions.js';
 import type { Clock } from './clock.js';
 import type { Config } from './config.js';
+import browserGuardPlugin from './plugins/browser-guard.js';
 import controlAuthPlugin from './plugins/control-auth.js';
 import gatewayPlugin from './plugins/gateway.js';
 import metricsPlugin from './plugins/metrics.js';
@@ -46,6 +47,8 @@ export default async function app(fastify: FastifyInstance, options: AppOptions)
   await fastify.register(controlAuthPlugin);
   await fastify.register(metricsPlugin);
   await fastify.register(websocketPlugin);
+  // After the websocket plugin, so a refused upgrade is known as one and its socket closed.
+  await fastify.register(browserGuardPlugin);
   await fastify.register(healthRoutes);
   await fastify.register(subscriptionRoutes);
   await fastify.register(restartRoutes);

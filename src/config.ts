@@ -48,8 +48,12 @@ export const EnvSchema = Type.Object({
   STALE_AFTER_MS: ms(60_000),
   STOP_TIMEOUT_MS: ms(5000),
   SUBSCRIBE_TIMEOUT_MS: ms(10_000),
+  SUBSCRIBE_MIN_INTERVAL_MS: ms(100),
+  RESTART_COALESCE_MS: ms(1000, 0),
+  ALLOWED_ORIGINS: Type.Optional(Type.String({ minLength: 1 })),
   UPSTREAM_MAX_SYMBOLS: count(0, 0, 1_000_000),
   MAX_CLIENTS: count(10_000, 1, 1_000_000),
+  MAX_PENDING_AUTH: count(1000, 1, 1_000_000),
   MAX_SYMBOLS_PER_CLIENT: count(10_000, 1, 1_000_000),
   CLIENT_AUTH_TIMEOUT_MS: ms(10_000),
   MAX_MESSAGE_BYTES: count(1_048_576, 1024, 268_435_456),
@@ -91,12 +95,16 @@ export interface UpstreamConfig {
   readonly subscribeTimeoutMs: number;
   /** the plan's distinct-symbol limit (0: none) */
   readonly maxSymbols: number;
+  /** subscription changes reach the vendor at most once per this interval */
+  readonly subscribeMinIntervalMs: number;
 }
 
 export interface ClientsConfig {
   /** key → secret; undefined: any key/secret is accepted (loopback only) */
   readonly keys: ReadonlyMap<string, Secret> | undefined;
   readonly maxClients: number;
+  /** connections that have not authenticated yet; beyond it an upgrade gets HTTP 503 */
+  readonly maxPendingAuth: number;
   readonly maxSymbolsPerClient: number;
   readonly authTimeoutMs: number;
   readonly maxMessageBytes: number;
@@ -111,6 +119,10 @@ export interface Config {
   readonly upstream: UpstreamConfig;
   readonly clients: ClientsConfig;
   readonly controlToken: Secret | undefined;
+  /** browser origins (`scheme://host[:port]`, lower case) whose requests are served; empty: none */
+  readonly allowedOrigins: readonly string[];
+  /** a restart requested this long after the last one settled joins it */
+  readonly restartCoalesceMs: number;
   readonly shutdownGraceMs: number;
   /** messages per second of the embedded simulator's market */
   readonly simulatorRate: number;
@@ -232,10 +244,12 @@ function buildConfig(v: Record<string, unknown>): Config {
       stopTimeoutMs: num('STOP_TIMEOUT_MS'),
       subscribeTimeoutMs: num('SUBSCRIBE_TIMEOUT_MS'),
       maxSymbols: num('UPSTREAM_MAX_SYMBOLS'),
+      subscribeMinIntervalMs: num('SUBSCRIBE_MIN_INTERVAL_MS'),
     }),
     clients: Object.freeze({
       keys: clientKeys,
       maxClients: num('MAX_CLIENTS'),
+      maxPendingAuth: num('MAX_PENDING_AUTH'),
       maxSymbolsPerClient: num('MAX_SYMBOLS_PER_CLIENT'),
       authTimeoutMs: num('CLIENT_AUTH_TIMEOUT_MS'),
       maxMessageBytes: num('MAX_MESSAGE_BYTES'),
@@ -243,6 +257,8 @@ function buildConfig(v: Record<string, unknown>): Config {
       maxBufferBytes: num('CLIENT_MAX_BUFFER_BYTES'),
     }),
     controlToken,
+    allowedOrigins: Object.freeze(parseOrigins(str('ALLOWED_ORIGINS'))),
+    restartCoalesceMs: num('RESTART_COALESCE_MS'),
     shutdownGraceMs: num('SHUTDOWN_GRACE_MS'),
     simulatorRate: num('SIMULATOR_RATE'),
   };
@@ -282,4 +298,25 @@ function parseClientKeys(text: string | undefined): ReadonlyMap<string, Secret> 
     keys.set(key, new Secret(secret, 'CLIENT_KEYS'));
   });
   return keys;
+}
+
+/**
+ * `https://app.example,http://localhost:3000` → origins as browsers serialise them (lower case,
+ * default port dropped), so a plain string comparison with the `Origin` header is enough.
+ */
+function parseOrigins(text: string | undefined): string[] {
+  if (text === undefined) return [];
+  return text.split(',').map((raw) => {
+    const entry = raw.trim();
+    const bad = (): ConfigError =>
+      new ConfigError('ALLOWED_ORIGINS', `${JSON.stringify(entry)} is not an origin; expected http(s)://host[:port] with no path or trailing slash`);
+    // The shape first: URL() would silently accept a path, a query or credentials.
+    if (!/^https?:\/\/[^/?#@\s\\]+$/i.test(entry)) throw bad();
+    try {
+      return new URL(entry).origin;
+    } catch (err) {
+      if (err instanceof TypeError) throw bad();
+      throw err;
+    }
+  });
 }

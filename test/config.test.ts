@@ -33,13 +33,17 @@ t.test('with no variables the defaults of DESIGN.md serve the embedded simulator
     [10000, 10000, 10000, 1048576, 1048576, 8388608],
   );
   t.equal(c.shutdownGraceMs, 10000);
+  t.equal(c.clients.maxPendingAuth, 1000);
+  t.equal(c.upstream.subscribeMinIntervalMs, 100);
+  t.equal(c.restartCoalesceMs, 1000);
+  t.same(c.allowedOrigins, [], 'no browser origin is allowed by default');
   t.equal(c.clients.keys, undefined);
   t.equal(c.controlToken, undefined);
 });
 
 t.test('the configuration is frozen after load', async (t) => {
   const c = loadConfig({});
-  t.ok(Object.isFrozen(c) && Object.isFrozen(c.upstream) && Object.isFrozen(c.clients));
+  t.ok(Object.isFrozen(c) && Object.isFrozen(c.upstream) && Object.isFrozen(c.clients) && Object.isFrozen(c.allowedOrigins));
   t.throws(() => {
     (c as { port: number }).port = 1;
   }, TypeError);
@@ -77,10 +81,52 @@ t.test('each wrong value is refused with one line naming the variable and what i
     [{ CLIENT_KEYS: 'alice:one,bob' }, 'CLIENT_KEYS: entry 2 is not of the form key:secret'],
     [{ CLIENT_KEYS: 'alice:one,alice:two' }, 'CLIENT_KEYS: entry 2 repeats a key'],
     [{ CLIENT_KEYS: ':nokey' }, 'CLIENT_KEYS: entry 1 is not of the form key:secret'],
+    [{ MAX_PENDING_AUTH: '0' }, 'MAX_PENDING_AUTH: "0" is not allowed; expected an integer from 1 to 1000000'],
+    [{ MAX_PENDING_AUTH: 'lots' }, 'MAX_PENDING_AUTH: "lots" is not allowed; expected an integer from 1 to 1000000'],
+    [{ SUBSCRIBE_MIN_INTERVAL_MS: '0' }, 'SUBSCRIBE_MIN_INTERVAL_MS: "0" is not allowed; expected an integer from 1 to 86400000'],
+    [{ SUBSCRIBE_MIN_INTERVAL_MS: '0.5' }, 'SUBSCRIBE_MIN_INTERVAL_MS: "0.5" is not allowed; expected an integer from 1 to 86400000'],
+    [{ RESTART_COALESCE_MS: '-1' }, 'RESTART_COALESCE_MS: "-1" is not allowed; expected an integer from 0 to 86400000'],
+    [{ RESTART_COALESCE_MS: '1s' }, 'RESTART_COALESCE_MS: "1s" is not allowed; expected an integer from 0 to 86400000'],
   ];
   for (const [env, message] of cases) {
     const got = errorOf(env);
     t.equal(got, message, JSON.stringify(env));
+    t.notMatch(got, /\n/, 'one line');
+  }
+});
+
+t.test('the new limits are read: pending-auth cap, vendor subscribe interval, restart coalescing', async (t) => {
+  const c = loadConfig({ MAX_PENDING_AUTH: '3', SUBSCRIBE_MIN_INTERVAL_MS: '250', RESTART_COALESCE_MS: '0' });
+  t.equal(c.clients.maxPendingAuth, 3);
+  t.equal(c.upstream.subscribeMinIntervalMs, 250);
+  t.equal(c.restartCoalesceMs, 0, '0 turns restart coalescing off');
+});
+
+t.test('ALLOWED_ORIGINS: origins as browsers send them, lower case, default ports dropped', async (t) => {
+  const c = loadConfig({ ALLOWED_ORIGINS: ' https://App.Example , http://localhost:3000,https://dash.example:443,http://[::1]:5173' });
+  t.same(c.allowedOrigins, ['https://app.example', 'http://localhost:3000', 'https://dash.example', 'http://[::1]:5173']);
+  t.same(loadConfig({ ALLOWED_ORIGINS: ' ' }).allowedOrigins, [], 'an empty value allows none');
+});
+
+t.test('ALLOWED_ORIGINS: a bad entry is refused with one line naming it', async (t) => {
+  const expected = 'is not an origin; expected http(s)://host[:port] with no path or trailing slash';
+  for (const entry of [
+    'https://app.example/',
+    'https://app.example/path',
+    'app.example',
+    'ws://app.example',
+    'ftp://app.example',
+    'https://user@app.example',
+    'https://app.example?x=1',
+    'https://app.example#x',
+    'http://app.example:99999',
+    'http://:80',
+    '*',
+    'null',
+    '',
+  ]) {
+    const got = errorOf({ ALLOWED_ORIGINS: `https://ok.example,${entry}` });
+    t.equal(got, `ALLOWED_ORIGINS: ${JSON.stringify(entry)} ${expected}`, `${JSON.stringify(entry)} is refused`);
     t.notMatch(got, /\n/, 'one line');
   }
 });
