@@ -42,8 +42,7 @@ export default async function streamRoutes(fastify: FastifyInstance): Promise<vo
   /** Unauthenticated sessions have their own cap (DESIGN.md §11): beyond it the upgrade gets 503. */
   async function checkPendingAuth(request: StreamRequest, reply: FastifyReply): Promise<void> {
     if (!request.ws) return;
-    const { connected, authenticated } = fastify.gateway.hub.stats;
-    const pending = connected - authenticated;
+    const pending = fastify.gateway.hub.pendingAuth;
     if (pending < maxPending) return;
     request.log.warn({ remote: request.ip, pending, maxPendingAuth: maxPending }, 'client refused: pending-auth limit');
     await reply

@@ -43,6 +43,7 @@ export class Gateway {
       // The embedded simulator accepts any key; nothing secret is involved then.
       keyId: upstream.keyId ?? new Secret('embedded'),
       secretKey: upstream.secretKey ?? new Secret('embedded'),
+      restartCoalesceMs: config.restartCoalesceMs,
       logger,
       clock: this.#clock,
       onData: (units) => hub?.onData(units),

@@ -56,6 +56,7 @@ export type LinkSettings = Pick<
   | 'staleAfterMs'
   | 'stopTimeoutMs'
   | 'subscribeTimeoutMs'
+  | 'subscribeMinIntervalMs'
 >;
 
 export interface StreamManagerOptions extends LinkSettings {
@@ -67,8 +68,6 @@ export interface StreamManagerOptions extends LinkSettings {
   readonly random?: Random;
   /** receives every data message, one frame at a time; a throw is contained and logged */
   readonly onData: (units: MessageUnit[]) => void;
-  /** subscription syncs start at most this often, whatever clients do (default 100) */
-  readonly subscribeMinIntervalMs?: number;
   /** restarts asked for within this long after one settled join it (default 1000) */
   readonly restartCoalesceMs?: number;
 }
@@ -226,7 +225,7 @@ export class StreamManager extends EventEmitter<StreamManagerEvents> {
     this.#backoff = new Backoff(options.retryBaseMs, options.retryMaxMs, this.#random);
     this.#watchdog = new StaleWatchdog(options.staleAfterMs);
     this.#syncBackoff = new Backoff(options.retryBaseMs, options.retryMaxMs, this.#random);
-    this.#subscribeMinIntervalMs = options.subscribeMinIntervalMs ?? 100;
+    this.#subscribeMinIntervalMs = options.subscribeMinIntervalMs;
     this.#since = this.#clock.now();
   }
 
