@@ -15,6 +15,7 @@ import { WebSocketServer } from 'ws';
 import { type Clock, systemClock, timestampNow } from '../clock.js';
 import { type Channel, type Feed, FEEDS, isFeed, WILDCARD } from '../protocol/channels.js';
 import { ChannelSet } from '../protocol/channel-set.js';
+import { parseClientRequest } from '../protocol/client-request.js';
 import { encodeFrame, encodeUnits, type MessageUnit } from '../protocol/frame.js';
 import type { Timestamp } from '../protocol/timestamp.js';
 import { DEFAULT_TRADE_ID_BASE, type MarketMessage, SyntheticMarket } from './market.js';
@@ -65,6 +66,8 @@ export const DEFAULT_UNIVERSE = ['AAPL', 'MSFT', 'AMZN', 'NVDA', 'GOOGL', 'META'
 /** Malformed frames a test can make the vendor send. */
 export type MalformedKind = 'garbage' | 'not-array' | 'unknown-type' | 'unknown-error' | 'not-object';
 
+const MALFORMED_KINDS: readonly MalformedKind[] = ['garbage', 'not-array', 'unknown-type', 'unknown-error', 'not-object'];
+
 /** A summary of one connection, for tests and the control endpoint. */
 export interface SessionInfo {
   id: number;
@@ -91,6 +94,10 @@ export interface SimulatorStats {
   subscriptionChanges: number;
   /** data messages sent, summed over connections */
   messagesSent: number;
+  /** subscribe/unsubscribe frames received from clients, applied, refused or ignored alike */
+  subscriptionFrames: number;
+  /** most subscription frames received within any 1-second window (by the simulator's clock) */
+  maxSubscriptionFramesPerSecond: number;
 }
 
 /**
@@ -105,7 +112,19 @@ export class VendorSimulator extends EventEmitter {
   readonly #random: Random;
   readonly #market: SyntheticMarket;
   readonly #sessions = new Set<VendorSession>();
-  readonly #stats: SimulatorStats = { upgrades: 0, connections: 0, authentications: 0, maxConcurrentPerKey: 0, subscriptionChanges: 0, messagesSent: 0 };
+  readonly #stats: SimulatorStats = {
+    upgrades: 0,
+    connections: 0,
+    authentications: 0,
+    maxConcurrentPerKey: 0,
+    subscriptionChanges: 0,
+    messagesSent: 0,
+    subscriptionFrames: 0,
+    maxSubscriptionFramesPerSecond: 0,
+  };
+  /** arrival times (clock ms) of the subscription frames of the last second, oldest first from `#frameHead` */
+  #frameTimes: number[] = [];
+  #frameHead = 0;
   readonly #injected: { auth: number[]; subscribe: number[] } = { auth: [], subscribe: [] };
   #server: Server | undefined;
   #wss: WebSocketServer | undefined;
@@ -365,12 +384,32 @@ export class VendorSimulator extends EventEmitter {
       });
       this.#sessions.add(session);
       this.#stats.connections += 1;
+      ws.on('message', (data, isBinary) => this.#countSubscriptionFrame(data as Buffer, isBinary));
       session.open(headerKey, headerSecret);
       this.emit('session', this.#info(session));
     });
   }
 
-  /** A tiny control surface for the simulator as a process (benchmarks, manual fault drills). */
+  /** Counts a client frame that is a subscribe or unsubscribe, and the busiest 1-second window. */
+  #countSubscriptionFrame(data: Buffer, isBinary: boolean): void {
+    // Cheap pre-check: only frames that mention "subscribe" (JSON or msgpack string) are parsed.
+    if (data.length < 9 || !data.includes('subscribe')) return;
+    const request = parseClientRequest(data, isBinary);
+    if (request.action !== 'subscribe' && request.action !== 'unsubscribe') return;
+    const now = this.#clock.now();
+    this.#stats.subscriptionFrames += 1;
+    const times = this.#frameTimes;
+    times.push(now);
+    while (this.#frameHead < times.length && (times[this.#frameHead] as number) <= now - 1000) this.#frameHead += 1;
+    this.#stats.maxSubscriptionFramesPerSecond = Math.max(this.#stats.maxSubscriptionFramesPerSecond, times.length - this.#frameHead);
+    // Compact now and then so the array holds about one second of arrivals.
+    if (this.#frameHead > 1024 && this.#frameHead * 2 > times.length) {
+      this.#frameTimes = times.slice(this.#frameHead);
+      this.#frameHead = 0;
+    }
+  }
+
+  /** A tiny control surface for the simulator as a process (benchmarks, soak runs, manual fault drills). */
   #onHttp(req: IncomingMessage, res: ServerResponse): void {
     const url = new URL(req.url ?? '/', 'http://simulator');
     const reply = (status: number, body: unknown): void => {
@@ -380,11 +419,19 @@ export class VendorSimulator extends EventEmitter {
       reply(200, { status: 'ok', connections: this.#sessions.size, rate: this.#rate, stalled: this.stalled });
       return;
     }
+    if (req.method === 'GET' && url.pathname === '/stats') {
+      reply(200, { ...this.#stats, connectionsNow: this.#sessions.size, authenticatedNow: this.authenticatedCount(), rate: this.#rate, stalled: this.stalled });
+      return;
+    }
     if (req.method !== 'POST' || !url.pathname.startsWith('/control/')) {
       reply(404, { error: 'not found' });
       return;
     }
     const value = Number(url.searchParams.get('value') ?? url.searchParams.get('ms') ?? NaN);
+    const code = Number(url.searchParams.get('code') ?? NaN);
+    const times = Number(url.searchParams.get('times') ?? 1);
+    const badCode = !Number.isInteger(code) || code < 100 || code > 999;
+    const badTimes = !Number.isInteger(times) || times < 1 || times > 10_000;
     switch (url.pathname) {
       case '/control/rate':
         if (!Number.isFinite(value) || value < 0) return reply(400, { error: 'value must be a number >= 0' });
@@ -397,6 +444,26 @@ export class VendorSimulator extends EventEmitter {
         if (!Number.isFinite(value) || value < 0) return reply(400, { error: 'ms must be a number >= 0' });
         this.stall(value);
         return reply(200, { stalledMs: value });
+      case '/control/resume':
+        this.resume();
+        return reply(200, { stalled: false });
+      case '/control/reject-subscribe':
+        if (badCode || badTimes) return reply(400, { error: 'code must be an integer from 100 to 999 and times from 1 to 10000' });
+        this.rejectSubscribe(code, times);
+        return reply(200, { rejectSubscribe: code, times });
+      case '/control/reject-auth':
+        if (badCode || badTimes) return reply(400, { error: 'code must be an integer from 100 to 999 and times from 1 to 10000' });
+        this.rejectAuth(code, times);
+        return reply(200, { rejectAuth: code, times });
+      case '/control/malformed': {
+        const kind = url.searchParams.get('kind') ?? 'garbage';
+        if (!(MALFORMED_KINDS as readonly string[]).includes(kind)) return reply(400, { error: `kind must be one of ${MALFORMED_KINDS.join(', ')}` });
+        this.sendMalformed(kind as MalformedKind);
+        return reply(200, { malformed: kind, sessions: this.authenticatedCount() });
+      }
+      case '/control/clear':
+        this.clearFaults();
+        return reply(200, { cleared: true });
       default:
         return reply(404, { error: 'not found' });
     }
