@@ -105,6 +105,7 @@ export class VendorConnection {
    * @throws VendorError with the vendor's code (402, 406, 409…); UpstreamError on timeout or close
    */
   async authenticate(key: Secret, secret: Secret, timeoutMs: number): Promise<void> {
+    this.#ensureOpen();
     const reply = this.#wait('the auth reply', timeoutMs, (m) => m.T === 'success' && m.msg === 'authenticated', 'ERR_AUTH_TIMEOUT');
     this.#send(encodeMessage({ action: 'auth', key: key.reveal(), secret: secret.reveal() }, this.#encoding));
     await reply;
@@ -115,6 +116,8 @@ export class VendorConnection {
    * @throws VendorError when the vendor refuses it; UpstreamError on timeout or close
    */
   async request(frame: Buffer, timeoutMs: number): Promise<Record<string, unknown>> {
+    // Checked before the wait is set up: a throw after it would leave a reply promise nobody awaits.
+    this.#ensureOpen();
     const reply = this.#wait('the subscription reply', timeoutMs, (m) => m.T === 'subscription', 'ERR_SUBSCRIBE_TIMEOUT');
     this.#send(frame);
     return reply;
@@ -144,8 +147,12 @@ export class VendorConnection {
     return this.#closedPromise;
   }
 
-  #send(frame: Buffer): void {
+  #ensureOpen(): void {
     if (this.#socket.readyState !== WebSocket.OPEN) throw new UpstreamError('vendor connection is not open', { code: 'ERR_UPSTREAM_CLOSED' });
+  }
+
+  /** Sends on an open socket (callers check with #ensureOpen first; ws reports write errors as events). */
+  #send(frame: Buffer): void {
     this.#socket.send(frame, { binary: this.#encoding === 'msgpack' });
   }
 

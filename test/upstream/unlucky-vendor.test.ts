@@ -4,10 +4,14 @@
  * given, and never opens a connection it was told not to (DESIGN.md §11).
  */
 import t from 'tap';
+import { systemClock } from '../../src/clock.js';
 import { ChannelSet } from '../../src/protocol/channel-set.js';
 import type { VendorSimulator } from '../../src/simulator/index.js';
+import { Secret } from '../../src/secret.js';
 import type { Refusal } from '../../src/upstream/stream-manager.js';
+import { VendorConnection } from '../../src/upstream/vendor-connection.js';
 import { type LinkFixture, linkTo } from '../helpers/link.js';
+import { captureLogs } from '../helpers/log-capture.js';
 import { startSimulator } from '../helpers/simulator.js';
 import { eventually } from '../helpers/wait.js';
 
@@ -211,4 +215,18 @@ t.test('restarts within RESTART_COALESCE_MS of the last one share its id and cau
   await later.settled;
   await link.manager.whenLive();
   t.equal(sim.stats.connections, 3);
+});
+
+t.test('a subscription request on a connection that is closing fails at once and leaves nothing to reject later', async (t) => {
+  const sim = await startSimulator(t);
+  const handlers = { onData: () => {}, onUnsolicited: () => {}, onMalformed: () => {}, onClose: () => {}, onPong: () => {}, onBytes: () => {} };
+  const connection = VendorConnection.create({ url: sim.url('iex'), encoding: 'json', clock: systemClock, logger: captureLogs('silent').logger, handlers });
+  await connection.greeting(5000);
+  await connection.authenticate(new Secret('k'), new Secret('s'), 5000);
+  const closing = connection.close(5000);
+  // Before: the reply wait was set up before the send threw, and its later rejection had no
+  // handler — an unhandled rejection that took the whole gateway down on a clean vendor drop.
+  await t.rejects(connection.request(Buffer.from('{"action":"subscribe","trades":["AAPL"]}'), 5000), { code: 'ERR_UPSTREAM_CLOSED' });
+  await closing;
+  await new Promise((resolve) => setImmediate(resolve));
 });
