@@ -53,6 +53,7 @@ export default async function streamRoutes(fastify: FastifyInstance): Promise<vo
   fastify.route<{ Params: { feed: string }; Querystring: { snapshot?: string; events?: string } }>({
     method: 'GET',
     url: '/v2/:feed',
+    config: { stream: true },
     schema: { params: Params, querystring: Query, response: { 400: Problem, 403: Problem, 404: FeedProblem, 426: Problem, 503: Problem } },
     preValidation: [checkFeed, checkPendingAuth],
     handler: async (request, reply) => {

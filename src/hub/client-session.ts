@@ -249,7 +249,8 @@ export class ClientSession {
     const request = parseClientRequest(data, isBinary);
     switch (request.action) {
       case 'auth':
-        this.fail(403);
+        if (typeof request.key !== 'string' || typeof request.secret !== 'string') this.fail(400, 'auth needs key and secret strings');
+        else this.fail(403);
         return;
       case 'subscribe':
       case 'unsubscribe':

@@ -10,7 +10,7 @@
 import { decode, ExtensionCodec } from '@msgpack/msgpack';
 import { ProtocolError } from '../errors.js';
 import { JsonCursor, JsonNumber, JsonObject, type JsonValue, parseJson, peekJsonMessage } from './json.js';
-import { MsgpackWriter, peekMessage, readHeader } from './msgpack.js';
+import { assertUtf8Strings, MsgpackWriter, peekMessage, readHeader } from './msgpack.js';
 import { EXT_TIMESTAMP, Timestamp } from './timestamp.js';
 import { encodeMessageMsgpack, jsonToMsgpack, msgpackToJson, type WireValue } from './transcode.js';
 
@@ -204,6 +204,15 @@ extensionCodec.register({
   decode: (data: Uint8Array) => Timestamp.fromMsgpackExtData(data),
 });
 
+/**
+ * Sets a key as an own property: a peer's `"__proto__"` key stays a plain key (JSON says it is one)
+ * instead of replacing the object's prototype.
+ */
+function setOwn(target: Record<string, unknown>, key: string, value: unknown): void {
+  if (key === '__proto__') Object.defineProperty(target, key, { value, enumerable: true, writable: true, configurable: true });
+  else target[key] = value;
+}
+
 /** Integers in the safe range as numbers, larger ones as bigint, whatever form carried them. */
 function normalizeIntegers(value: unknown): unknown {
   if (typeof value === 'bigint') {
@@ -212,7 +221,7 @@ function normalizeIntegers(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(normalizeIntegers);
   if (value !== null && typeof value === 'object' && !(value instanceof Timestamp) && !(value instanceof Uint8Array)) {
     const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(value)) out[k] = normalizeIntegers(v);
+    for (const [k, v] of Object.entries(value)) setOwn(out, k, normalizeIntegers(v));
     return out;
   }
   return value;
@@ -243,9 +252,7 @@ export function jsonValueToWire(value: JsonValue): unknown {
   if (Array.isArray(value)) return value.map(jsonValueToWire);
   if (value instanceof JsonObject) {
     const out: Record<string, unknown> = {};
-    value.keys.forEach((k, i) => {
-      out[k] = jsonValueToWire(value.values[i] as JsonValue);
-    });
+    value.keys.forEach((k, i) => setOwn(out, k, jsonValueToWire(value.values[i] as JsonValue)));
     return out;
   }
   return value;
@@ -268,5 +275,8 @@ export function decodeFrame(data: Buffer, encoding: Encoding): unknown[] {
  * @throws ProtocolError on malformed input
  */
 export function decodeControlMessage(data: Buffer, isBinary: boolean): unknown {
-  return isBinary ? decodeMsgpack(data) : jsonValueToWire(parseJson(data));
+  if (!isBinary) return jsonValueToWire(parseJson(data));
+  // ws checks text frames' UTF-8; msgpack strings nobody checks, and the decoder takes overlong forms.
+  assertUtf8Strings(data);
+  return decodeMsgpack(data);
 }

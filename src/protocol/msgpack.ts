@@ -7,6 +7,7 @@
  * Hand-written because no msgpack library exposes value boundaries, and none lets a caller force
  * float64 for a given field (needed to keep `127.0` a float, see FLOAT_FIELDS).
  */
+import { isUtf8 } from 'node:buffer';
 import { ProtocolError } from '../errors.js';
 
 /** Nesting deeper than this is refused rather than recursed into. */
@@ -351,6 +352,24 @@ export function skipValue(buf: Buffer, pos: number): number {
     p = h.end;
   }
   return p;
+}
+
+/**
+ * Checks that every string of the value at `pos` is valid UTF-8 (an overlong or broken sequence
+ * would otherwise decode to some other text). Iterative, like `skipValue`.
+ * @throws ProtocolError naming the first bad string's offset
+ */
+export function assertUtf8Strings(buf: Buffer, pos = 0): void {
+  let remaining = 1;
+  let p = pos;
+  while (remaining > 0) {
+    remaining -= 1;
+    const h = readHeader(buf, p);
+    if (h.kind === 'array') remaining += h.count;
+    else if (h.kind === 'map') remaining += h.count * 2;
+    else if (h.kind === 'str' && !isUtf8(buf.subarray(h.start, h.end))) throw new ProtocolError(`invalid UTF-8 in the msgpack string at byte ${p}`);
+    p = h.end;
+  }
 }
 
 /** The string at `pos`, or undefined when the value there is not a string. */

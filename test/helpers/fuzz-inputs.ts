@@ -167,6 +167,15 @@ function randomValue(d: Dice, depth = 0): unknown {
   }
 }
 
+/** Whether any string (key or value) of `value` holds an unpaired surrogate. */
+function hasLoneSurrogate(value: unknown): boolean {
+  const lone = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+  if (typeof value === 'string') return lone.test(value);
+  if (Array.isArray(value)) return value.some(hasLoneSurrogate);
+  if (value !== null && typeof value === 'object') return Object.entries(value).some(([k, v]) => lone.test(k) || hasLoneSurrogate(v));
+  return false;
+}
+
 /** JSON text or msgpack bytes of `value`, chosen by the dice. */
 function encoded(d: Dice, value: unknown): { data: Buffer; binary: boolean } {
   if (d.chance(0.5)) return { data: Buffer.from(JSON.stringify(value)), binary: false };
@@ -526,7 +535,10 @@ export function wsFamilies(options: FamilyOptions): Record<string, (d: Dice) => 
     },
     'subscription changes': (d) => {
       const { body, meaning, note } = changeRequest(d);
-      return { ...encoded(d, body), meaning, note };
+      const frame = encoded(d, body);
+      // A lone surrogate anywhere encodes to bytes that are not UTF-8: a malformed msgpack frame.
+      if (frame.binary && hasLoneSurrogate(body)) return { ...frame, meaning: { ...meaning, faults: [400] }, note: `${note} (a string that is not UTF-8 in msgpack)` };
+      return { ...frame, meaning, note };
     },
     'huge arrays': (d) => {
       const r = d.next();
