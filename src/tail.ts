@@ -52,12 +52,16 @@ export function tail(options: TailOptions): Promise<number> {
     const socket = new WebSocket(options.url, { perMessageDeflate: false });
     let printed = 0;
     let exitCode = 0;
+    let stopped = false;
     const stop = (code: number): void => {
       exitCode = code;
+      stopped = true;
       socket.close();
     };
     process.once('SIGINT', () => stop(0));
     socket.on('message', (data: Buffer) => {
+      // Frames already on the way while the close handshake runs are not printed.
+      if (stopped) return;
       let units: MessageUnit[];
       try {
         units = splitFrame(data, 'json');

@@ -254,6 +254,30 @@ t.test('?snapshot=1 sends the last values of newly subscribed symbols at once', 
   );
 });
 
+t.test('?snapshot=1 never repeats what the client already gets through *', async (t) => {
+  const gw = await startGateway(t);
+  const sim = gw.gateway.simulator!;
+  const t1 = Timestamp.parse('2024-01-02T14:30:00.000000001Z');
+  const wild = await gw.connect({ query: 'snapshot=1' });
+  await wild.auth('wild', 's');
+  await wild.request({ action: 'subscribe', trades: ['*'] });
+  const named = await gw.connect({ query: 'snapshot=1' });
+  await named.auth('named', 's');
+  await named.request({ action: 'subscribe', trades: ['AAPL'] });
+  await gw.gateway.link.whenSynced(10_000);
+  sim.publish([
+    { T: 't', S: 'AAPL', i: 1, x: 'V', p: 100, s: 1, c: ['@'], t: t1, z: 'C' },
+    { T: 't', S: 'MSFT', i: 1, x: 'V', p: 200, s: 1, c: ['@'], t: t1, z: 'C' },
+  ]);
+  await eventually(() => data(wild).length === 2 && data(named).length === 1, 'the first trades');
+  await wild.request({ action: 'subscribe', trades: ['AAPL'] });
+  await named.request({ action: 'subscribe', trades: ['*'] });
+  sim.publish([{ T: 't', S: 'AAPL', i: 2, x: 'V', p: 100.5, s: 1, c: ['@'], t: t1, z: 'C' }]);
+  await eventually(() => data(wild).length >= 3 && data(named).length >= 3, 'the next trade');
+  t.same(data(wild).map((m) => `${m.S}${m.i}`), ['AAPL1', 'MSFT1', 'AAPL2'], 'AAPL under * is not replayed when named (before: AAPL1 twice)');
+  t.same(data(named).map((m) => `${m.S}${m.i}`), ['AAPL1', 'MSFT1', 'AAPL2'], 'a new * replays the symbols not held before, and only those');
+});
+
 t.test('clients stay connected through a vendor drop, hear about it with ?events=1, and data resumes', async (t) => {
   const gw = await startGateway(t, { SIMULATOR_RATE: '2000', RETRY_BASE_MS: '20', RETRY_MAX_MS: '100' });
   const sim = gw.gateway.simulator!;

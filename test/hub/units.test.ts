@@ -3,7 +3,8 @@ import { ClientAuthenticator } from '../../src/hub/client-auth.js';
 import { OutboundQueue, type QueueCounters } from '../../src/hub/outbound-queue.js';
 import { SubscriptionIndex } from '../../src/hub/subscription-index.js';
 import { ChannelSet } from '../../src/protocol/channel-set.js';
-import { decodeFrame, encodeUnits, type MessageUnit } from '../../src/protocol/frame.js';
+import { LastValues } from '../../src/hub/last-values.js';
+import { decodeFrame, encodeUnits, joinFrame, type MessageUnit, splitFrame } from '../../src/protocol/frame.js';
 import { Timestamp } from '../../src/protocol/timestamp.js';
 import { Secret } from '../../src/secret.js';
 
@@ -139,4 +140,50 @@ t.test('clients that lag alike drain into one shared frame, not one copy each', 
   const drainedB = b.written.at(-1)!.frame;
   t.equal(drainedA, drainedB, 'the same Buffer object');
   t.same(a.messages().slice(1).map((m) => `${m.T}${m.i ?? m.bp}`), ['t1', 't2', 'q11'], 'and still every trade and the latest quote');
+});
+
+t.test('control frames count against the hard limit like data: a client that never reads them overflows', async (t) => {
+  const f = fixture(10, 300);
+  for (let i = 0; i < 5; i++) f.queue.sendControl(Buffer.alloc(100, 0x20));
+  t.equal(f.overflows(), 1, 'the fourth 100-byte reply passed 300 unwritten bytes (before: replies were never counted)');
+  t.equal(f.written.length, 4, 'nothing is sent after the overflow');
+});
+
+/** Units cut out of one vendor frame, as the link hands them on. */
+function unitsOfOneFrame(): { frame: Buffer; units: MessageUnit[] } {
+  const frame = joinFrame(
+    Array.from({ length: 50 }, (_, i) => (i % 2 === 0 ? trade(`S${i}`, i) : quote(`S${i}`, i))),
+    'msgpack',
+  );
+  return { frame, units: splitFrame(frame, 'msgpack') };
+}
+
+const ownsItsBytes = (unit: MessageUnit, frame: Buffer): boolean => {
+  const bytes = unit.encoded('msgpack');
+  return bytes.buffer !== frame.buffer && bytes.byteLength === bytes.buffer.byteLength;
+};
+
+t.test('the last-value cache keeps copies of its messages, never the vendor frame they came in', async (t) => {
+  const { frame, units } = unitsOfOneFrame();
+  const values = new LastValues();
+  for (const unit of units) values.store(unit);
+  values.store(splitFrame(frame, 'msgpack')[0]!); // a newer S0 trade replaces the first within the turn
+  values.settle(); // the end of the fan-out turn
+  const kept = [...values.get('trades', '*'), ...values.get('quotes', '*')];
+  t.equal(kept.length, 50);
+  t.ok(kept.every((unit) => ownsItsBytes(unit, frame)), 'each cached message has an allocation of its own size');
+  t.notOk(ownsItsBytes(units[0]!, frame), 'the replaced one was never copied');
+  t.same(decodeFrame(joinFrame(kept.slice(0, 1), 'msgpack'), 'msgpack'), decodeFrame(joinFrame(units.slice(0, 1), 'msgpack'), 'msgpack'), 'same bytes');
+});
+
+t.test('a lagging client’s backlog keeps copies of its messages, never the vendor frame', async (t) => {
+  const { frame, units } = unitsOfOneFrame();
+  const f = fixture(10, 1 << 20);
+  f.queue.enqueue(trade('A', 1));
+  f.queue.flush(); // over the mark: what follows waits in the backlog
+  for (const unit of units) f.queue.enqueue(unit);
+  f.queue.flush();
+  t.ok(units.every((unit) => ownsItsBytes(unit, frame)), 'backlogged units own their bytes');
+  f.complete();
+  t.equal(f.messages().length, 51, 'and all of them are delivered');
 });
