@@ -60,6 +60,15 @@ export default fp(
     mirroredCounter(registry, 'tickmux_upstream_messages_total', 'Data messages received from the vendor', () => link.stats.messages);
     mirroredCounter(registry, 'tickmux_upstream_bytes_total', 'Bytes received from the vendor', () => link.stats.bytes);
     mirroredCounter(registry, 'tickmux_upstream_malformed_frames_total', 'Vendor frames that were not the protocol', () => link.stats.malformedFrames);
+    mirroredCounter(registry, 'tickmux_upstream_subscription_frames_total', 'Subscribe/unsubscribe frames sent to the vendor', () => link.stats.subscriptionFrames);
+    mirroredCounter(
+      registry,
+      'tickmux_upstream_transient_subscription_errors_total',
+      'Subscription requests the vendor answered with a transient error (retried, subscriptions kept)',
+      () => link.stats.transientSubscriptionErrors,
+    );
+    mirroredCounter(registry, 'tickmux_client_requests_total', 'Frames clients sent (auth, subscribe, anything)', () => hub.stats.clientRequests);
+    mirroredCounter(registry, 'tickmux_client_noop_requests_total', 'Subscribe/unsubscribe requests that changed nothing', () => hub.stats.noopRequests);
     mirroredCounter(registry, 'tickmux_downstream_messages_total', 'Messages sent to clients', () => hub.stats.messagesOut);
     mirroredCounter(registry, 'tickmux_downstream_bytes_total', 'Bytes sent to clients', () => hub.stats.bytesOut);
     mirroredCounter(registry, 'tickmux_conflated_messages_total', 'State messages replaced by a newer one for a lagging client', () => hub.stats.conflated);
