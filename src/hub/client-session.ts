@@ -9,8 +9,9 @@ import { WebSocket } from 'ws';
 import type { Clock } from '../clock.js';
 import { vendorErrorMessage } from '../errors.js';
 import { ChannelSet, type Pair, pairsOf } from '../protocol/channel-set.js';
-import { CHANNELS, type Channel, parseChannels, subscriptionReply, TYPE_TO_CHANNEL, WILDCARD } from '../protocol/channels.js';
+import { CHANNELS, type Channel, parseChannels, TYPE_TO_CHANNEL, WILDCARD } from '../protocol/channels.js';
 import { parseClientRequest } from '../protocol/client-request.js';
+import { SubscriptionReplyCache } from '../protocol/subscription-reply.js';
 import { type Encoding, encodeFrame, type MessageUnit } from '../protocol/frame.js';
 import type { WireValue } from '../protocol/transcode.js';
 import { OutboundQueue, type QueueCounters, type QueueLimits } from './outbound-queue.js';
@@ -77,8 +78,8 @@ export class ClientSession {
   #set = new ChannelSet();
   /** per explicit symbol, how many channels of `#set` hold it: the distinct-symbol count is its size */
   readonly #symbolChannels = new Map<string, number>();
-  /** the encoded `subscription` reply for `#set`, until the set changes */
-  #replyFrame: Buffer | undefined;
+  /** the encoded `subscription` reply for `#set`, re-encoded per channel as channels change */
+  readonly #reply: SubscriptionReplyCache;
   /** raises the inbound frame limit back to the server's once authenticated */
   #restoreReceiveLimit: (() => void) | undefined;
   #authTimer: unknown;
@@ -91,6 +92,7 @@ export class ClientSession {
     this.options = options;
     this.remoteAddress = remoteAddress;
     this.#host = host;
+    this.#reply = new SubscriptionReplyCache(encoding);
     this.#log = host.logger.child({ client: this.id });
     const binary = encoding === 'msgpack';
     this.queue = new OutboundQueue(
@@ -151,9 +153,8 @@ export class ClientSession {
   }
 
   /** This client's whole set, as the vendor replies to every subscribe/unsubscribe. */
-  #reply(): void {
-    this.#replyFrame ??= encodeFrame([subscriptionReply(this.#set.toLists()) as WireValue], this.encoding);
-    this.#sendControlFrame(this.#replyFrame);
+  #sendReply(): void {
+    this.#sendControlFrame(this.#reply.frame(this.#set));
   }
 
   /** Sends the vendor's error for `code`; for the codes the vendor disconnects on, closes. */
@@ -181,7 +182,7 @@ export class ClientSession {
     const held = this.#drop(pairs.pairs());
     if (held.length === 0) return;
     this.sendControl({ T: 'error', code, msg: message });
-    this.#reply();
+    this.#sendReply();
   }
 
   /** Takes the pairs this client holds out of its set and the index; returns them. */
@@ -192,12 +193,10 @@ export class ClientSession {
       if (!this.#set.has(channel, symbol)) continue;
       this.#set.delete(channel, symbol);
       this.#countSymbol(symbol, -1);
+      this.#reply.changed(channel);
       dropped.push(pair);
     }
-    if (dropped.length > 0) {
-      this.#replyFrame = undefined;
-      this.#host.release(this, dropped);
-    }
+    if (dropped.length > 0) this.#host.release(this, dropped);
     return dropped;
   }
 
@@ -224,7 +223,7 @@ export class ClientSession {
     if (!this.#set.isEmpty) this.#host.release(this, [...this.#set.pairs()]);
     this.#set = new ChannelSet();
     this.#symbolChannels.clear();
-    this.#replyFrame = undefined;
+    this.#reply.clear();
     this.queue.close();
   }
 
@@ -316,7 +315,7 @@ export class ClientSession {
       if (dropped.length === 0) this.#host.counters.noopRequests += 1;
       // Nothing for a dropped pair may follow the acknowledgement.
       else this.queue.purge((unit) => this.wants(unit));
-      this.#reply();
+      this.#sendReply();
       return;
     }
     const added: Pair[] = [];
@@ -329,7 +328,7 @@ export class ClientSession {
     }
     if (added.length === 0) {
       this.#host.counters.noopRequests += 1;
-      this.#reply();
+      this.#sendReply();
       return;
     }
     // The whole request is refused and the set stays as it was (the vendor's 405 rule).
@@ -346,10 +345,10 @@ export class ClientSession {
     for (const [channel, symbol] of added) {
       this.#set.add(channel, symbol);
       this.#countSymbol(symbol, 1);
+      this.#reply.changed(channel);
     }
-    this.#replyFrame = undefined;
     this.#host.hold(this, added);
-    this.#reply();
+    this.#sendReply();
     if (snapshot.length > 0) {
       for (const unit of snapshot) this.queue.enqueue(unit);
       this.#host.scheduleFlush(this);

@@ -2,7 +2,10 @@ import { encode as referenceEncode, ExtensionCodec } from '@msgpack/msgpack';
 import t from 'tap';
 import { ConversionError, ProtocolError } from '../../src/errors.js';
 import { decodeFrame, decodeMsgpack, encodeFrame, joinFrame, MessageUnit, splitFrame } from '../../src/protocol/frame.js';
-import { jsonToMsgpack, msgpackToJson } from '../../src/protocol/transcode.js';
+import { ChannelSet } from '../../src/protocol/channel-set.js';
+import { CHANNELS, subscriptionReply } from '../../src/protocol/channels.js';
+import { SubscriptionReplyCache } from '../../src/protocol/subscription-reply.js';
+import { jsonToMsgpack, msgpackToJson, type WireValue } from '../../src/protocol/transcode.js';
 import { Timestamp } from '../../src/protocol/timestamp.js';
 
 const BIG_ID = 2n ** 53n + 1n; // the first integer a double cannot hold
@@ -133,4 +136,28 @@ t.test('JSON number edge cases convert exactly', async (t) => {
   t.same(value, [0, -0, 1000, -1.5e-7, 9007199254740993n, -(2n ** 63n), 255, 256, 65536, 4294967296, -33, -129, -32769]);
   t.ok(Object.is(value[1], -0), '-0 keeps its sign');
   t.equal(msgpackToJson(jsonToMsgpack(Buffer.from('[-0,1.5,4294967296]'))), '[-0,1.5,4294967296]');
+});
+
+t.test('the cached subscription reply is byte for byte the general encoder’s, as channels change', async (t) => {
+  const set = new ChannelSet();
+  for (const encoding of ['json', 'msgpack'] as const) {
+    const cache = new SubscriptionReplyCache(encoding);
+    const expected = (): Buffer => encodeFrame([subscriptionReply(set.toLists()) as WireValue], encoding);
+    t.ok(cache.frame(set).equals(expected()), `${encoding}: the empty set`);
+    const symbols = Array.from({ length: 300 }, (_, i) => `S${i}.B`);
+    for (const [i, channel] of CHANNELS.entries()) {
+      for (const symbol of symbols.slice(0, 20 * (i + 1))) set.add(channel, symbol);
+      cache.changed(channel);
+      t.ok(cache.frame(set).equals(expected()), `${encoding}: after ${channel} changed`);
+    }
+    set.add('trades', '*');
+    set.delete('quotes', 'S0.B');
+    cache.changed('trades');
+    cache.changed('quotes');
+    t.ok(cache.frame(set).equals(expected()), `${encoding}: after a wildcard and a removal`);
+    t.equal(cache.frame(set), cache.frame(set), `${encoding}: unchanged, the same buffer`);
+    for (const channel of CHANNELS) for (const symbol of [...set.symbols(channel)]) set.delete(channel, symbol);
+    cache.clear();
+    t.ok(cache.frame(set).equals(expected()), `${encoding}: emptied`);
+  }
 });
