@@ -134,8 +134,8 @@ export class OutboundQueue {
   }
 
   #toBacklog(unit: MessageUnit): void {
-    unit.detach(); // a backlog may outlive the vendor frame by far: keep only this message's bytes
     const bytes = unit.byteLength(this.encoding);
+    unit.detach(); // a backlog may outlive the vendor frame by far: keep only this message's bytes
     let key: string | number;
     if (unit.type !== undefined && CONFLATABLE.has(unit.type) && unit.symbol !== undefined) {
       key = unit.stateKey;
