@@ -338,10 +338,10 @@ function extension(buf: Buffer, at: number, width: number, fixed: number): Heade
 }
 
 /**
- * The offset just past the value at `pos`. Iterative, so hostile nesting cannot overflow the
- * stack; truncated data throws.
+ * Walks the value at `pos` header by header and returns the offset just past it; `visit` sees
+ * each header. Iterative, so hostile nesting cannot overflow the stack; truncated data throws.
  */
-export function skipValue(buf: Buffer, pos: number): number {
+function walkValue(buf: Buffer, pos: number, visit?: (header: Header, at: number) => void): number {
   let remaining = 1;
   let p = pos;
   while (remaining > 0) {
@@ -349,27 +349,26 @@ export function skipValue(buf: Buffer, pos: number): number {
     const h = readHeader(buf, p);
     if (h.kind === 'array') remaining += h.count;
     else if (h.kind === 'map') remaining += h.count * 2;
+    visit?.(h, p);
     p = h.end;
   }
   return p;
 }
 
+/** The offset just past the value at `pos` (truncated data throws). */
+export function skipValue(buf: Buffer, pos: number): number {
+  return walkValue(buf, pos);
+}
+
 /**
  * Checks that every string of the value at `pos` is valid UTF-8 (an overlong or broken sequence
- * would otherwise decode to some other text). Iterative, like `skipValue`.
+ * would otherwise decode to some other text).
  * @throws ProtocolError naming the first bad string's offset
  */
 export function assertUtf8Strings(buf: Buffer, pos = 0): void {
-  let remaining = 1;
-  let p = pos;
-  while (remaining > 0) {
-    remaining -= 1;
-    const h = readHeader(buf, p);
-    if (h.kind === 'array') remaining += h.count;
-    else if (h.kind === 'map') remaining += h.count * 2;
-    else if (h.kind === 'str' && !isUtf8(buf.subarray(h.start, h.end))) throw new ProtocolError(`invalid UTF-8 in the msgpack string at byte ${p}`);
-    p = h.end;
-  }
+  walkValue(buf, pos, (h, at) => {
+    if (h.kind === 'str' && !isUtf8(buf.subarray(h.start, h.end))) throw new ProtocolError(`invalid UTF-8 in the msgpack string at byte ${at}`);
+  });
 }
 
 /** The string at `pos`, or undefined when the value there is not a string. */

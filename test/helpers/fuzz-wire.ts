@@ -86,6 +86,34 @@ export interface ServerFrame {
   payload: Buffer;
 }
 
+/** Checks that wait for a condition on a peer, looked at again whenever the peer hears something. */
+class Waiters {
+  readonly #waiting = new Set<() => void>();
+
+  /** Resolves with `check()`'s value once it has one, or with undefined at the deadline. */
+  until<T>(check: () => T | undefined, limitMs: number): Promise<T | undefined> {
+    return new Promise((resolve) => {
+      const attempt = (): void => {
+        const value = check();
+        if (value === undefined) return;
+        this.#waiting.delete(attempt);
+        clearTimeout(timer);
+        resolve(value);
+      };
+      const timer = setTimeout(() => {
+        this.#waiting.delete(attempt);
+        resolve(undefined);
+      }, limitMs);
+      this.#waiting.add(attempt);
+      attempt();
+    });
+  }
+
+  notify(): void {
+    for (const attempt of [...this.#waiting]) attempt();
+  }
+}
+
 /**
  * A raw TCP connection to the gateway that parses what the server sends: an HTTP answer, then
  * (after a 101) the server's WebSocket frames, decoded as far as they go.
@@ -99,7 +127,7 @@ export class RawPeer {
   ended = false;
   #buffer = Buffer.alloc(0);
   #headDone = false;
-  readonly #waiters = new Set<() => void>();
+  readonly #waiters = new Waiters();
 
   private constructor(socket: Socket) {
     this.socket = socket;
@@ -170,25 +198,11 @@ export class RawPeer {
 
   /** Resolves with `check()`'s value once it has one, or with undefined at the deadline. */
   until<T>(check: () => T | undefined, limitMs: number): Promise<T | undefined> {
-    return new Promise((resolve) => {
-      const attempt = (): void => {
-        const value = check();
-        if (value === undefined) return;
-        this.#waiters.delete(attempt);
-        clearTimeout(timer);
-        resolve(value);
-      };
-      const timer = setTimeout(() => {
-        this.#waiters.delete(attempt);
-        resolve(undefined);
-      }, limitMs);
-      this.#waiters.add(attempt);
-      attempt();
-    });
+    return this.#waiters.until(check, limitMs);
   }
 
   #notify(): void {
-    for (const waiter of [...this.#waiters]) waiter();
+    this.#waiters.notify();
   }
 
   #parse(): void {
@@ -254,7 +268,7 @@ export class FuzzSocket {
   /** the control message the last `settle` took as the answer */
   lastReply: Message | undefined;
   readonly closed: Promise<number>;
-  readonly #waiters = new Set<() => void>();
+  readonly #waiters = new Waiters();
 
   constructor(url: string, encoding: Encoding, headers: Record<string, string> = {}) {
     this.encoding = encoding;
@@ -348,25 +362,11 @@ export class FuzzSocket {
   }
 
   #notify(): void {
-    for (const waiter of [...this.#waiters]) waiter();
+    this.#waiters.notify();
   }
 
   #until<T>(check: () => T | undefined, limitMs: number): Promise<T | undefined> {
-    return new Promise((resolve) => {
-      const attempt = (): void => {
-        const value = check();
-        if (value === undefined) return;
-        this.#waiters.delete(attempt);
-        clearTimeout(timer);
-        resolve(value);
-      };
-      const timer = setTimeout(() => {
-        this.#waiters.delete(attempt);
-        resolve(undefined);
-      }, limitMs);
-      this.#waiters.add(attempt);
-      attempt();
-    });
+    return this.#waiters.until(check, limitMs);
   }
 }
 

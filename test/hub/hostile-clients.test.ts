@@ -46,12 +46,18 @@ const SYMBOLS = Array.from({ length: 10_000 }, (_, i) => `S${String(i).padStart(
 /** 60,000 pairs: ten thousand symbols on six channels. */
 const BIG_SET = { trades: SYMBOLS, quotes: SYMBOLS, bars: SYMBOLS, updatedBars: SYMBOLS, dailyBars: SYMBOLS, statuses: SYMBOLS };
 
-t.test('no-op requests from a client holding 60,000 pairs are answered from one cached reply; nothing reaches the index or the vendor', async (t) => {
-  const gw = await startGateway(t);
-  const big = await rawClient(t, gw.url());
+/** A raw client holding BIG_SET, its reply received (frames: greeting, authenticated, reply). */
+async function bigClient(t: Test, url: string): Promise<Awaited<ReturnType<typeof rawClient>>> {
+  const big = await rawClient(t, url);
   big.send({ action: 'auth', key: 'big', secret: 's' });
   big.send({ action: 'subscribe', ...BIG_SET });
-  await eventually(() => big.frames.length >= 3, 'the first reply');
+  await eventually(() => big.frames.length >= 3, 'the big client’s reply');
+  return big;
+}
+
+t.test('no-op requests from a client holding 60,000 pairs are answered from one cached reply; nothing reaches the index or the vendor', async (t) => {
+  const gw = await startGateway(t);
+  const big = await bigClient(t, gw.url());
   await gw.gateway.link.whenSynced(30_000);
   const first = big.frames[2] as Buffer;
   t.ok(first.length > 500_000, `the reply holds the client's whole set (${first.length} bytes)`);
@@ -75,10 +81,7 @@ t.test('no-op requests from a client holding 60,000 pairs are answered from one 
 
 t.test('unsubscribes from a client that holds nothing cost nothing while another holds 60,000 pairs', async (t) => {
   const gw = await startGateway(t);
-  const big = await rawClient(t, gw.url());
-  big.send({ action: 'auth', key: 'big', secret: 's' });
-  big.send({ action: 'subscribe', ...BIG_SET });
-  await eventually(() => big.frames.length >= 3, 'the big client’s reply');
+  await bigClient(t, gw.url());
   const small = await gw.connect();
   await small.auth('small', 's');
   const link = spyOnLink(gw.gateway.link);
