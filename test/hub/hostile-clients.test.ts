@@ -180,4 +180,10 @@ t.test('before auth: a frame over 4 KiB closes with 1009 without being read; any
   const big = JSON.stringify({ action: 'subscribe', trades: SYMBOLS.slice(0, 1000) });
   t.ok(big.length > 4096, 'after auth, frames above 4 KiB are fine');
   t.equal((await early.request(JSON.parse(big) as Record<string, never>)).T, 'subscription');
+  // A client that does not wait for the auth reply: the limit is lifted before ws reads the next frame.
+  const eager = await rawClient(t, gw.url());
+  eager.send({ action: 'auth', key: 'eager', secret: 's' });
+  eager.ws.send(big);
+  await eventually(() => eager.frames.length >= 3, 'the reply to the big subscribe');
+  t.match(eager.frames[2]?.toString(), /^\[\{"T":"subscription"/, 'auth and a 10 KB subscribe back to back: both served');
 });
