@@ -32,6 +32,8 @@ export interface PopulationOptions {
   authTimeoutMs: number;
   /** the gateway's MAX_SYMBOLS_PER_CLIENT: a longer list is expected to get 405 */
   maxSymbolsPerClient: number;
+  /** how long a slow client stops reading: long enough to fill ~10 MB of loopback buffers and the gateway's limit */
+  slowPauseMs: number;
 }
 
 /** A trade-id gap seen by a healthy client: ids after `afterId` up to the one seen at `seenAt` are missing. */
@@ -274,8 +276,9 @@ export class Population {
       // buffer grows to its limit. Paused again and again: ws resumes its socket when its parser drains.
       const hold = setInterval(() => subscribed && socket()?.pause(), 20);
       this.#timers.add(hold);
-      // At the default rate a slow client is sent ~350 KB/s: ~13 s to fill ~4 MB of kernel buffers and the gateway's limit.
-      await this.sleep(20_000 + this.#o.random() * 4000);
+      // Loopback buffers grow to ~10 MB for a paused reader before the gateway holds a byte: the
+      // pause scales with the vendor rate so the gateway's limit is reached within it.
+      await this.sleep(this.#o.slowPauseMs * (1 + this.#o.random() * 0.2));
       clearInterval(hold);
       this.#timers.delete(hold);
       socket()?.resume();

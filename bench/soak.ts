@@ -239,6 +239,8 @@ async function main(): Promise<void> {
     hostile: Number(values.hostile),
     authTimeoutMs: AUTH_TIMEOUT_MS,
     maxSymbolsPerClient: MAX_SYMBOLS_PER_CLIENT,
+    // 20 s at 6,000 msgs/s (a slow client gets ~0.7 MB/s there), longer at lower rates.
+    slowPauseMs: Math.min(90_000, Math.max(20_000, (20_000 * 6000) / Math.max(RATE, 1))),
   });
   process.stderr.write(`soak: gateway ready ${gatewayUrl}\n`);
   await population.start();

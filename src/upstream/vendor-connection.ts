@@ -161,7 +161,7 @@ export class VendorConnection {
     if (this.#closed) return Promise.reject(new UpstreamError('vendor connection closed', { code: 'ERR_UPSTREAM_CLOSED' }));
     return new Promise((resolve, reject) => {
       const timer = this.#clock.setTimeout(() => {
-        this.#failWaiter(new UpstreamError(`no ${what} within ${timeoutMs} ms`, { code: timeoutCode }));
+        this.#failWaiter(new UpstreamError(`${what} did not come within ${timeoutMs} ms`, { code: timeoutCode }));
       }, timeoutMs);
       this.#waiter = { what, accept, resolve, reject, timer };
     });
