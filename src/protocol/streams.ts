@@ -52,6 +52,8 @@ export interface StreamKind {
   readonly conflatable: ReadonlySet<string>;
   /** types a last-value cache keeps per symbol for snapshots */
   readonly lastValueTypes: ReadonlySet<string>;
+  /** where a data message names its symbols: `S` (one) or `symbols` (a list: news, which has no `S`) */
+  readonly symbolsField: 'S' | 'symbols';
   /** channels on which `*` is refused, with the vendor's code */
   readonly wildcardRefusals: Readonly<Partial<Record<Channel, number>>>;
   /** whether `value` is a symbol (or `*`) this kind accepts; anything else is 400 invalid syntax */
@@ -119,6 +121,7 @@ export const STOCKS: StreamKind = Object.freeze({
   conflatable: new Set(['q', 'b', 'u', 'd', 's', 'l']),
   // Corrections and cancels refer to earlier trades; they are not "the last trade".
   lastValueTypes: new Set(['t', 'q', 'b', 'u', 'd', 's', 'l', 'i']),
+  symbolsField: 'S',
   wildcardRefusals: Object.freeze({}),
   isValidSymbol: symbolCheck(TICKER),
 } satisfies StreamKind);
@@ -154,6 +157,7 @@ export const CRYPTO: StreamKind = Object.freeze({
   conflatable: new Set(['q', 'b', 'u', 'd']),
   // A book's last update is no book: a snapshot of a book must be built from the levels, not cached.
   lastValueTypes: new Set(['t', 'q', 'b', 'u', 'd']),
+  symbolsField: 'S',
   wildcardRefusals: Object.freeze({}),
   isValidSymbol: symbolCheck(CRYPTO_PAIR),
 } satisfies StreamKind);
@@ -175,6 +179,7 @@ export const OPTIONS: StreamKind = Object.freeze({
   conflatable: new Set(['q']),
   lastValueTypes: new Set(['t', 'q']),
   // "You cannot subscribe to `*` for option quotes" (DOC-OPT). VERIFY: `*` on trades is allowed.
+  symbolsField: 'S',
   wildcardRefusals: Object.freeze({ quotes: 413 }),
   isValidSymbol: symbolCheck(OCC_CONTRACT),
 } satisfies StreamKind);
@@ -191,6 +196,7 @@ export const NEWS: StreamKind = Object.freeze({
   // Every item is news to someone: never replaced, never a "last value".
   conflatable: new Set<string>(),
   lastValueTypes: new Set<string>(),
+  symbolsField: 'symbols',
   wildcardRefusals: Object.freeze({}),
   // Stock tickers, and crypto without the slash (BTCUSD). VERIFY: the vendor's exact spelling.
   isValidSymbol: symbolCheck(TICKER),
@@ -212,6 +218,16 @@ export function streamKindOf(path: string): StreamKind | undefined {
 /** Whether `path` is a known stream path. */
 export function isStreamPath(path: string): boolean {
   return streamKindOf(path) !== undefined;
+}
+
+/**
+ * The symbols a data message of `kind` is about, for routing: its `S`, or its `symbols` list (a
+ * news item with an empty list is about nothing in particular and reaches `*` only).
+ */
+export function symbolsOf(kind: StreamKind, message: Readonly<Record<string, unknown>>): readonly string[] {
+  const value = message[kind.symbolsField];
+  if (typeof value === 'string') return [value];
+  return Array.isArray(value) ? value.filter((s): s is string => typeof s === 'string') : [];
 }
 
 /** One list of symbols per channel of every kind, as in a subscribe message or a reply. */
