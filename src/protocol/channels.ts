@@ -26,6 +26,18 @@ export function isFeed(value: string): value is Feed {
   return (FEEDS as readonly string[]).includes(value);
 }
 
+/** Keys of a stock `subscription` reply that cannot be subscribed to: they follow `trades`. */
+export const DERIVED_CHANNELS = ['corrections', 'cancelErrors'] as const;
+export type DerivedChannel = (typeof DERIVED_CHANNELS)[number];
+
+/** Keys of other streams a stock client may still send empty (the Go SDK sends every key); symbols in them are 410. */
+export const FOREIGN_CHANNELS = ['orderbooks', 'news', 'pricing'] as const;
+
+/** Stock channel → the data type letter it is named after. */
+export const CHANNEL_TO_TYPE: Readonly<Partial<Record<Channel, string>>> = Object.freeze(
+  Object.fromEntries(STOCKS.channels.map((channel) => [channel, Object.keys(STOCKS.typeToChannel).find((type) => STOCKS.typeToChannel[type] === channel)])),
+);
+
 /** Control message types: always alone in a frame, never data. */
 export const CONTROL_TYPES = ['success', 'error', 'subscription'] as const;
 
