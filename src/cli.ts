@@ -12,7 +12,9 @@ import { tail } from './tail.js';
 const USAGE = `usage: tickmux <command> [options]
 
 commands:
-  simulate   run the simulated vendor (Alpaca v2 stock stream)
+  simulate   run the simulated vendor: every Alpaca market-data stream path (stocks v2/{iex,sip,
+             delayed_sip,test}, v1beta1/{boats,overnight}; crypto v1beta3/crypto/{us,us-1,eu-1};
+             options v1beta1/{indicative,opra}; news v1beta1/news) on one port
              --host H   (default 127.0.0.1)   --port N   (default 9000)
              --rate R   market messages per second (default 100)
              --seed S   random seed (default 42)
@@ -69,7 +71,7 @@ async function simulate(args: string[]): Promise<void> {
     logger,
   });
   await simulator.start();
-  logger.info({ url: simulator.url('iex') }, 'simulated vendor ready');
+  logger.info({ url: simulator.url('iex'), base: simulator.url('iex').replace(/\/v2\/iex$/, ''), paths: simulator.paths }, 'simulated vendor ready');
   closeWithGrace({ delay: 5000 }, async ({ err, signal }) => {
     if (err !== undefined) logger.error({ err }, 'simulator stopping after an error');
     else logger.info({ signal }, 'simulator stopping');

@@ -98,6 +98,8 @@ export const VENDOR_ERRORS = Object.freeze({
   409: 'insufficient subscription',
   410: 'invalid subscribe action for this feed',
   411: 'insufficient scope',
+  412: 'option messages are only available in MsgPack format',
+  413: 'star subscription is not allowed for option quotes',
   500: 'internal error',
 } as const);
 

@@ -3,7 +3,7 @@
  * `openapi.yaml` describes the same shapes; a test keeps the two in agreement.
  */
 import { type Static, type TOptional, Type } from '@sinclair/typebox';
-import { CHANNELS } from './protocol/channels.js';
+import { STOCK_CHANNELS } from './protocol/channels.js';
 
 /** RFC 9457 problem details, with the request's correlation id. */
 export const Problem = Type.Object({
@@ -18,8 +18,8 @@ export type ProblemBody = Static<typeof Problem>;
 
 const Symbols = Type.Array(Type.String({ pattern: '^(\\*|[A-Z0-9][A-Z0-9./\\-^=]{0,20})$' }), { maxItems: 10_000 });
 
-/** One list of symbols per channel, every channel present. */
-export const ChannelLists = Type.Object(Object.fromEntries(CHANNELS.map((c) => [c, Symbols])) as Record<(typeof CHANNELS)[number], typeof Symbols>, {
+/** One list of symbols per channel, every channel present (the control plane serves the stock stream). */
+export const ChannelLists = Type.Object(Object.fromEntries(STOCK_CHANNELS.map((c) => [c, Symbols])) as Record<(typeof STOCK_CHANNELS)[number], typeof Symbols>, {
   additionalProperties: false,
 });
 
@@ -27,7 +27,7 @@ export const ChannelLists = Type.Object(Object.fromEntries(CHANNELS.map((c) => [
 export const SubscriptionChange = Type.Object(
   {
     action: Type.Union([Type.Literal('subscribe'), Type.Literal('unsubscribe')]),
-    ...(Object.fromEntries(CHANNELS.map((c) => [c, Type.Optional(Symbols)])) as Record<(typeof CHANNELS)[number], TOptional<typeof Symbols>>),
+    ...(Object.fromEntries(STOCK_CHANNELS.map((c) => [c, Type.Optional(Symbols)])) as Record<(typeof STOCK_CHANNELS)[number], TOptional<typeof Symbols>>),
   },
   { additionalProperties: false },
 );

@@ -4,8 +4,15 @@ import { StreamClient } from './helpers/stream-client.js';
 
 t.test('tickmux simulate serves the vendor protocol as a process and stops on SIGTERM', async (t) => {
   const proc = spawnNode(t, ['dist/src/cli.js', 'simulate', '--port', '0', '--rate', '500', '--key', 'cli-key', '--secret', 'cli-secret']);
-  const ready = JSON.parse(await proc.line(/simulated vendor ready/)) as { url: string };
+  const ready = JSON.parse(await proc.line(/simulated vendor ready/)) as { url: string; base: string; paths: string[] };
   t.match(ready.url, /^ws:\/\/127\.0\.0\.1:\d+\/v2\/iex$/);
+  t.same(ready.paths.filter((p) => !p.startsWith('v2/')), ['v1beta1/boats', 'v1beta1/overnight', 'v1beta3/crypto/us', 'v1beta3/crypto/us-1', 'v1beta3/crypto/eu-1', 'v1beta1/indicative', 'v1beta1/opra', 'v1beta1/news'], 'it says which paths it serves');
+  const crypto = new StreamClient(`${ready.base}/v1beta3/crypto/us`);
+  t.teardown(() => crypto.close());
+  await crypto.opened();
+  t.same(await crypto.auth('cli-key', 'cli-secret'), { T: 'success', msg: 'authenticated' }, 'the same key on the crypto path: one connection per path');
+  await crypto.request({ action: 'subscribe', trades: ['BTC/USD'] });
+  await crypto.waitFor((m) => m.T === 't' && m.S === 'BTC/USD', 'a crypto trade');
   const client = new StreamClient(ready.url);
   t.teardown(() => client.close());
   await client.opened();
@@ -14,7 +21,7 @@ t.test('tickmux simulate serves the vendor protocol as a process and stops on SI
   await client.waitFor((m) => m.T === 'q' && m.S === 'MSFT', 'a quote');
   const health = await fetch(ready.url.replace('ws://', 'http://').replace('/v2/iex', '/health'));
   t.equal(health.status, 200);
-  t.match(await health.json(), { status: 'ok', connections: 1 });
+  t.match(await health.json(), { status: 'ok', connections: 2 }, 'the stock and the crypto connection');
   proc.child.kill('SIGTERM');
   t.equal(await proc.exited, 0, 'exits 0 after SIGTERM');
   await client.closed;

@@ -17,7 +17,7 @@ import { request as httpRequest } from 'node:http';
 import type { Socket } from 'node:net';
 import t, { type Test } from 'tap';
 import { systemClock, timestampNow } from '../src/clock.js';
-import { CHANNELS, type Channel } from '../src/protocol/channels.js';
+import { STOCK_CHANNELS as CHANNELS, type Channel } from '../src/protocol/channels.js';
 import type { MarketMessage } from '../src/simulator/market.js';
 import { startGateway } from './helpers/gateway.js';
 import { Dice, FOREIGN_CHANNELS, INVALID_SYMBOLS, preview, seedFor, VALID_SYMBOLS, type WsCase, wsCases, wsFamilies } from './helpers/fuzz-inputs.js';

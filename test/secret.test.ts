@@ -63,6 +63,8 @@ t.test('errors carry stable codes and the vendor table has the vendor texts', as
       '409 insufficient subscription',
       '410 invalid subscribe action for this feed',
       '411 insufficient scope',
+      '412 option messages are only available in MsgPack format',
+      '413 star subscription is not allowed for option quotes',
       '500 internal error',
     ],
   );

@@ -2,11 +2,8 @@
  * The last message seen per (channel, symbol), for `?snapshot=1`: a client that subscribes gets
  * the latest trade, quote, bar… of each newly subscribed symbol at once instead of waiting.
  */
-import { type Channel, TYPE_TO_CHANNEL } from '../protocol/channels.js';
+import { type Channel, LAST_VALUE_TYPES, TYPE_TO_CHANNEL } from '../protocol/channels.js';
 import type { MessageUnit } from '../protocol/frame.js';
-
-/** Corrections and cancels refer to earlier trades; they are not "the last trade". */
-const NOT_CACHED = new Set(['c', 'x']);
 
 export class LastValues {
   readonly #values = new Map<Channel, Map<string, MessageUnit>>();
@@ -15,7 +12,7 @@ export class LastValues {
 
   /** Remembers `unit` if it is the kind of message a snapshot carries. */
   store(unit: MessageUnit): void {
-    if (unit.type === undefined || unit.symbol === undefined || NOT_CACHED.has(unit.type)) return;
+    if (unit.type === undefined || unit.symbol === undefined || !LAST_VALUE_TYPES.has(unit.type)) return;
     const channel = TYPE_TO_CHANNEL[unit.type];
     if (channel === undefined) return;
     let bySymbol = this.#values.get(channel);

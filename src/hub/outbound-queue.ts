@@ -9,10 +9,8 @@
  * order. The backlog drains as the socket's writes complete. Past the hard limit the queue
  * reports an overflow and the owner closes the client with 407.
  */
+import { CONFLATABLE_TYPES as CONFLATABLE } from '../protocol/channels.js';
 import { type Encoding, joinFrame, type MessageUnit } from '../protocol/frame.js';
-
-/** Types whose latest message replaces the previous one for the same symbol when a client lags. */
-const CONFLATABLE = new Set(['q', 'b', 'u', 'd', 's', 'l']);
 
 /** A drained backlog goes out in frames of about this size, not one huge frame. */
 const DRAIN_FRAME_BYTES = 256 * 1024;

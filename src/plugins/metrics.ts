@@ -5,7 +5,7 @@
  */
 import fp from 'fastify-plugin';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
-import { CHANNELS } from '../protocol/channels.js';
+import { STOCK_CHANNELS } from '../protocol/channels.js';
 import type { LinkState } from '../upstream/stream-manager.js';
 
 declare module 'fastify' {
@@ -97,7 +97,7 @@ export default fp(
       labelNames: ['channel'],
       registers: [registry],
       collect() {
-        for (const channel of CHANNELS) this.set({ channel }, hub.desiredCount(channel));
+        for (const channel of STOCK_CHANNELS) this.set({ channel }, hub.desiredCount(channel));
       },
     });
     const fanout = new Histogram({

@@ -11,6 +11,7 @@ import { decode, ExtensionCodec } from '@msgpack/msgpack';
 import { ProtocolError } from '../errors.js';
 import { JsonCursor, JsonNumber, JsonObject, type JsonValue, parseJson, peekJsonMessage } from './json.js';
 import { assertUtf8Strings, MsgpackWriter, peekMessage, readHeader } from './msgpack.js';
+import { STOCKS, type StreamKind } from './streams.js';
 import { EXT_TIMESTAMP, Timestamp } from './timestamp.js';
 import { encodeMessageMsgpack, jsonToMsgpack, msgpackToJson, type WireValue } from './transcode.js';
 
@@ -27,11 +28,14 @@ export class MessageUnit {
 
   /** The encoding this message arrived in: its bytes there are the sender's own. */
   readonly sourceEncoding: Encoding;
+  /** The kind of stream it came from: its float and timestamp fields steer JSON → msgpack. */
+  readonly kind: StreamKind;
 
-  constructor(encoding: Encoding, bytes: Buffer, type: string | undefined, symbol: string | undefined) {
+  constructor(encoding: Encoding, bytes: Buffer, type: string | undefined, symbol: string | undefined, kind: StreamKind = STOCKS) {
     this.type = type;
     this.symbol = symbol;
     this.sourceEncoding = encoding;
+    this.kind = kind;
     if (encoding === 'json') this.#json = bytes;
     else this.#msgpack = bytes;
   }
@@ -46,7 +50,7 @@ export class MessageUnit {
       this.#json ??= Buffer.from(msgpackToJson(this.#msgpack as Buffer));
       return this.#json;
     }
-    this.#msgpack ??= jsonToMsgpack(this.#json as Buffer);
+    this.#msgpack ??= jsonToMsgpack(this.#json as Buffer, 0, (this.#json as Buffer).length, this.kind);
     return this.#msgpack;
   }
 
@@ -109,28 +113,28 @@ function ownCopy(bytes: Buffer): Buffer {
 }
 
 /**
- * Cuts a frame into message units without decoding it.
+ * Cuts a frame of a stream of `kind` into message units without decoding it.
  * @throws ProtocolError when the frame is not an array or is malformed anywhere
  */
-export function splitFrame(data: Buffer, encoding: Encoding): MessageUnit[] {
-  return encoding === 'json' ? splitJsonFrame(data) : splitMsgpackFrame(data);
+export function splitFrame(data: Buffer, encoding: Encoding, kind: StreamKind = STOCKS): MessageUnit[] {
+  return encoding === 'json' ? splitJsonFrame(data, kind) : splitMsgpackFrame(data, kind);
 }
 
-function splitMsgpackFrame(data: Buffer): MessageUnit[] {
+function splitMsgpackFrame(data: Buffer, kind: StreamKind): MessageUnit[] {
   const h = readHeader(data, 0);
   if (h.kind !== 'array') throw new ProtocolError('frame is not an array');
   const units: MessageUnit[] = new Array(h.count);
   let p = h.start;
   for (let i = 0; i < h.count; i++) {
     const peek = peekMessage(data, p);
-    units[i] = new MessageUnit('msgpack', data.subarray(p, peek.end), peek.type, peek.symbol);
+    units[i] = new MessageUnit('msgpack', data.subarray(p, peek.end), peek.type, peek.symbol, kind);
     p = peek.end;
   }
   if (p !== data.length) throw new ProtocolError('trailing bytes after msgpack frame');
   return units;
 }
 
-function splitJsonFrame(data: Buffer): MessageUnit[] {
+function splitJsonFrame(data: Buffer, kind: StreamKind): MessageUnit[] {
   const cursor = new JsonCursor(data);
   cursor.expect(0x5b);
   const units: MessageUnit[] = [];
@@ -140,7 +144,7 @@ function splitJsonFrame(data: Buffer): MessageUnit[] {
       const start = cursor.pos;
       cursor.value(false);
       const peek = peekJsonMessage(data, start, cursor.pos);
-      units.push(new MessageUnit('json', data.subarray(start, cursor.pos), peek.type, peek.symbol));
+      units.push(new MessageUnit('json', data.subarray(start, cursor.pos), peek.type, peek.symbol, kind));
     } while (cursor.accept(0x2c));
     cursor.expect(0x5d);
   }
@@ -172,17 +176,20 @@ export function joinFrame(units: readonly MessageUnit[], encoding: Encoding): Bu
   return Buffer.concat(parts);
 }
 
-/** Encodes messages of the value model as one unit each (`T` first, floats kept float64). */
-export function encodeUnits(messages: readonly WireValue[], encoding: Encoding): MessageUnit[] {
+/**
+ * Encodes messages of the value model as one unit each (`T` first, the float fields of `kind`'s
+ * types kept float64).
+ */
+export function encodeUnits(messages: readonly WireValue[], encoding: Encoding, kind: StreamKind = STOCKS): MessageUnit[] {
   return messages.map((message) => {
     const writer = new MsgpackWriter();
-    encodeMessageMsgpack(writer, message);
+    encodeMessageMsgpack(writer, message, kind);
     const packed = writer.finish();
     const record = message as Record<string, unknown> | null;
     const type = typeof record?.T === 'string' ? record.T : undefined;
     const symbol = typeof record?.S === 'string' ? record.S : undefined;
-    const unit = new MessageUnit('msgpack', packed, type, symbol);
-    return encoding === 'msgpack' ? unit : new MessageUnit('json', unit.encoded('json'), type, symbol);
+    const unit = new MessageUnit('msgpack', packed, type, symbol, kind);
+    return encoding === 'msgpack' ? unit : new MessageUnit('json', unit.encoded('json'), type, symbol, kind);
   });
 }
 
@@ -192,9 +199,9 @@ export function encodeMessage(message: WireValue, encoding: Encoding): Buffer {
   return (unit as MessageUnit).encoded(encoding);
 }
 
-/** Encodes messages of the value model as one frame. */
-export function encodeFrame(messages: readonly WireValue[], encoding: Encoding): Buffer {
-  return joinFrame(encodeUnits(messages, encoding), encoding);
+/** Encodes messages of the value model as one frame, with the float fields of `kind`. */
+export function encodeFrame(messages: readonly WireValue[], encoding: Encoding, kind: StreamKind = STOCKS): Buffer {
+  return joinFrame(encodeUnits(messages, encoding, kind), encoding);
 }
 
 const extensionCodec = new ExtensionCodec();
@@ -262,8 +269,8 @@ export function jsonValueToWire(value: JsonValue): unknown {
  * Fully decodes a frame to the value model, the same for both encodings: a JSON frame goes
  * through the msgpack conversion, so its timestamps come back as `Timestamp` too.
  */
-export function decodeFrame(data: Buffer, encoding: Encoding): unknown[] {
-  const packed = encoding === 'msgpack' ? data : joinFrame(splitFrame(data, 'json'), 'msgpack');
+export function decodeFrame(data: Buffer, encoding: Encoding, kind: StreamKind = STOCKS): unknown[] {
+  const packed = encoding === 'msgpack' ? data : joinFrame(splitFrame(data, 'json', kind), 'msgpack');
   const value = decodeMsgpack(packed);
   if (!Array.isArray(value)) throw new ProtocolError('frame is not an array');
   return value;

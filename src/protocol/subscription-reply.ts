@@ -5,44 +5,38 @@
  * stall the gateway with small requests (DESIGN.md §11). Each channel's list is encoded once and
  * kept until that channel changes; a request that changes nothing reuses the whole frame.
  *
- * The bytes are exactly what `encodeFrame([subscriptionReply(lists)], encoding)` gives.
+ * The bytes are exactly what `encodeFrame([subscriptionReply(lists, kind)], encoding)` gives: the
+ * reply keys and their order are the stream kind's.
  */
 import type { ChannelSet } from './channel-set.js';
-import { type Channel, CHANNELS } from './channels.js';
 import type { Encoding } from './frame.js';
 import { MsgpackWriter } from './msgpack.js';
+import { type Channel, STOCKS, type StreamKind } from './streams.js';
 
-/** The reply's keys after `T`, in the vendor's order, with the channel each one lists. */
-const REPLY_KEYS: readonly (readonly [string, Channel])[] = [
-  ['trades', 'trades'],
-  ['quotes', 'quotes'],
-  ['bars', 'bars'],
-  ['updatedBars', 'updatedBars'],
-  ['dailyBars', 'dailyBars'],
-  ['statuses', 'statuses'],
-  ['lulds', 'lulds'],
-  ['corrections', 'trades'],
-  ['cancelErrors', 'trades'],
-  ['imbalances', 'imbalances'],
-];
+interface Framing {
+  readonly head: Buffer;
+  readonly keys: Buffer[];
+  readonly tail: Buffer;
+}
 
-/** The fixed parts of the frame around each list, per encoding. */
-function framing(encoding: Encoding): { head: Buffer; keys: Buffer[]; tail: Buffer } {
+/** The fixed parts of the frame around each list of a kind's reply, per encoding. */
+function framing(kind: StreamKind, encoding: Encoding): Framing {
+  const replyKeys = kind.replyKeys;
   if (encoding === 'json') {
     return {
       head: Buffer.from('[{"T":"subscription"'),
-      keys: REPLY_KEYS.map(([key]) => Buffer.from(`,${JSON.stringify(key)}:`)),
+      keys: replyKeys.map(([key]) => Buffer.from(`,${JSON.stringify(key)}:`)),
       tail: Buffer.from('}]'),
     };
   }
   const head = new MsgpackWriter(32);
   head.arrayHeader(1);
-  head.mapHeader(REPLY_KEYS.length + 1);
+  head.mapHeader(replyKeys.length + 1);
   head.str('T');
   head.str('subscription');
   return {
     head: head.finish(),
-    keys: REPLY_KEYS.map(([key]) => {
+    keys: replyKeys.map(([key]) => {
       const writer = new MsgpackWriter(16);
       writer.str(key);
       return writer.finish();
@@ -51,7 +45,17 @@ function framing(encoding: Encoding): { head: Buffer; keys: Buffer[]; tail: Buff
   };
 }
 
-const FRAMING: Record<Encoding, ReturnType<typeof framing>> = { json: framing('json'), msgpack: framing('msgpack') };
+/** Framings by kind and encoding, built once each. */
+const FRAMINGS = new Map<StreamKind, Record<Encoding, Framing>>();
+
+function framingOf(kind: StreamKind, encoding: Encoding): Framing {
+  let byEncoding = FRAMINGS.get(kind);
+  if (byEncoding === undefined) {
+    byEncoding = { json: framing(kind, 'json'), msgpack: framing(kind, 'msgpack') };
+    FRAMINGS.set(kind, byEncoding);
+  }
+  return byEncoding[encoding];
+}
 
 function encodeList(symbols: ReadonlySet<string>, encoding: Encoding): Buffer {
   if (encoding === 'json') return Buffer.from(JSON.stringify([...symbols]));
@@ -63,11 +67,14 @@ function encodeList(symbols: ReadonlySet<string>, encoding: Encoding): Buffer {
 
 export class SubscriptionReplyCache {
   readonly #encoding: Encoding;
+  readonly #kind: StreamKind;
   readonly #lists = new Map<Channel, Buffer>();
   #frame: Buffer | undefined;
 
-  constructor(encoding: Encoding) {
+  /** A cache for replies in `encoding` on a stream of `kind` (its reply keys, in its order). */
+  constructor(encoding: Encoding, kind: StreamKind = STOCKS) {
     this.#encoding = encoding;
+    this.#kind = kind;
   }
 
   /** `channel` changed: its list is encoded again on the next reply, the others are kept. */
@@ -85,12 +92,12 @@ export class SubscriptionReplyCache {
   /** The reply frame for `set`, which must be the set this cache was told about. */
   frame(set: ChannelSet): Buffer {
     if (this.#frame !== undefined) return this.#frame;
-    for (const channel of CHANNELS) {
+    for (const channel of this.#kind.channels) {
       if (!this.#lists.has(channel)) this.#lists.set(channel, encodeList(set.symbols(channel), this.#encoding));
     }
-    const { head, keys, tail } = FRAMING[this.#encoding];
+    const { head, keys, tail } = framingOf(this.#kind, this.#encoding);
     const parts: Buffer[] = [head];
-    REPLY_KEYS.forEach(([, channel], i) => parts.push(keys[i] as Buffer, this.#lists.get(channel) as Buffer));
+    this.#kind.replyKeys.forEach(([, channel], i) => parts.push(keys[i] as Buffer, this.#lists.get(channel) as Buffer));
     parts.push(tail);
     this.#frame = Buffer.concat(parts);
     return this.#frame;

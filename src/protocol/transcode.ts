@@ -5,16 +5,18 @@
  * msgpack → JSON walks the bytes and writes text directly: 64-bit integers become their digits,
  * timestamp extensions become RFC 3339 with every nanosecond. JSON → msgpack parses with exact
  * number tokens, puts `T` first, turns data timestamps back into the extension and keeps
- * floating-point fields float64 (FLOAT_FIELDS), so msgpack → JSON → msgpack reproduces the
- * vendor's bytes.
+ * floating-point fields float64 (the stream kind's `floatFields`), so msgpack → JSON → msgpack
+ * reproduces the vendor's bytes.
  */
 import { ConversionError, ProtocolError } from '../errors.js';
-import { CONTROL_TYPES, FLOAT_FIELDS, TIMESTAMP_FIELDS } from './channels.js';
+import { CONTROL_TYPES } from './channels.js';
 import { JsonNumber, JsonObject, type JsonValue, parseJson } from './json.js';
 import { MAX_DEPTH, MsgpackWriter, readHeader } from './msgpack.js';
+import { type FloatFields, STOCKS, type StreamKind } from './streams.js';
 import { EXT_TIMESTAMP, Timestamp } from './timestamp.js';
 
 const NO_FIELDS: ReadonlySet<string> = new Set();
+const NO_FLOATS: FloatFields = { fields: NO_FIELDS };
 
 function isControlType(type: unknown): boolean {
   return (CONTROL_TYPES as readonly unknown[]).includes(type);
@@ -105,32 +107,60 @@ function readInteger(buf: Buffer, pos: number, start: number, width: number): st
   }
 }
 
-/** The msgpack bytes of the JSON message in `buf[start, end)`. */
-export function jsonToMsgpack(buf: Buffer, start = 0, end = buf.length): Buffer {
+/**
+ * The msgpack bytes of the JSON message in `buf[start, end)`, with the float and timestamp
+ * fields of a stream of `kind`.
+ */
+export function jsonToMsgpack(buf: Buffer, start = 0, end = buf.length, kind: StreamKind = STOCKS): Buffer {
   const writer = new MsgpackWriter();
-  writeJsonMessage(writer, parseJson(buf, start, end));
+  writeJsonMessage(writer, parseJson(buf, start, end), kind);
   return writer.finish();
 }
 
+function floatsOf(kind: StreamKind, type: unknown): FloatFields {
+  return typeof type === 'string' ? (kind.floatFields[type] ?? NO_FLOATS) : NO_FLOATS;
+}
+
 /** A top-level message: `T` first, float fields as float64, data timestamps as the extension. */
-function writeJsonMessage(writer: MsgpackWriter, value: JsonValue): void {
+function writeJsonMessage(writer: MsgpackWriter, value: JsonValue, kind: StreamKind): void {
   if (!(value instanceof JsonObject)) {
     writeJsonValue(writer, value);
     return;
   }
   const typeIndex = value.keys.indexOf('T');
   const type = typeIndex >= 0 ? value.values[typeIndex] : undefined;
-  const floats = typeof type === 'string' ? (FLOAT_FIELDS[type] ?? NO_FIELDS) : NO_FIELDS;
-  const timestamps = typeof type === 'string' && !isControlType(type) ? TIMESTAMP_FIELDS : NO_FIELDS;
+  const floats = floatsOf(kind, type);
+  const timestamps = typeof type === 'string' && !isControlType(type) ? kind.timestampFields : NO_FIELDS;
   writer.mapHeader(value.keys.length);
   const order = orderTypeFirst(value.keys.length, typeIndex);
   for (const i of order) {
     const key = value.keys[i] as string;
     const item = value.values[i] as JsonValue;
     writer.str(key);
-    if (item instanceof JsonNumber && floats.has(key)) writer.float64(Number(item.raw));
+    const itemFloats = floats.items?.[key];
+    if (item instanceof JsonNumber && floats.fields.has(key)) writer.float64(Number(item.raw));
     else if (typeof item === 'string' && timestamps.has(key)) writeMaybeTimestamp(writer, item);
+    else if (itemFloats !== undefined && Array.isArray(item)) writeJsonItems(writer, item, itemFloats);
     else writeJsonValue(writer, item);
+  }
+}
+
+/** A list of maps (order-book levels) whose `floats` fields stay float64. */
+function writeJsonItems(writer: MsgpackWriter, items: readonly JsonValue[], floats: ReadonlySet<string>): void {
+  writer.arrayHeader(items.length);
+  for (const item of items) {
+    if (!(item instanceof JsonObject)) {
+      writeJsonValue(writer, item);
+      continue;
+    }
+    writer.mapHeader(item.keys.length);
+    for (let i = 0; i < item.keys.length; i++) {
+      const key = item.keys[i] as string;
+      const field = item.values[i] as JsonValue;
+      writer.str(key);
+      if (field instanceof JsonNumber && floats.has(key)) writer.float64(Number(field.raw));
+      else writeJsonValue(writer, field);
+    }
   }
 }
 
@@ -213,15 +243,17 @@ export type WireValue =
   | readonly WireValue[]
   | { readonly [key: string]: WireValue };
 
-/** Encodes one message of the value model to msgpack, with the same rules as the JSON path. */
-export function encodeMessageMsgpack(writer: MsgpackWriter, message: WireValue): void {
+/**
+ * Encodes one message of the value model to msgpack, with the same rules as the JSON path and
+ * the float fields of a stream of `kind`.
+ */
+export function encodeMessageMsgpack(writer: MsgpackWriter, message: WireValue, kind: StreamKind = STOCKS): void {
   if (message === null || typeof message !== 'object' || Array.isArray(message) || message instanceof Timestamp || message instanceof Uint8Array) {
     writeWireValue(writer, message, 0);
     return;
   }
   const record = message as { readonly [key: string]: WireValue };
-  const type = record.T;
-  const floats = typeof type === 'string' ? (FLOAT_FIELDS[type] ?? NO_FIELDS) : NO_FIELDS;
+  const floats = floatsOf(kind, record.T);
   const keys = Object.keys(record).filter((k) => record[k] !== undefined);
   const typeIndex = keys.indexOf('T');
   writer.mapHeader(keys.length);
@@ -229,8 +261,30 @@ export function encodeMessageMsgpack(writer: MsgpackWriter, message: WireValue):
     const key = keys[i] as string;
     const item = record[key];
     writer.str(key);
-    if (typeof item === 'number' && floats.has(key)) writer.float64(item);
+    const itemFloats = floats.items?.[key];
+    if (typeof item === 'number' && floats.fields.has(key)) writer.float64(item);
+    else if (itemFloats !== undefined && Array.isArray(item)) writeWireItems(writer, item as readonly WireValue[], itemFloats);
     else writeWireValue(writer, item, 1);
+  }
+}
+
+/** A list of maps (order-book levels) whose `floats` fields stay float64. */
+function writeWireItems(writer: MsgpackWriter, items: readonly WireValue[], floats: ReadonlySet<string>): void {
+  writer.arrayHeader(items.length);
+  for (const item of items) {
+    if (item === null || typeof item !== 'object' || Array.isArray(item) || item instanceof Timestamp || item instanceof Uint8Array) {
+      writeWireValue(writer, item, 2);
+      continue;
+    }
+    const record = item as { readonly [key: string]: WireValue };
+    const keys = Object.keys(record).filter((k) => record[k] !== undefined);
+    writer.mapHeader(keys.length);
+    for (const key of keys) {
+      const field = record[key];
+      writer.str(key);
+      if (typeof field === 'number' && floats.has(key)) writer.float64(field);
+      else writeWireValue(writer, field, 3);
+    }
   }
 }
 

@@ -6,9 +6,13 @@
  * 2^53, so every symbol's ids cross into the range a double cannot hold after a few trades and a
  * consumer can check for gaps.
  */
-import type { WireValue } from '../protocol/transcode.js';
+import type { ChannelSet } from '../protocol/channel-set.js';
+import { STOCKS } from '../protocol/streams.js';
 import { Timestamp } from '../protocol/timestamp.js';
 import type { Random } from '../random.js';
+import { type MarketMessage, type StreamMarket, wireId } from './stream-market.js';
+
+export type { MarketMessage } from './stream-market.js';
 
 /** Just below 2^53: the fifth trade of each symbol needs 64-bit precision. */
 export const DEFAULT_TRADE_ID_BASE = 2n ** 53n - 4n;
@@ -27,9 +31,6 @@ interface SymbolState {
 function cents(value: number): number {
   return Math.round(value * 100) / 100;
 }
-
-/** A message as the simulator builds it, before encoding. */
-export type MarketMessage = { readonly [key: string]: WireValue };
 
 export class SyntheticMarket {
   readonly #random: Random;
@@ -60,9 +61,8 @@ export class SyntheticMarket {
     return state.price;
   }
 
-  /** 64-bit ids travel as bigint once they pass 2^53, as a lossless decoder returns them. */
   #id(value: bigint): number | bigint {
-    return value <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(value) : value;
+    return wireId(value);
   }
 
   /** The next trade of `symbol`, updating its minute and daily bar. */
@@ -179,5 +179,65 @@ export class SyntheticMarket {
   /** An order imbalance. */
   imbalance(symbol: string, t: Timestamp): MarketMessage {
     return { T: 'i', S: symbol, p: this.#state(symbol).price, z: 'C', t };
+  }
+}
+
+/** The stock stream's market for the simulator: trades (now and then corrected or cancelled), quotes, bars and statuses. */
+export class StockMarket implements StreamMarket {
+  readonly kind = STOCKS;
+  readonly universe: readonly string[];
+  readonly #market: SyntheticMarket;
+  readonly #random: Random;
+  readonly #correctionRate: number;
+
+  constructor(random: Random, options: { universe: readonly string[]; tradeIdBase: bigint; correctionRate: number }) {
+    this.#random = random;
+    this.#market = new SyntheticMarket(random, options.tradeIdBase);
+    this.universe = options.universe;
+    this.#correctionRate = options.correctionRate;
+  }
+
+  flow(held: ChannelSet, count: number, t: Timestamp): MarketMessage[] {
+    const ticking = [...new Set([...held.symbols('trades'), ...held.symbols('quotes')])];
+    const out: MarketMessage[] = [];
+    if (ticking.length === 0) return out;
+    for (let i = 0; i < count; i++) {
+      const symbol = ticking[Math.floor(this.#random() * ticking.length)] as string;
+      const wantsTrades = held.has('trades', symbol);
+      const isTrade = wantsTrades && (!held.has('quotes', symbol) || this.#random() < 0.4);
+      if (!isTrade) {
+        out.push(this.#market.quote(symbol, t));
+        continue;
+      }
+      out.push(this.#market.trade(symbol, t));
+      const roll = this.#random();
+      if (roll < this.#correctionRate / 2) out.push(this.#market.correction(symbol, t));
+      else if (roll < this.#correctionRate) out.push(this.#market.cancel(symbol, t));
+    }
+    return out;
+  }
+
+  bars(held: ChannelSet, t: Timestamp): MarketMessage[] {
+    return [
+      ...[...held.symbols('bars')].map((symbol) => this.#market.bar(symbol, t)),
+      ...[...held.symbols('updatedBars')].map((symbol) => this.#market.bar(symbol, t, 'u')),
+      ...[...held.symbols('dailyBars')].map((symbol) => this.#market.dailyBar(symbol, t)),
+    ];
+  }
+
+  statuses(held: ChannelSet, t: Timestamp): MarketMessage[] {
+    return [
+      ...[...held.symbols('statuses')].map((symbol) => this.#market.status(symbol, t)),
+      ...[...held.symbols('lulds')].map((symbol) => this.#market.luld(symbol, t)),
+      ...[...held.symbols('imbalances')].map((symbol) => this.#market.imbalance(symbol, t)),
+    ];
+  }
+
+  news(): MarketMessage[] {
+    return [];
+  }
+
+  snapshots(): MarketMessage[] {
+    return [];
   }
 }

@@ -1,6 +1,8 @@
 /**
- * The simulated vendor: a real WebSocket server that speaks Alpaca's v2 stock stream the way the
- * vendor does (PROTOCOL.md), fed by a synthetic market, with fault controls for tests.
+ * The simulated vendor: a real WebSocket server that speaks every Alpaca market-data stream of
+ * DESIGN.md §9 — stocks, crypto, options, news — on one port, each path the way the vendor does
+ * (PROTOCOL.md, PROTOCOL-STREAMS.md), fed by one synthetic market per stream kind, with fault
+ * controls for tests.
  *
  * Usable as a library (`new VendorSimulator({ port: 0 })`, `await start()`, `await stop()`) and
  * as a process (`tickmux simulate`). It is the embedded upstream of `npm start` and the vendor in
@@ -13,13 +15,18 @@ import type { Duplex } from 'node:stream';
 import { pino, type Logger } from 'pino';
 import { WebSocketServer } from 'ws';
 import { type Clock, systemClock, timestampNow } from '../clock.js';
-import { type Channel, type Feed, FEEDS, isFeed, WILDCARD } from '../protocol/channels.js';
+import { TickmuxError } from '../errors.js';
+import { type Feed, isFeed } from '../protocol/channels.js';
 import { ChannelSet } from '../protocol/channel-set.js';
 import { parseClientRequest } from '../protocol/client-request.js';
-import { encodeFrame, encodeUnits, type MessageUnit } from '../protocol/frame.js';
-import type { Timestamp } from '../protocol/timestamp.js';
-import { DEFAULT_TRADE_ID_BASE, type MarketMessage, SyntheticMarket } from './market.js';
+import { encodeFrame, encodeUnits } from '../protocol/frame.js';
+import { type Channel, STOCKS, STREAM_PATHS, type StreamKind, type StreamKindName, streamKindOf, symbolsOf, WILDCARD } from '../protocol/streams.js';
+import { CryptoMarket } from './crypto-market.js';
+import { DEFAULT_TRADE_ID_BASE, StockMarket } from './market.js';
+import { NewsWire } from './news-wire.js';
+import { OptionMarket } from './option-market.js';
 import { type Random, seededRandom } from '../random.js';
+import type { MarketMessage, StreamMarket } from './stream-market.js';
 import { type SimulatedPlan, type VendorContext, VendorSession } from './vendor-session.js';
 
 export interface SimulatedCredential {
@@ -31,11 +38,13 @@ export interface SimulatedCredential {
 export interface SimulatorOptions {
   readonly host?: string;
   readonly port?: number;
-  /** feeds served (default: iex, sip, delayed_sip, test) */
+  /** stream paths served (default: every path of DESIGN.md §9) */
+  readonly paths?: readonly string[];
+  /** shorthand for `paths`: only these stock feeds (`v2/{feed}`) */
   readonly feeds?: readonly Feed[];
   /** accepted keys; omitted: any non-empty key and secret is accepted */
   readonly credentials?: readonly SimulatedCredential[];
-  /** market messages per second across all symbols (default 100; 0: no data) */
+  /** market messages per second across all symbols, per stream kind (default 100; 0: no data) */
   readonly rate?: number;
   /** generation tick (default 10 ms) */
   readonly tickMs?: number;
@@ -45,10 +54,14 @@ export interface SimulatorOptions {
   readonly barIntervalMs?: number;
   /** statuses, LULDs and imbalances every this many ms (default 30000) */
   readonly statusIntervalMs?: number;
+  /** one news item every this many ms while anyone holds news (default 5000; not tied to `rate`) */
+  readonly newsIntervalMs?: number;
   /** probability that a trade is followed by a correction or a cancel (default 0.001) */
   readonly correctionRate?: number;
-  /** symbols generated for `*` subscribers (default: a dozen large caps) */
+  /** stock symbols generated for `*` subscribers (default: a dozen large caps) */
   readonly universe?: readonly string[];
+  /** symbols `*` brings in on the other kinds (defaults: a few pairs, contracts and tickers) */
+  readonly universes?: { readonly crypto?: readonly string[]; readonly options?: readonly string[]; readonly news?: readonly string[] };
   readonly authTimeoutMs?: number;
   /** unsent bytes per connection before 407 slow client (default 16 MiB) */
   readonly maxBufferBytes?: number;
@@ -71,7 +84,11 @@ const MALFORMED_KINDS: readonly MalformedKind[] = ['garbage', 'not-array', 'unkn
 /** A summary of one connection, for tests and the control endpoint. */
 export interface SessionInfo {
   id: number;
-  feed: Feed;
+  /** the stream path, e.g. `v2/iex` */
+  path: string;
+  kind: StreamKindName;
+  /** the path's last segment: `iex`, `us`, `indicative`, `news`… */
+  feed: string;
   encoding: 'json' | 'msgpack';
   authenticated: boolean;
   key: string | undefined;
@@ -88,7 +105,7 @@ export interface SimulatorStats {
   connections: number;
   /** successful auths */
   authentications: number;
-  /** most authenticated connections one key held on one feed at once (the vendor allows 1) */
+  /** most authenticated connections one key held on one stream path at once (the vendor allows 1) */
   maxConcurrentPerKey: number;
   /** subscribe/unsubscribe requests applied */
   subscriptionChanges: number;
@@ -105,12 +122,13 @@ export interface SimulatorStats {
  * ({ session, action, bytes }), `slow-client` (SessionInfo) when one is judged slow, `closed`.
  */
 export class VendorSimulator extends EventEmitter {
-  readonly #options: Required<Omit<SimulatorOptions, 'credentials' | 'random' | 'logger' | 'clock' | 'seed'>>;
+  readonly #options: Required<Omit<SimulatorOptions, 'credentials' | 'random' | 'logger' | 'clock' | 'seed' | 'feeds' | 'universes'>>;
   readonly #credentials: Map<string, SimulatedCredential> | undefined;
   readonly #logger: Logger;
   readonly #clock: Clock;
   readonly #random: Random;
-  readonly #market: SyntheticMarket;
+  /** one market per stream kind, each with its own share of the rate */
+  readonly #markets: ReadonlyMap<StreamKind, { market: StreamMarket; budget: number }>;
   readonly #sessions = new Set<VendorSession>();
   readonly #stats: SimulatorStats = {
     upgrades: 0,
@@ -129,10 +147,10 @@ export class VendorSimulator extends EventEmitter {
   #server: Server | undefined;
   #wss: WebSocketServer | undefined;
   #rate: number;
-  #budget = 0;
   #tick: NodeJS.Timeout | undefined;
   #lastBars = 0;
   #lastStatuses = 0;
+  #lastNews = 0;
   #stalledUntil = 0;
   #refuseStatus: number | undefined;
   #keepOnUnsubscribe = false;
@@ -143,12 +161,13 @@ export class VendorSimulator extends EventEmitter {
     this.#options = {
       host: options.host ?? '127.0.0.1',
       port: options.port ?? 0,
-      feeds: options.feeds ?? FEEDS,
+      paths: servedPaths(options),
       rate: options.rate ?? 100,
       tickMs: options.tickMs ?? 10,
       batchSize: options.batchSize ?? 50,
       barIntervalMs: options.barIntervalMs ?? 60_000,
       statusIntervalMs: options.statusIntervalMs ?? 30_000,
+      newsIntervalMs: options.newsIntervalMs ?? 5000,
       correctionRate: options.correctionRate ?? 0.001,
       universe: options.universe ?? DEFAULT_UNIVERSE,
       authTimeoutMs: options.authTimeoutMs ?? 10_000,
@@ -160,7 +179,14 @@ export class VendorSimulator extends EventEmitter {
     this.#logger = options.logger ?? pino({ level: 'silent' });
     this.#clock = options.clock ?? systemClock;
     this.#random = options.random ?? seededRandom(options.seed ?? 42);
-    this.#market = new SyntheticMarket(this.#random, this.#options.tradeIdBase);
+    const tradeIdBase = this.#options.tradeIdBase;
+    const markets: StreamMarket[] = [
+      new StockMarket(this.#random, { universe: this.#options.universe, tradeIdBase, correctionRate: this.#options.correctionRate }),
+      new CryptoMarket(this.#random, { universe: options.universes?.crypto, tradeIdBase }),
+      new OptionMarket(this.#random, { universe: options.universes?.options }),
+      new NewsWire(this.#random, { universe: options.universes?.news }),
+    ];
+    this.#markets = new Map(markets.map((market) => [market.kind, { market, budget: 0 }]));
     this.#rate = this.#options.rate;
     this.#context = this.#makeContext();
   }
@@ -184,8 +210,9 @@ export class VendorSimulator extends EventEmitter {
     const now = this.#clock.now();
     this.#lastBars = now;
     this.#lastStatuses = now;
+    this.#lastNews = now;
     this.#tick = setInterval(() => this.#generate(), this.#options.tickMs);
-    this.#logger.info({ port: this.port }, 'simulator listening');
+    this.#logger.info({ port: this.port, paths: this.paths }, 'simulator listening');
   }
 
   /** Closes every connection and the server; leaves no socket or timer behind. Idempotent. */
@@ -207,9 +234,18 @@ export class VendorSimulator extends EventEmitter {
     return address.port;
   }
 
-  /** The stream URL of `feed`, e.g. `ws://127.0.0.1:PORT/v2/iex`. */
-  url(feed: Feed = 'iex'): string {
-    return `ws://${this.#options.host}:${this.port}/v2/${feed}`;
+  /**
+   * The URL of a stream: a path (`v1beta3/crypto/us`, `v2/iex`) or a stock feed's name (`iex`),
+   * e.g. `ws://127.0.0.1:PORT/v2/iex`.
+   * @throws TickmuxError ERR_UNKNOWN_STREAM for anything else
+   */
+  url(stream: string = 'iex'): string {
+    return `ws://${this.#options.host}:${this.port}/${streamPath(stream)}`;
+  }
+
+  /** The stream paths served, as in `url(path)`. */
+  get paths(): readonly string[] {
+    return this.#options.paths;
   }
 
   get stats(): Readonly<SimulatorStats> {
@@ -300,9 +336,15 @@ export class VendorSimulator extends EventEmitter {
     }
   }
 
-  /** Sends these messages now to every authenticated connection that wants them (as data). */
-  publish(messages: readonly MarketMessage[]): void {
-    this.#fanOut(encodeUnits(messages, 'msgpack'));
+  /**
+   * Sends these messages now, as data, to every authenticated connection that wants them: on the
+   * stream `path` (or stock feed name) when given, else on every stock path.
+   * @throws TickmuxError ERR_UNKNOWN_STREAM for an unknown path
+   */
+  publish(messages: readonly MarketMessage[], path?: string): void {
+    const exact = path === undefined ? undefined : streamPath(path);
+    const kind = exact === undefined ? STOCKS : (streamKindOf(exact) as StreamKind);
+    this.#fanOut(kind, messages, exact);
   }
 
   // ---- internals ----
@@ -319,15 +361,16 @@ export class VendorSimulator extends EventEmitter {
       },
       planFor: (key) => this.#credentials?.get(key)?.plan ?? {},
       takeInjectedError: (on) => this.#injected[on].shift(),
-      isKeyInUse: (key, feed, except) => [...this.#sessions].some((s) => s !== except && s.authenticated && s.key === key && s.feed === feed),
+      isKeyInUse: (key, path, except) => [...this.#sessions].some((s) => s !== except && s.authenticated && s.key === key && s.path === path),
       onAuthenticated: (session) => {
         this.#stats.authentications += 1;
-        const concurrent = [...this.#sessions].filter((s) => s.authenticated && s.key === session.key && s.feed === session.feed).length;
+        const concurrent = [...this.#sessions].filter((s) => s.authenticated && s.key === session.key && s.path === session.path).length;
         this.#stats.maxConcurrentPerKey = Math.max(this.#stats.maxConcurrentPerKey, concurrent);
         this.emit('authenticated', this.#info(session));
       },
-      onSubscriptionChange: (session, action, bytes) => {
+      onSubscriptionChange: (session, action, bytes, added) => {
         this.#stats.subscriptionChanges += 1;
+        this.#sendSnapshots(session, added);
         this.emit('subscription', { session: this.#info(session), action, bytes });
       },
       onSlowClient: (session) => {
@@ -349,6 +392,8 @@ export class VendorSimulator extends EventEmitter {
   #info(session: VendorSession): SessionInfo {
     return {
       id: session.id,
+      path: session.path,
+      kind: session.kind.name,
       feed: session.feed,
       encoding: session.encoding,
       authenticated: session.authenticated,
@@ -361,11 +406,10 @@ export class VendorSimulator extends EventEmitter {
 
   #onUpgrade(wss: WebSocketServer, req: IncomingMessage, socket: Duplex, head: Buffer): void {
     this.#stats.upgrades += 1;
-    const path = new URL(req.url ?? '/', 'http://simulator').pathname;
-    const match = /^\/v2\/([a-z_]+)$/.exec(path);
-    const feed = match?.[1];
-    if (feed === undefined || !isFeed(feed) || !this.#options.feeds.includes(feed)) {
-      rejectUpgrade(socket, 404, { error: 'not found', feeds: this.#options.feeds });
+    const path = new URL(req.url ?? '/', 'http://simulator').pathname.slice(1);
+    const kind = streamKindOf(path);
+    if (kind === undefined || !this.#options.paths.includes(path)) {
+      rejectUpgrade(socket, 404, { error: 'not found', paths: this.#options.paths });
       return;
     }
     if (this.#refuseStatus !== undefined) {
@@ -377,7 +421,7 @@ export class VendorSimulator extends EventEmitter {
     const headerKey = header(req, 'apca-api-key-id');
     const headerSecret = header(req, 'apca-api-secret-key');
     wss.handleUpgrade(req, socket, head, (ws) => {
-      const session = new VendorSession(ws, feed, encoding, this.#context, {
+      const session = new VendorSession(ws, path, kind, encoding, this.#context, {
         authTimeoutMs: this.#options.authTimeoutMs,
         maxBufferBytes: this.#options.maxBufferBytes,
         maxPayloadBytes: this.#options.maxPayloadBytes,
@@ -469,72 +513,87 @@ export class VendorSimulator extends EventEmitter {
     }
   }
 
-  /** One tick of the market: trades and quotes at the configured rate, bars and statuses on their intervals. */
+  /** One tick of every market: flow at the configured rate, bars, statuses and news on their intervals. */
   #generate(): void {
     if (this.stalled) return;
     const now = this.#clock.now();
-    const held = this.#heldSymbols();
-    const messages: MarketMessage[] = [];
-    this.#budget += (this.#rate * this.#options.tickMs) / 1000;
-    const count = Math.floor(this.#budget);
-    this.#budget -= count;
-    const ticking = [...new Set([...held.symbols('trades'), ...held.symbols('quotes')])];
-    if (ticking.length > 0 && count > 0) {
-      for (let i = 0; i < count; i++) {
-        const symbol = ticking[Math.floor(this.#random() * ticking.length)] as string;
-        messages.push(...this.#tickMessages(symbol, timestampNow(this.#clock), held));
-      }
+    const barsDue = now - this.#lastBars >= this.#options.barIntervalMs;
+    const statusesDue = now - this.#lastStatuses >= this.#options.statusIntervalMs;
+    const newsDue = now - this.#lastNews >= this.#options.newsIntervalMs;
+    if (barsDue) this.#lastBars = now;
+    if (statusesDue) this.#lastStatuses = now;
+    if (newsDue) this.#lastNews = now;
+    const t = timestampNow(this.#clock);
+    for (const [kind, entry] of this.#markets) {
+      entry.budget += (this.#rate * this.#options.tickMs) / 1000;
+      const count = Math.floor(entry.budget);
+      entry.budget -= count;
+      const held = this.#heldSymbols(kind, entry.market.universe);
+      if (held.isEmpty) continue;
+      const messages = entry.market.flow(held, count, t);
+      if (barsDue) messages.push(...entry.market.bars(held, t));
+      if (statusesDue) messages.push(...entry.market.statuses(held, t));
+      if (newsDue) messages.push(...entry.market.news(held, t));
+      if (messages.length > 0) this.#fanOut(kind, messages);
     }
-    if (now - this.#lastBars >= this.#options.barIntervalMs) {
-      this.#lastBars = now;
-      const t = timestampNow(this.#clock);
-      for (const symbol of held.symbols('bars')) messages.push(this.#market.bar(symbol, t));
-      for (const symbol of held.symbols('updatedBars')) messages.push(this.#market.bar(symbol, t, 'u'));
-      for (const symbol of held.symbols('dailyBars')) messages.push(this.#market.dailyBar(symbol, t));
-    }
-    if (now - this.#lastStatuses >= this.#options.statusIntervalMs) {
-      this.#lastStatuses = now;
-      const t = timestampNow(this.#clock);
-      for (const symbol of held.symbols('statuses')) messages.push(this.#market.status(symbol, t));
-      for (const symbol of held.symbols('lulds')) messages.push(this.#market.luld(symbol, t));
-      for (const symbol of held.symbols('imbalances')) messages.push(this.#market.imbalance(symbol, t));
-    }
-    if (messages.length > 0) this.#fanOut(encodeUnits(messages, 'msgpack'));
   }
 
-  #tickMessages(symbol: string, t: Timestamp, held: ChannelSet): MarketMessage[] {
-    const wantsTrades = held.has('trades', symbol);
-    const wantsQuotes = held.has('quotes', symbol);
-    const isTrade = wantsTrades && (!wantsQuotes || this.#random() < 0.4);
-    if (!isTrade) return [this.#market.quote(symbol, t)];
-    const out = [this.#market.trade(symbol, t)];
-    const roll = this.#random();
-    if (roll < this.#options.correctionRate / 2) out.push(this.#market.correction(symbol, t));
-    else if (roll < this.#options.correctionRate) out.push(this.#market.cancel(symbol, t));
-    return out;
-  }
-
-  /** The symbols any authenticated connection holds per channel; `*` brings in the universe. */
-  #heldSymbols(): ChannelSet {
+  /** The symbols authenticated connections of `kind` hold per channel; `*` brings in the universe. */
+  #heldSymbols(kind: StreamKind, universe: readonly string[]): ChannelSet {
     const held = new ChannelSet();
     for (const session of this.#sessions) {
-      if (!session.authenticated) continue;
-      for (const [channel, symbol] of session.held()) {
-        if (symbol === WILDCARD) for (const s of this.#options.universe) held.add(channel, s);
-        else held.add(channel, symbol);
-      }
+      if (!session.authenticated || session.kind !== kind) continue;
+      for (const [channel, symbol] of session.held()) addExpanded(held, channel, symbol, universe);
     }
     return held;
   }
 
-  #fanOut(units: MessageUnit[]): void {
+  /** What a session gets right after its reply, before any other data: order-book resets for new books. */
+  #sendSnapshots(session: VendorSession, added: ChannelSet): void {
+    if (added.isEmpty) return;
+    const entry = this.#markets.get(session.kind);
+    if (entry === undefined) return;
+    const expanded = new ChannelSet();
+    for (const [channel, symbol] of added.pairs()) addExpanded(expanded, channel, symbol, entry.market.universe);
+    const messages = entry.market.snapshots(expanded, timestampNow(this.#clock));
+    if (messages.length === 0) return;
+    this.#stats.messagesSent += messages.length;
+    session.sendData(encodeUnits(messages, 'msgpack', session.kind), this.#options.batchSize);
+  }
+
+  /** Sends `messages` of `kind` to the sessions of that kind (on `path` only, when given) that want each. */
+  #fanOut(kind: StreamKind, messages: readonly MarketMessage[], path?: string): void {
+    const units = encodeUnits(messages, 'msgpack', kind);
+    const routes = messages.map((message) => symbolsOf(kind, message));
     for (const session of this.#sessions) {
-      const wanted = units.filter((u) => session.wants(u.type, u.symbol));
+      if (session.kind !== kind || (path !== undefined && session.path !== path)) continue;
+      const wanted = units.filter((u, i) => session.wants(u.type, routes[i] as readonly string[]));
       if (wanted.length === 0) continue;
       this.#stats.messagesSent += wanted.length;
       session.sendData(wanted, this.#options.batchSize);
     }
   }
+}
+
+/** Adds a pair, `*` as every symbol of the universe. */
+function addExpanded(set: ChannelSet, channel: Channel, symbol: string, universe: readonly string[]): void {
+  if (symbol === WILDCARD) for (const s of universe) set.add(channel, s);
+  else set.add(channel, symbol);
+}
+
+/** A stream path from a path or a stock feed's name. */
+function streamPath(stream: string): string {
+  if (isFeed(stream)) return `v2/${stream}`;
+  const path = stream.startsWith('/') ? stream.slice(1) : stream;
+  if (streamKindOf(path) === undefined) throw new TickmuxError('ERR_UNKNOWN_STREAM', `unknown stream ${JSON.stringify(stream)}; known paths: ${STREAM_PATHS.join(', ')}`);
+  return path;
+}
+
+/** The paths a simulator serves: `paths`, else the stock `feeds`, else every known path. */
+function servedPaths(options: SimulatorOptions): readonly string[] {
+  if (options.paths !== undefined) return options.paths.map(streamPath);
+  if (options.feeds !== undefined) return options.feeds.map((feed) => `v2/${feed}`);
+  return STREAM_PATHS;
 }
 
 function header(req: IncomingMessage, name: string): string | undefined {

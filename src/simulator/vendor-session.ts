@@ -1,29 +1,21 @@
 /**
- * One client connection to the simulated vendor: the Alpaca v2 handshake, auth, subscriptions,
- * the error replies, and per-connection slow-client enforcement.
+ * One client connection to the simulated vendor on one stream path: the handshake, auth,
+ * subscriptions as the stream's kind takes them, the error replies, and per-connection
+ * slow-client enforcement.
  */
 import type { Logger } from 'pino';
 import type { WebSocket } from 'ws';
 import { vendorErrorMessage } from '../errors.js';
-import {
-  CHANNELS,
-  type Channel,
-  type ChannelSymbols,
-  parseChannels,
-  subscriptionReply,
-  TYPE_TO_CHANNEL,
-  WILDCARD,
-} from '../protocol/channels.js';
 import { parseClientRequest } from '../protocol/client-request.js';
 import { ChannelSet } from '../protocol/channel-set.js';
 import { type Encoding, encodeFrame, joinFrame, type MessageUnit } from '../protocol/frame.js';
-import type { Feed } from '../protocol/channels.js';
+import { type Channel, CHANNELS, type ChannelSymbols, parseChannels, type StreamKind, subscriptionReply, WILDCARD } from '../protocol/streams.js';
 import type { WireValue } from '../protocol/transcode.js';
 
 /** What a key may do on the simulated vendor (a plan). */
 export interface SimulatedPlan {
-  /** feeds the key may use (default: all) */
-  readonly feeds?: readonly Feed[];
+  /** feeds the key may use, named by their path's last segment: `iex`, `sip`, `us`, `opra`, `news`… (default: all) */
+  readonly feeds?: readonly string[];
   /** distinct symbols across channels (default: unlimited) */
   readonly maxSymbols?: number;
   /** whether `*` is allowed (default: true) */
@@ -38,10 +30,11 @@ export interface VendorContext {
   planFor(key: string): SimulatedPlan;
   /** an error code to answer the next auth or subscribe with, consumed when returned */
   takeInjectedError(on: 'auth' | 'subscribe'): number | undefined;
-  /** whether another authenticated session holds this key on this feed */
-  isKeyInUse(key: string, feed: Feed, except: VendorSession): boolean;
+  /** whether another authenticated session holds this key on this stream path */
+  isKeyInUse(key: string, path: string, except: VendorSession): boolean;
   onAuthenticated(session: VendorSession): void;
-  onSubscriptionChange(session: VendorSession, action: 'subscribe' | 'unsubscribe', frameBytes: number): void;
+  /** after the reply to a change: `added` holds the pairs it added (for order-book resets) */
+  onSubscriptionChange(session: VendorSession, action: 'subscribe' | 'unsubscribe', frameBytes: number, added: ChannelSet): void;
   onClosed(session: VendorSession): void;
   onSlowClient(session: VendorSession): void;
   /** whether the vendor is stalled (answers nothing) */
@@ -58,7 +51,7 @@ export interface SessionLimits {
 }
 
 /** Codes after which the vendor closes the connection. */
-const CLOSING_CODES = new Set([402, 404, 406, 407, 408, 409, 411]);
+const CLOSING_CODES = new Set([402, 404, 406, 407, 408, 409, 411, 412]);
 
 /** How long a closing peer may take to answer the close before its TCP connection is cut. */
 const KILL_AFTER_MS = 5000;
@@ -67,7 +60,11 @@ let nextId = 1;
 
 export class VendorSession {
   readonly id = nextId++;
-  readonly feed: Feed;
+  /** the stream path, e.g. `v2/iex`, `v1beta3/crypto/us` */
+  readonly path: string;
+  /** the path's last segment: `iex`, `us`, `indicative`, `news`… */
+  readonly feed: string;
+  readonly kind: StreamKind;
   readonly encoding: Encoding;
   key: string | undefined;
   authenticated = false;
@@ -83,9 +80,11 @@ export class VendorSession {
   #killTimer: NodeJS.Timeout | undefined;
   #closing = false;
 
-  constructor(socket: WebSocket, feed: Feed, encoding: Encoding, context: VendorContext, limits: SessionLimits) {
+  constructor(socket: WebSocket, path: string, kind: StreamKind, encoding: Encoding, context: VendorContext, limits: SessionLimits) {
     this.#socket = socket;
-    this.feed = feed;
+    this.path = path;
+    this.feed = path.slice(path.lastIndexOf('/') + 1);
+    this.kind = kind;
     this.encoding = encoding;
     this.#context = context;
     this.#limits = limits;
@@ -103,6 +102,11 @@ export class VendorSession {
       this.#onClose();
     });
     socket.on('error', (err) => this.#context.logger.debug({ session: this.id, err }, 'simulator socket error'));
+    if (!this.kind.encodings.includes(this.encoding)) {
+      // VERIFY (PROTOCOL-STREAMS §2.1): read as "the session is refused at once": 412 instead of the welcome, then close.
+      this.#fail(412);
+      return;
+    }
     this.#sendControl({ T: 'success', msg: 'connected' });
     this.#authTimer = setTimeout(() => this.#fail(404), this.#limits.authTimeoutMs);
     if (headerKey !== undefined || headerSecret !== undefined) this.#authenticate(headerKey, headerSecret);
@@ -113,12 +117,16 @@ export class VendorSession {
     return this.#symbols.toLists();
   }
 
-  /** Whether this session should receive a data message of `type` for `symbol`. */
-  wants(type: string | undefined, symbol: string | undefined): boolean {
+  /**
+   * Whether this session should receive a data message of `type` about `symbols` (its `S`, or a
+   * news item's list: any one held is enough, none reaches `*` only).
+   */
+  wants(type: string | undefined, symbols: readonly string[]): boolean {
     if (!this.authenticated || type === undefined) return false;
-    const channel = TYPE_TO_CHANNEL[type];
+    const channel = this.kind.typeToChannel[type];
     if (channel === undefined) return true; // unknown types go to everyone, as the vendor may add any
-    return this.#symbols.covers(channel, symbol);
+    if (symbols.length === 0) return this.#symbols.covers(channel, undefined);
+    return symbols.some((symbol) => this.#symbols.covers(channel, symbol));
   }
 
   /** Every (channel, symbol) this session holds, for the market to know what to generate. */
@@ -233,7 +241,7 @@ export class VendorSession {
       this.#fail(409);
       return;
     }
-    if (this.#context.isKeyInUse(key, this.feed, this)) {
+    if (this.#context.isKeyInUse(key, this.path, this)) {
       this.#fail(406);
       return;
     }
@@ -249,7 +257,7 @@ export class VendorSession {
       this.sendError(401);
       return;
     }
-    const parsed = parseChannels(request);
+    const parsed = parseChannels(request, this.kind);
     if (typeof parsed === 'number') {
       this.sendError(parsed);
       return;
@@ -272,8 +280,9 @@ export class VendorSession {
       this.sendError(405);
       return;
     }
+    const added = next.minus(this.#symbols);
     this.#symbols = next;
-    this.#context.onSubscriptionChange(this, action, frameBytes);
-    this.#sendControl(subscriptionReply(this.subscriptions()) as WireValue);
+    this.#sendControl(subscriptionReply(this.subscriptions(), this.kind) as WireValue);
+    this.#context.onSubscriptionChange(this, action, frameBytes, added);
   }
 }

@@ -6,7 +6,7 @@
  */
 import { isUtf8 } from 'node:buffer';
 import { encode } from '@msgpack/msgpack';
-import { CHANNELS, type Channel } from '../../src/protocol/channels.js';
+import { STOCK_CHANNELS as CHANNELS, type Channel } from '../../src/protocol/channels.js';
 import { type Random, seededRandom } from '../../src/random.js';
 
 /** What a request means, before any size rule applies. */

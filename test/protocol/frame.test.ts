@@ -3,7 +3,8 @@ import t from 'tap';
 import { ConversionError, ProtocolError } from '../../src/errors.js';
 import { decodeFrame, decodeMsgpack, encodeFrame, joinFrame, MessageUnit, splitFrame } from '../../src/protocol/frame.js';
 import { ChannelSet } from '../../src/protocol/channel-set.js';
-import { CHANNELS, subscriptionReply } from '../../src/protocol/channels.js';
+import { type Channel, CHANNELS, subscriptionReply } from '../../src/protocol/channels.js';
+import { CRYPTO, STREAM_KINDS } from '../../src/protocol/streams.js';
 import { SubscriptionReplyCache } from '../../src/protocol/subscription-reply.js';
 import { jsonToMsgpack, msgpackToJson, type WireValue } from '../../src/protocol/transcode.js';
 import { Timestamp } from '../../src/protocol/timestamp.js';
@@ -138,26 +139,32 @@ t.test('JSON number edge cases convert exactly', async (t) => {
   t.equal(msgpackToJson(jsonToMsgpack(Buffer.from('[-0,1.5,4294967296]'))), '[-0,1.5,4294967296]');
 });
 
-t.test('the cached subscription reply is byte for byte the general encoder’s, as channels change', async (t) => {
-  const set = new ChannelSet();
-  for (const encoding of ['json', 'msgpack'] as const) {
-    const cache = new SubscriptionReplyCache(encoding);
-    const expected = (): Buffer => encodeFrame([subscriptionReply(set.toLists()) as WireValue], encoding);
-    t.ok(cache.frame(set).equals(expected()), `${encoding}: the empty set`);
-    const symbols = Array.from({ length: 300 }, (_, i) => `S${i}.B`);
-    for (const [i, channel] of CHANNELS.entries()) {
-      for (const symbol of symbols.slice(0, 20 * (i + 1))) set.add(channel, symbol);
-      cache.changed(channel);
-      t.ok(cache.frame(set).equals(expected()), `${encoding}: after ${channel} changed`);
+t.test('the cached subscription reply is byte for byte the general encoder’s, as channels change, for every stream kind', async (t) => {
+  for (const kind of STREAM_KINDS) {
+    const set = new ChannelSet();
+    for (const encoding of ['json', 'msgpack'] as const) {
+      const cache = new SubscriptionReplyCache(encoding, kind);
+      const expected = (): Buffer => encodeFrame([subscriptionReply(set.toLists(), kind) as WireValue], encoding);
+      t.ok(cache.frame(set).equals(expected()), `${kind.name} ${encoding}: the empty set`);
+      const symbols = Array.from({ length: 300 }, (_, i) => `S${i}.B`);
+      for (const [i, channel] of CHANNELS.entries()) {
+        for (const symbol of symbols.slice(0, 20 * (i + 1))) set.add(channel, symbol);
+        cache.changed(channel);
+        t.ok(cache.frame(set).equals(expected()), `${kind.name} ${encoding}: after ${channel} changed`);
+      }
+      const [first, second] = kind.channels as [Channel, Channel | undefined];
+      set.add(first, '*');
+      if (second !== undefined) set.delete(second, 'S0.B');
+      cache.changed(first);
+      if (second !== undefined) cache.changed(second);
+      t.ok(cache.frame(set).equals(expected()), `${kind.name} ${encoding}: after a wildcard and a removal`);
+      t.equal(cache.frame(set), cache.frame(set), `${kind.name} ${encoding}: unchanged, the same buffer`);
+      for (const channel of CHANNELS) for (const symbol of [...set.symbols(channel)]) set.delete(channel, symbol);
+      cache.clear();
+      t.ok(cache.frame(set).equals(expected()), `${kind.name} ${encoding}: emptied`);
     }
-    set.add('trades', '*');
-    set.delete('quotes', 'S0.B');
-    cache.changed('trades');
-    cache.changed('quotes');
-    t.ok(cache.frame(set).equals(expected()), `${encoding}: after a wildcard and a removal`);
-    t.equal(cache.frame(set), cache.frame(set), `${encoding}: unchanged, the same buffer`);
-    for (const channel of CHANNELS) for (const symbol of [...set.symbols(channel)]) set.delete(channel, symbol);
-    cache.clear();
-    t.ok(cache.frame(set).equals(expected()), `${encoding}: emptied`);
   }
+  const crypto = decodeFrame(new SubscriptionReplyCache('msgpack', CRYPTO).frame(new ChannelSet({ bars: ['BTC/USD'], news: ['AAPL'] })), 'msgpack');
+  t.same(crypto, [{ T: 'subscription', trades: [], quotes: [], orderbooks: [], bars: ['BTC/USD'], updatedBars: [], dailyBars: [] }], 'a crypto reply has the six crypto keys only');
+  t.same(Object.keys(crypto[0] as object), ['T', 'trades', 'quotes', 'orderbooks', 'bars', 'updatedBars', 'dailyBars'], 'in the vendor’s order');
 });

@@ -268,14 +268,14 @@ t.test('fault: malformed frames from the vendor, of every kind', async (t) => {
   }
 });
 
-t.test('fault: refused upgrades, unknown feeds and rate changes', async (t) => {
+t.test('fault: refused upgrades, unknown paths and rate changes', async (t) => {
   const sim = await startSimulator(t, { feeds: ['iex'] });
   sim.refuseUpgrades(429);
   const refusal = (url: string): Promise<unknown> => new StreamClient(url).opened().then(() => 'opened', (err: { statusCode?: number }) => err.statusCode);
   t.equal(await refusal(sim.url('iex')), 429, 'upgrades refused with the injected status');
   sim.refuseUpgrades(undefined);
   t.equal(await refusal(sim.url('sip')), 404, 'a feed the simulator does not serve');
-  t.equal(await refusal(sim.url('iex').replace('/v2/iex', '/v1beta3/crypto/us')), 404, 'a path that is not a stock feed');
+  t.equal(await refusal(sim.url('iex').replace('/v2/iex', '/v1beta3/crypto/us')), 404, 'a stream path this simulator was not told to serve');
   sim.setRate(0);
   const c = await connect(t, sim.url('iex'));
   await c.auth();
