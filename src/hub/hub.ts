@@ -12,7 +12,8 @@ import type { WebSocket } from 'ws';
 import type { ClientsConfig } from '../config.js';
 import type { Clock } from '../clock.js';
 import { ChannelSet, type Pair } from '../protocol/channel-set.js';
-import { type Channel, type ChannelSymbols, TYPE_TO_CHANNEL, WILDCARD } from '../protocol/channels.js';
+import { type Channel, type ChannelSymbols, WILDCARD } from '../protocol/channels.js';
+import { STOCKS, type StreamKind } from '../protocol/streams.js';
 import { type Encoding, joinFrame, type MessageUnit } from '../protocol/frame.js';
 import type { LinkState, Refusal, StateChange } from '../upstream/stream-manager.js';
 import { ClientAuthenticator } from './client-auth.js';
@@ -31,6 +32,8 @@ export interface UpstreamLink {
 }
 
 export interface HubOptions {
+  /** the kind of stream this hub serves (default stocks): the vendor link's kind */
+  readonly kind?: StreamKind;
   readonly clients: ClientsConfig;
   /** the plan's distinct-symbol limit upstream (0: none) */
   readonly upstreamMaxSymbols: number;
@@ -63,11 +66,12 @@ export interface ClientInfo {
 }
 
 export class Hub {
+  readonly kind: StreamKind;
   readonly #options: HubOptions;
   readonly #logger: Logger;
   readonly #auth: ClientAuthenticator;
   readonly #index = new SubscriptionIndex<ClientSession>();
-  readonly #lastValues = new LastValues();
+  readonly #lastValues: LastValues;
   readonly #sessions = new Set<ClientSession>();
   readonly #authenticated = new Set<ClientSession>();
   readonly #eventListeners = new Set<ClientSession>();
@@ -99,6 +103,8 @@ export class Hub {
 
   constructor(options: HubOptions) {
     this.#options = options;
+    this.kind = options.kind ?? STOCKS;
+    this.#lastValues = new LastValues(this.kind);
     this.#logger = options.logger.child({ component: 'hub' });
     this.#auth = new ClientAuthenticator(options.clients.keys);
     this.#host = this.#makeHost();
@@ -129,7 +135,7 @@ export class Hub {
     this.#stats.messagesIn += units.length;
     this.#turnUnits += units.length;
     for (const unit of units) {
-      const channel = unit.type === undefined ? undefined : TYPE_TO_CHANNEL[unit.type];
+      const channel = unit.type === undefined ? undefined : this.kind.typeToChannel[unit.type];
       if (channel === undefined) {
         // The vendor may add message types at any time; they go to every client unchanged.
         for (const session of this.#authenticated) this.#deliver(session, unit);
@@ -251,6 +257,7 @@ export class Hub {
   #makeHost(): SessionHost {
     const clients = this.#options.clients;
     return {
+      kind: this.kind,
       logger: this.#logger,
       clock: this.#options.clock,
       limits: {
