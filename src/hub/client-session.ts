@@ -381,6 +381,7 @@ export class ClientSession {
   wants(unit: MessageUnit): boolean {
     const channel = unit.type === undefined ? undefined : this.#host.kind.typeToChannel[unit.type];
     if (channel === undefined) return true;
+    if (this.#host.kind.symbolsField === 'symbols') return this.#set.covers(channel, undefined) || unit.symbols.some((symbol) => this.#set.has(channel, symbol));
     return this.#set.covers(channel, unit.symbol);
   }
 }

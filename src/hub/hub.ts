@@ -67,6 +67,8 @@ export interface ClientInfo {
 
 export class Hub {
   readonly kind: StreamKind;
+  /** whether data names its symbols in a list (news) rather than one `S` */
+  readonly #routesByList: boolean;
   readonly #options: HubOptions;
   readonly #logger: Logger;
   readonly #auth: ClientAuthenticator;
@@ -104,6 +106,7 @@ export class Hub {
   constructor(options: HubOptions) {
     this.#options = options;
     this.kind = options.kind ?? STOCKS;
+    this.#routesByList = this.kind.symbolsField === 'symbols';
     this.#lastValues = new LastValues(this.kind);
     this.#logger = options.logger.child({ component: 'hub' });
     this.#auth = new ClientAuthenticator(options.clients.keys);
@@ -142,6 +145,10 @@ export class Hub {
         continue;
       }
       this.#lastValues.store(unit);
+      if (this.#routesByList) {
+        this.#routeByList(channel, unit);
+        continue;
+      }
       const explicit = unit.symbol === undefined ? undefined : this.#index.holders(channel, unit.symbol);
       if (explicit !== undefined) for (const session of explicit) this.#deliver(session, unit);
       const wildcard = this.#index.wildcardHolders(channel);
@@ -150,6 +157,19 @@ export class Hub {
       }
     }
     this.#scheduleFlush();
+  }
+
+  /**
+   * A message about a list of symbols (a news item): every session holding any of them, and every
+   * `*` holder, gets it once, however many of its symbols a session holds.
+   */
+  #routeByList(channel: Channel, unit: MessageUnit): void {
+    const reached = new Set<ClientSession>();
+    for (const symbol of unit.symbols) {
+      for (const session of this.#index.holders(channel, symbol) ?? []) reached.add(session);
+    }
+    for (const session of this.#index.wildcardHolders(channel) ?? []) reached.add(session);
+    for (const session of reached) this.#deliver(session, unit);
   }
 
   /**
