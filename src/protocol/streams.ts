@@ -231,14 +231,20 @@ export function upstreamEncodingOf(kind: StreamKind, configured: Encoding): Enco
   return kind.encodings.includes(configured) ? configured : (kind.encodings[0] as Encoding);
 }
 
-/** The kind of the stream a vendor URL points at (`wss://host/v1beta3/crypto/us`), or undefined. */
+/**
+ * The kind of the stream a vendor URL points at: its path ends in a known stream path
+ * (`wss://host/v1beta3/crypto/us`, or behind a proxy's prefix), else undefined.
+ */
 export function streamKindOfUrl(url: string): StreamKind | undefined {
+  let pathname: string;
   try {
-    return streamKindOf(new URL(url).pathname.replace(/\/+$/, ''));
+    pathname = new URL(url).pathname.replace(/\/+$/, '');
   } catch (err) {
     if (err instanceof TypeError) return undefined;
     throw err;
   }
+  const path = STREAM_PATHS.find((p) => pathname === `/${p}` || pathname.endsWith(`/${p}`));
+  return path === undefined ? undefined : streamKindOf(path);
 }
 
 /** Whether `path` is a known stream path. */
