@@ -54,7 +54,7 @@ export class Gateway {
       clock: this.#clock,
       onData: (units) => hub?.onData(units),
     });
-    hub = new Hub({ kind: this.kind, clients: config.clients, upstreamMaxSymbols: upstream.maxSymbols, link: this.link, logger, clock: this.#clock });
+    hub = new Hub({ clients: config.clients, upstreamMaxSymbols: upstream.maxSymbols, link: this.link, logger, clock: this.#clock });
     this.hub = hub;
   }
 

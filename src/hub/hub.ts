@@ -25,6 +25,8 @@ import { SubscriptionIndex } from './subscription-index.js';
 /** The part of the vendor link the hub uses. */
 export interface UpstreamLink {
   readonly state: LinkState;
+  /** the kind of stream the link carries (a `StreamManager` knows it) */
+  readonly kind?: StreamKind;
   /** pairs that entered and left the desired set */
   change(added: Iterable<Pair>, removed: Iterable<Pair>, options?: { correlationId?: string }): void;
   on(event: 'refused', listener: (refusal: Refusal) => void): unknown;
@@ -32,7 +34,7 @@ export interface UpstreamLink {
 }
 
 export interface HubOptions {
-  /** the kind of stream this hub serves (default stocks): the vendor link's kind */
+  /** the kind of stream this hub serves (default: the link's, else stocks) */
   readonly kind?: StreamKind;
   readonly clients: ClientsConfig;
   /** the plan's distinct-symbol limit upstream (0: none) */
@@ -105,7 +107,7 @@ export class Hub {
 
   constructor(options: HubOptions) {
     this.#options = options;
-    this.kind = options.kind ?? STOCKS;
+    this.kind = options.kind ?? options.link.kind ?? STOCKS;
     this.#routesByList = this.kind.symbolsField === 'symbols';
     this.#lastValues = new LastValues(this.kind);
     this.#logger = options.logger.child({ component: 'hub' });

@@ -33,7 +33,7 @@ async function hubFor(t: Test, sim: VendorSimulator, path: string, encoding: 'js
   let hub: Hub | undefined;
   const link = linkTo(t, sim, { url: sim.url(path), encoding, onData: (units) => hub?.onData(units) });
   const { logger } = captureLogs('info');
-  hub = new Hub({ kind: link.manager.kind, clients: loadConfig({}).clients, upstreamMaxSymbols: 0, link: link.manager, logger, clock: link.clock });
+  hub = new Hub({ clients: loadConfig({}).clients, upstreamMaxSymbols: 0, link: link.manager, logger, clock: link.clock });
   const server = new WebSocketServer({ host: '127.0.0.1', port: 0 });
   await new Promise<void>((resolve) => server.once('listening', resolve));
   server.on('connection', (socket, request: IncomingMessage) => {
@@ -71,6 +71,7 @@ async function publishSynced(f: StreamFixture, sim: VendorSimulator, path: strin
 t.test('crypto: a client gets exactly its pairs, 64-bit trade ids lossless, every order-book update in order', async (t) => {
   const sim = await startSimulator(t);
   const f = await hubFor(t, sim, CRYPTO_PATH);
+  t.equal(f.hub.kind.name, 'crypto', 'the hub serves its link’s kind');
   const json = await f.client();
   const packed = await f.client({ encoding: 'msgpack' });
   t.same(await json.request({ action: 'subscribe', trades: ['BTC/USD'], orderbooks: ['BTC/USD'] }), {
@@ -124,6 +125,7 @@ t.test('crypto: statuses are 410, a stock ticker is 400, and the set stays', asy
 t.test('news: each item reaches each holder once, per symbol and *, however many of its symbols a client holds', async (t) => {
   const sim = await startSimulator(t);
   const f = await hubFor(t, sim, NEWS_PATH, 'json');
+  t.equal(f.hub.kind.name, 'news', 'the hub serves its link’s kind');
   const both = await f.client();
   const tsla = await f.client({ encoding: 'msgpack' });
   const all = await f.client();
