@@ -9,7 +9,8 @@ import { WebSocket } from 'ws';
 import type { Clock } from '../clock.js';
 import { vendorErrorMessage } from '../errors.js';
 import { ChannelSet, type Pair, pairsOf } from '../protocol/channel-set.js';
-import { CHANNELS, type Channel, parseChannels, TYPE_TO_CHANNEL, WILDCARD } from '../protocol/channels.js';
+import { type Channel, WILDCARD } from '../protocol/channels.js';
+import { parseChannels, type StreamKind } from '../protocol/streams.js';
 import { parseClientRequest } from '../protocol/client-request.js';
 import { SubscriptionReplyCache } from '../protocol/subscription-reply.js';
 import { type Encoding, encodeFrame, type MessageUnit } from '../protocol/frame.js';
@@ -35,6 +36,8 @@ export interface SessionOptions {
 
 /** What a session needs from the hub. */
 export interface SessionHost {
+  /** the kind of stream served: its channels, symbols, reply keys and message types */
+  readonly kind: StreamKind;
   readonly logger: Logger;
   readonly clock: Clock;
   readonly limits: QueueLimits & { maxSymbolsPerClient: number; authTimeoutMs: number; maxMessageBytes: number };
@@ -92,7 +95,7 @@ export class ClientSession {
     this.options = options;
     this.remoteAddress = remoteAddress;
     this.#host = host;
-    this.#reply = new SubscriptionReplyCache(encoding);
+    this.#reply = new SubscriptionReplyCache(encoding, host.kind);
     this.#log = host.logger.child({ client: this.id });
     const binary = encoding === 'msgpack';
     this.queue = new OutboundQueue(
@@ -305,7 +308,7 @@ export class ClientSession {
    * nothing is answered from the cached reply without touching the index or the vendor link.
    */
   #change(action: 'subscribe' | 'unsubscribe', request: Record<string, unknown>): void {
-    const parsed = parseChannels(request);
+    const parsed = parseChannels(request, this.#host.kind);
     if (typeof parsed === 'number') {
       this.fail(parsed, 'bad channel lists');
       return;
@@ -376,8 +379,9 @@ export class ClientSession {
 
   /** Whether this client's set covers a data unit (unknown types go to every client). */
   wants(unit: MessageUnit): boolean {
-    const channel = unit.type === undefined ? undefined : TYPE_TO_CHANNEL[unit.type];
+    const channel = unit.type === undefined ? undefined : this.#host.kind.typeToChannel[unit.type];
     if (channel === undefined) return true;
+    if (this.#host.kind.symbolsField === 'symbols') return this.#set.covers(channel, undefined) || unit.symbols.some((symbol) => this.#set.has(channel, symbol));
     return this.#set.covers(channel, unit.symbol);
   }
 }

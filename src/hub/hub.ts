@@ -12,7 +12,8 @@ import type { WebSocket } from 'ws';
 import type { ClientsConfig } from '../config.js';
 import type { Clock } from '../clock.js';
 import { ChannelSet, type Pair } from '../protocol/channel-set.js';
-import { type Channel, type ChannelSymbols, TYPE_TO_CHANNEL, WILDCARD } from '../protocol/channels.js';
+import { type Channel, type ChannelSymbols, WILDCARD } from '../protocol/channels.js';
+import { STOCKS, type StreamKind } from '../protocol/streams.js';
 import { type Encoding, joinFrame, type MessageUnit } from '../protocol/frame.js';
 import type { LinkState, Refusal, StateChange } from '../upstream/stream-manager.js';
 import { ClientAuthenticator } from './client-auth.js';
@@ -24,6 +25,8 @@ import { SubscriptionIndex } from './subscription-index.js';
 /** The part of the vendor link the hub uses. */
 export interface UpstreamLink {
   readonly state: LinkState;
+  /** the kind of stream the link carries (a `StreamManager` knows it) */
+  readonly kind?: StreamKind;
   /** pairs that entered and left the desired set */
   change(added: Iterable<Pair>, removed: Iterable<Pair>, options?: { correlationId?: string }): void;
   on(event: 'refused', listener: (refusal: Refusal) => void): unknown;
@@ -31,6 +34,8 @@ export interface UpstreamLink {
 }
 
 export interface HubOptions {
+  /** the kind of stream this hub serves (default: the link's, else stocks) */
+  readonly kind?: StreamKind;
   readonly clients: ClientsConfig;
   /** the plan's distinct-symbol limit upstream (0: none) */
   readonly upstreamMaxSymbols: number;
@@ -63,11 +68,14 @@ export interface ClientInfo {
 }
 
 export class Hub {
+  readonly kind: StreamKind;
+  /** whether data names its symbols in a list (news) rather than one `S` */
+  readonly #routesByList: boolean;
   readonly #options: HubOptions;
   readonly #logger: Logger;
   readonly #auth: ClientAuthenticator;
   readonly #index = new SubscriptionIndex<ClientSession>();
-  readonly #lastValues = new LastValues();
+  readonly #lastValues: LastValues;
   readonly #sessions = new Set<ClientSession>();
   readonly #authenticated = new Set<ClientSession>();
   readonly #eventListeners = new Set<ClientSession>();
@@ -99,6 +107,9 @@ export class Hub {
 
   constructor(options: HubOptions) {
     this.#options = options;
+    this.kind = options.kind ?? options.link.kind ?? STOCKS;
+    this.#routesByList = this.kind.symbolsField === 'symbols';
+    this.#lastValues = new LastValues(this.kind);
     this.#logger = options.logger.child({ component: 'hub' });
     this.#auth = new ClientAuthenticator(options.clients.keys);
     this.#host = this.#makeHost();
@@ -129,13 +140,17 @@ export class Hub {
     this.#stats.messagesIn += units.length;
     this.#turnUnits += units.length;
     for (const unit of units) {
-      const channel = unit.type === undefined ? undefined : TYPE_TO_CHANNEL[unit.type];
+      const channel = unit.type === undefined ? undefined : this.kind.typeToChannel[unit.type];
       if (channel === undefined) {
         // The vendor may add message types at any time; they go to every client unchanged.
         for (const session of this.#authenticated) this.#deliver(session, unit);
         continue;
       }
       this.#lastValues.store(unit);
+      if (this.#routesByList) {
+        this.#routeByList(channel, unit);
+        continue;
+      }
       const explicit = unit.symbol === undefined ? undefined : this.#index.holders(channel, unit.symbol);
       if (explicit !== undefined) for (const session of explicit) this.#deliver(session, unit);
       const wildcard = this.#index.wildcardHolders(channel);
@@ -144,6 +159,19 @@ export class Hub {
       }
     }
     this.#scheduleFlush();
+  }
+
+  /**
+   * A message about a list of symbols (a news item): every session holding any of them, and every
+   * `*` holder, gets it once, however many of its symbols a session holds.
+   */
+  #routeByList(channel: Channel, unit: MessageUnit): void {
+    const reached = new Set<ClientSession>();
+    for (const symbol of unit.symbols) {
+      for (const session of this.#index.holders(channel, symbol) ?? []) reached.add(session);
+    }
+    for (const session of this.#index.wildcardHolders(channel) ?? []) reached.add(session);
+    for (const session of reached) this.#deliver(session, unit);
   }
 
   /**
@@ -251,6 +279,7 @@ export class Hub {
   #makeHost(): SessionHost {
     const clients = this.#options.clients;
     return {
+      kind: this.kind,
       logger: this.#logger,
       clock: this.#options.clock,
       limits: {

@@ -2,18 +2,25 @@
  * The last message seen per (channel, symbol), for `?snapshot=1`: a client that subscribes gets
  * the latest trade, quote, bar… of each newly subscribed symbol at once instead of waiting.
  */
-import { type Channel, LAST_VALUE_TYPES, TYPE_TO_CHANNEL } from '../protocol/channels.js';
+import type { Channel } from '../protocol/channels.js';
 import type { MessageUnit } from '../protocol/frame.js';
+import { STOCKS, type StreamKind } from '../protocol/streams.js';
 
 export class LastValues {
+  readonly #kind: StreamKind;
   readonly #values = new Map<Channel, Map<string, MessageUnit>>();
   /** stored since the last settle(); most are replaced within the turn and never need a copy */
   #fresh: MessageUnit[] = [];
 
+  /** A cache for a stream of `kind`: it keeps the kind's last-value types. */
+  constructor(kind: StreamKind = STOCKS) {
+    this.#kind = kind;
+  }
+
   /** Remembers `unit` if it is the kind of message a snapshot carries. */
   store(unit: MessageUnit): void {
-    if (unit.type === undefined || unit.symbol === undefined || !LAST_VALUE_TYPES.has(unit.type)) return;
-    const channel = TYPE_TO_CHANNEL[unit.type];
+    if (unit.type === undefined || unit.symbol === undefined || !this.#kind.lastValueTypes.has(unit.type)) return;
+    const channel = this.#kind.typeToChannel[unit.type];
     if (channel === undefined) return;
     let bySymbol = this.#values.get(channel);
     if (bySymbol === undefined) {
@@ -33,7 +40,7 @@ export class LastValues {
     if (fresh.length === 0) return;
     this.#fresh = [];
     for (const unit of fresh) {
-      const channel = TYPE_TO_CHANNEL[unit.type as string] as Channel;
+      const channel = this.#kind.typeToChannel[unit.type as string] as Channel;
       if (this.#values.get(channel)?.get(unit.symbol as string) === unit) unit.detach();
     }
   }

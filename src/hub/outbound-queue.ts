@@ -9,7 +9,6 @@
  * order. The backlog drains as the socket's writes complete. Past the hard limit the queue
  * reports an overflow and the owner closes the client with 407.
  */
-import { CONFLATABLE_TYPES as CONFLATABLE } from '../protocol/channels.js';
 import { type Encoding, joinFrame, type MessageUnit } from '../protocol/frame.js';
 
 /** A drained backlog goes out in frames of about this size, not one huge frame. */
@@ -135,7 +134,8 @@ export class OutboundQueue {
     const bytes = unit.byteLength(this.encoding);
     unit.detach(); // a backlog may outlive the vendor frame by far: keep only this message's bytes
     let key: string | number;
-    if (unit.type !== undefined && CONFLATABLE.has(unit.type) && unit.symbol !== undefined) {
+    // The unit's own kind says what may be replaced: never an order-book update (PROTOCOL-STREAMS §1.3).
+    if (unit.type !== undefined && unit.kind.conflatable.has(unit.type) && unit.symbol !== undefined) {
       key = unit.stateKey;
       const older = this.#backlog.get(key);
       if (older !== undefined) {

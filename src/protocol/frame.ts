@@ -11,7 +11,7 @@ import { decode, ExtensionCodec } from '@msgpack/msgpack';
 import { ProtocolError } from '../errors.js';
 import { JsonCursor, JsonNumber, JsonObject, type JsonValue, parseJson, peekJsonMessage } from './json.js';
 import { assertUtf8Strings, MsgpackWriter, peekMessage, readHeader } from './msgpack.js';
-import { STOCKS, type StreamKind } from './streams.js';
+import { STOCKS, type StreamKind, symbolsOf } from './streams.js';
 import { EXT_TIMESTAMP, Timestamp } from './timestamp.js';
 import { encodeMessageMsgpack, jsonToMsgpack, msgpackToJson, type WireValue } from './transcode.js';
 
@@ -23,6 +23,8 @@ export class MessageUnit {
   readonly type: string | undefined;
   /** `S`, or undefined for messages without a symbol. */
   readonly symbol: string | undefined;
+  /** the `symbols` list of a kind that names its symbols there (news), else undefined */
+  readonly #symbols: readonly string[] | undefined;
   #json: Buffer | undefined;
   #msgpack: Buffer | undefined;
 
@@ -31,9 +33,17 @@ export class MessageUnit {
   /** The kind of stream it came from: its float and timestamp fields steer JSON → msgpack. */
   readonly kind: StreamKind;
 
-  constructor(encoding: Encoding, bytes: Buffer, type: string | undefined, symbol: string | undefined, kind: StreamKind = STOCKS) {
+  constructor(
+    encoding: Encoding,
+    bytes: Buffer,
+    type: string | undefined,
+    symbol: string | undefined,
+    kind: StreamKind = STOCKS,
+    symbols?: readonly string[],
+  ) {
     this.type = type;
     this.symbol = symbol;
+    this.#symbols = symbols;
     this.sourceEncoding = encoding;
     this.kind = kind;
     if (encoding === 'json') this.#json = bytes;
@@ -63,6 +73,15 @@ export class MessageUnit {
     if (this.#json !== undefined && this.#json.byteLength !== this.#json.buffer.byteLength) this.#json = ownCopy(this.#json);
     if (this.#msgpack !== undefined && this.#msgpack.byteLength !== this.#msgpack.buffer.byteLength) this.#msgpack = ownCopy(this.#msgpack);
     return this;
+  }
+
+  /**
+   * The symbols this message is about, for routing: its kind's `symbols` list (news; empty: about
+   * nothing in particular), else its `S` alone. Made on demand: the `S` kinds' hot path reads `symbol`.
+   */
+  get symbols(): readonly string[] {
+    if (this.kind.symbolsField === 'symbols') return this.#symbols ?? NO_SYMBOLS;
+    return this.symbol === undefined ? NO_SYMBOLS : [this.symbol];
   }
 
   #stateKey: string | undefined;
@@ -105,6 +124,8 @@ export class MessageUnit {
   }
 }
 
+const NO_SYMBOLS: readonly string[] = Object.freeze([]);
+
 /** A copy of `bytes` in an allocation of exactly its size. */
 function ownCopy(bytes: Buffer): Buffer {
   const copy = Buffer.allocUnsafeSlow(bytes.byteLength);
@@ -113,7 +134,8 @@ function ownCopy(bytes: Buffer): Buffer {
 }
 
 /**
- * Cuts a frame of a stream of `kind` into message units without decoding it.
+ * Cuts a frame of a stream of `kind` into message units without decoding it (beyond `T`, `S`
+ * and, for kinds that name their symbols in a list, that list).
  * @throws ProtocolError when the frame is not an array or is malformed anywhere
  */
 export function splitFrame(data: Buffer, encoding: Encoding, kind: StreamKind = STOCKS): MessageUnit[] {
@@ -121,13 +143,14 @@ export function splitFrame(data: Buffer, encoding: Encoding, kind: StreamKind = 
 }
 
 function splitMsgpackFrame(data: Buffer, kind: StreamKind): MessageUnit[] {
+  const symbolsList = kind.symbolsField === 'symbols';
   const h = readHeader(data, 0);
   if (h.kind !== 'array') throw new ProtocolError('frame is not an array');
   const units: MessageUnit[] = new Array(h.count);
   let p = h.start;
   for (let i = 0; i < h.count; i++) {
-    const peek = peekMessage(data, p);
-    units[i] = new MessageUnit('msgpack', data.subarray(p, peek.end), peek.type, peek.symbol, kind);
+    const peek = peekMessage(data, p, symbolsList);
+    units[i] = new MessageUnit('msgpack', data.subarray(p, peek.end), peek.type, peek.symbol, kind, peek.symbols);
     p = peek.end;
   }
   if (p !== data.length) throw new ProtocolError('trailing bytes after msgpack frame');
@@ -135,6 +158,7 @@ function splitMsgpackFrame(data: Buffer, kind: StreamKind): MessageUnit[] {
 }
 
 function splitJsonFrame(data: Buffer, kind: StreamKind): MessageUnit[] {
+  const symbolsList = kind.symbolsField === 'symbols';
   const cursor = new JsonCursor(data);
   cursor.expect(0x5b);
   const units: MessageUnit[] = [];
@@ -143,8 +167,8 @@ function splitJsonFrame(data: Buffer, kind: StreamKind): MessageUnit[] {
       cursor.skipWhitespace();
       const start = cursor.pos;
       cursor.value(false);
-      const peek = peekJsonMessage(data, start, cursor.pos);
-      units.push(new MessageUnit('json', data.subarray(start, cursor.pos), peek.type, peek.symbol, kind));
+      const peek = peekJsonMessage(data, start, cursor.pos, symbolsList);
+      units.push(new MessageUnit('json', data.subarray(start, cursor.pos), peek.type, peek.symbol, kind, peek.symbols));
     } while (cursor.accept(0x2c));
     cursor.expect(0x5d);
   }
@@ -188,8 +212,9 @@ export function encodeUnits(messages: readonly WireValue[], encoding: Encoding, 
     const record = message as Record<string, unknown> | null;
     const type = typeof record?.T === 'string' ? record.T : undefined;
     const symbol = typeof record?.S === 'string' ? record.S : undefined;
-    const unit = new MessageUnit('msgpack', packed, type, symbol, kind);
-    return encoding === 'msgpack' ? unit : new MessageUnit('json', unit.encoded('json'), type, symbol, kind);
+    const symbols = kind.symbolsField === 'symbols' && record !== null && typeof record === 'object' && Array.isArray(record.symbols) ? symbolsOf(kind, record) : undefined;
+    const unit = new MessageUnit('msgpack', packed, type, symbol, kind, symbols);
+    return encoding === 'msgpack' ? unit : new MessageUnit('json', unit.encoded('json'), type, symbol, kind, symbols);
   });
 }
 

@@ -219,11 +219,11 @@ export function parseJson(buf: Buffer, start = 0, end = buf.length): JsonValue {
 }
 
 /** A top-level object's `T` and `S` when they are strings. */
-export function peekJsonMessage(buf: Buffer, start: number, end: number): { type?: string; symbol?: string } {
+export function peekJsonMessage(buf: Buffer, start: number, end: number, symbolsList = false): { type?: string; symbol?: string; symbols?: string[] } {
   const cursor = new JsonCursor(buf, start, end);
   cursor.skipWhitespace();
   if (!cursor.accept(0x7b) || cursor.accept(0x7d)) return {};
-  const found: { type?: string; symbol?: string } = {};
+  const found: { type?: string; symbol?: string; symbols?: string[] } = {};
   do {
     cursor.skipWhitespace();
     const key = cursor.string(true);
@@ -231,7 +231,11 @@ export function peekJsonMessage(buf: Buffer, start: number, end: number): { type
     cursor.skipWhitespace();
     const wanted = key === 'T' ? 'type' : key === 'S' ? 'symbol' : undefined;
     if (wanted !== undefined && buf[cursor.pos] === QUOTE) found[wanted] = cursor.string(true);
-    else cursor.value(false);
+    else if (symbolsList && key === 'symbols' && buf[cursor.pos] === 0x5b) {
+      // Only this list is built (a news item's symbols): every other value is skipped unread.
+      const list = cursor.value(true);
+      found.symbols = Array.isArray(list) ? list.filter((s): s is string => typeof s === 'string') : [];
+    } else cursor.value(false);
   } while (cursor.accept(0x2c));
   return found;
 }

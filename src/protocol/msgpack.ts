@@ -392,23 +392,56 @@ const CODE_S = 0x53;
 export interface Peek {
   type: string | undefined;
   symbol: string | undefined;
+  /** the string items of its `symbols` list, when asked for and present (news) */
+  symbols?: string[];
   end: number;
 }
 
-/** Reads `T` and `S` of the map at `pos` without decoding anything else. */
-export function peekMessage(buf: Buffer, pos: number): Peek {
+const SYMBOLS_KEY = Buffer.from([0xa7, ...Buffer.from('symbols')]);
+
+/** The string items of the array at `pos` (others skipped), or undefined when it is no array. */
+function readStringList(buf: Buffer, pos: number): string[] | undefined {
+  const h = readHeader(buf, pos);
+  if (h.kind !== 'array') return undefined;
+  const list: string[] = [];
+  let p = h.start;
+  for (let i = 0; i < h.count; i++) {
+    const item = readString(buf, p);
+    if (item !== undefined) list.push(item);
+    p = skipValue(buf, p);
+  }
+  return list;
+}
+
+/**
+ * Reads `T` and `S` of the map at `pos` without decoding anything else; with `symbolsList`, its
+ * `symbols` list too (a news item names its symbols there and has no `S`).
+ */
+export function peekMessage(buf: Buffer, pos: number, symbolsList = false): Peek {
   const h = readHeader(buf, pos);
   if (h.kind !== 'map') return { type: undefined, symbol: undefined, end: skipValue(buf, pos) };
   let type: string | undefined;
   let symbol: string | undefined;
+  let symbols: string[] | undefined;
   let p = h.start;
   for (let i = 0; i < h.count; i++) {
     const isT = isOneCharKey(buf, p, CODE_T);
     const isS = !isT && isOneCharKey(buf, p, CODE_S);
-    p = skipValue(buf, p);
+    const keyAt = p;
+    p = skipValue(buf, p); // the key is whole before it is compared
+    const isList = symbolsList && !isT && !isS && isSymbolsKey(buf, keyAt);
     if (isT) type = readString(buf, p);
     else if (isS) symbol = readString(buf, p);
+    else if (isList) symbols = readStringList(buf, p) ?? [];
     p = skipValue(buf, p);
   }
-  return { type, symbol, end: p };
+  return symbols === undefined ? { type, symbol, end: p } : { type, symbol, symbols, end: p };
+}
+
+/** Whether the value at `pos` is the string `symbols`, in any string form. */
+function isSymbolsKey(buf: Buffer, pos: number): boolean {
+  if (buf[pos] === 0xa7) return buf.compare(SYMBOLS_KEY, 0, SYMBOLS_KEY.length, pos, pos + SYMBOLS_KEY.length) === 0;
+  const b = buf[pos];
+  if (b !== 0xd9 && b !== 0xda && b !== 0xdb) return false; // non-minimal str8/16/32
+  return readString(buf, pos) === 'symbols';
 }

@@ -52,6 +52,8 @@ export interface StreamKind {
   readonly conflatable: ReadonlySet<string>;
   /** types a last-value cache keeps per symbol for snapshots */
   readonly lastValueTypes: ReadonlySet<string>;
+  /** channels whose silence on a subscribed link means it went mute (the stale watchdog); sparse ones are never judged */
+  readonly flowingChannels: readonly Channel[];
   /** where a data message names its symbols: `S` (one) or `symbols` (a list: news, which has no `S`) */
   readonly symbolsField: 'S' | 'symbols';
   /** channels on which `*` is refused, with the vendor's code */
@@ -121,6 +123,7 @@ export const STOCKS: StreamKind = Object.freeze({
   conflatable: new Set(['q', 'b', 'u', 'd', 's', 'l']),
   // Corrections and cancels refer to earlier trades; they are not "the last trade".
   lastValueTypes: new Set(['t', 'q', 'b', 'u', 'd', 's', 'l', 'i']),
+  flowingChannels: ['trades', 'quotes'],
   symbolsField: 'S',
   wildcardRefusals: Object.freeze({}),
   isValidSymbol: symbolCheck(TICKER),
@@ -157,6 +160,8 @@ export const CRYPTO: StreamKind = Object.freeze({
   conflatable: new Set(['q', 'b', 'u', 'd']),
   // A book's last update is no book: a snapshot of a book must be built from the levels, not cached.
   lastValueTypes: new Set(['t', 'q', 'b', 'u', 'd']),
+  // A subscribed book updates whenever the market moves, like quotes.
+  flowingChannels: ['trades', 'quotes', 'orderbooks'],
   symbolsField: 'S',
   wildcardRefusals: Object.freeze({}),
   isValidSymbol: symbolCheck(CRYPTO_PAIR),
@@ -178,6 +183,7 @@ export const OPTIONS: StreamKind = Object.freeze({
   encodings: ['msgpack'],
   conflatable: new Set(['q']),
   lastValueTypes: new Set(['t', 'q']),
+  flowingChannels: ['trades', 'quotes'],
   // "You cannot subscribe to `*` for option quotes" (DOC-OPT). VERIFY: `*` on trades is allowed.
   symbolsField: 'S',
   wildcardRefusals: Object.freeze({ quotes: 413 }),
@@ -196,6 +202,8 @@ export const NEWS: StreamKind = Object.freeze({
   // Every item is news to someone: never replaced, never a "last value".
   conflatable: new Set<string>(),
   lastValueTypes: new Set<string>(),
+  // News is legitimately sparse (hours between items on a symbol): never judged stale, like bars.
+  flowingChannels: [],
   symbolsField: 'symbols',
   wildcardRefusals: Object.freeze({}),
   // Stock tickers, and crypto without the slash (BTCUSD). VERIFY: the vendor's exact spelling.
@@ -213,6 +221,30 @@ export const STREAM_PATHS: readonly string[] = STREAM_KINDS.flatMap((kind) => ki
 /** The kind of the stream at `path` (with or without a leading `/`), or undefined for an unknown path. */
 export function streamKindOf(path: string): StreamKind | undefined {
   return KIND_OF_PATH.get(path.startsWith('/') ? path.slice(1) : path);
+}
+
+/**
+ * The encoding a link of `kind` uses upstream: the configured one where the vendor serves it, else
+ * the kind's own (options are msgpack only).
+ */
+export function upstreamEncodingOf(kind: StreamKind, configured: Encoding): Encoding {
+  return kind.encodings.includes(configured) ? configured : (kind.encodings[0] as Encoding);
+}
+
+/**
+ * The kind of the stream a vendor URL points at: its path ends in a known stream path
+ * (`wss://host/v1beta3/crypto/us`, or behind a proxy's prefix), else undefined.
+ */
+export function streamKindOfUrl(url: string): StreamKind | undefined {
+  let pathname: string;
+  try {
+    pathname = new URL(url).pathname.replace(/\/+$/, '');
+  } catch (err) {
+    if (err instanceof TypeError) return undefined;
+    throw err;
+  }
+  const path = STREAM_PATHS.find((p) => pathname === `/${p}` || pathname.endsWith(`/${p}`));
+  return path === undefined ? undefined : streamKindOf(path);
 }
 
 /** Whether `path` is a known stream path. */

@@ -2,8 +2,9 @@
  * Decides when a vendor link that is open, and answers pings, has gone mute (alpaca-py #740).
  *
  * The rule, explicit because quiet is normal on a market-data stream:
- * 1. It only judges a link whose acknowledged set includes a flowing channel — trades or quotes.
- *    Bars, daily bars, statuses, LULDs and imbalances are legitimately silent for minutes.
+ * 1. It only judges a link whose acknowledged set includes one of its kind's flowing channels
+ *    (`StreamKind.flowingChannels`: trades, quotes, order books). Bars, daily bars, statuses,
+ *    LULDs, imbalances and news are legitimately silent for minutes.
  * 2. It only judges a link that has delivered data since it connected: a symbol set that has
  *    been quiet from the start (closed market, illiquid names) is quiet, not dead.
  * 3. The link is stale when its silence reaches `max(staleAfterMs, gapFactor × the longest gap
@@ -38,7 +39,7 @@ export class StaleWatchdog {
     return Math.max(this.#staleAfterMs, this.#gapFactor * this.#longestGapMs);
   }
 
-  /** Whether the link is stale at `now`, given whether trades or quotes are subscribed. */
+  /** Whether the link is stale at `now`, given whether a flowing channel is subscribed. */
   isStale(now: number, flowingSubscribed: boolean): boolean {
     if (!flowingSubscribed || this.#lastDataAt === undefined) return false;
     return now - this.#lastDataAt >= this.thresholdMs;

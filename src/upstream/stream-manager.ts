@@ -17,7 +17,9 @@ import { type Clock, systemClock } from '../clock.js';
 import { type ProtocolError, UpstreamError, VendorError } from '../errors.js';
 import type { Random } from '../random.js';
 import { ChannelSet } from '../protocol/channel-set.js';
-import { CHANNELS, type Channel, type ChannelSymbols } from '../protocol/channels.js';
+import { type Channel, type ChannelSymbols } from '../protocol/channels.js';
+import { type Encoding } from '../protocol/frame.js';
+import { STOCKS, type StreamKind, streamKindOfUrl, upstreamEncodingOf } from '../protocol/streams.js';
 import type { UpstreamConfig } from '../config.js';
 import type { MessageUnit } from '../protocol/frame.js';
 import type { Secret } from '../secret.js';
@@ -35,9 +37,6 @@ const TERMINAL_CODES = new Set([402, 408, 409, 411]);
 
 /** The vendor's symbol-level refusals; any other error on a subscription request is transient. */
 const REFUSAL_CODES = new Set([405, 409, 410]);
-
-/** Channels whose silence means something: the watchdog only judges links that carry them. */
-const FLOWING_CHANNELS: readonly Channel[] = ['trades', 'quotes'];
 
 /** The vendor-link settings of the configuration that the manager uses. */
 export type LinkSettings = Pick<
@@ -61,6 +60,8 @@ export type LinkSettings = Pick<
 
 export interface StreamManagerOptions extends LinkSettings {
   readonly url: string;
+  /** the kind of stream at `url` (default: the kind of its path, else stocks) */
+  readonly kind?: StreamKind;
   readonly keyId: Secret;
   readonly secretKey: Secret;
   readonly logger: Logger;
@@ -216,9 +217,16 @@ export class StreamManager extends EventEmitter<StreamManagerEvents> {
     transientSubscriptionErrors: 0,
   };
 
+  /** the kind of stream this link carries: its channels, reply keys and how its frames are cut */
+  readonly kind: StreamKind;
+  /** the encoding used upstream: the configured one, unless the kind's vendor lacks it (options: msgpack only) */
+  readonly encoding: Encoding;
+
   constructor(options: StreamManagerOptions) {
     super();
     this.#options = options;
+    this.kind = options.kind ?? streamKindOfUrl(options.url) ?? STOCKS;
+    this.encoding = upstreamEncodingOf(this.kind, options.encoding);
     this.#logger = options.logger.child({ component: 'vendor-link' });
     this.#clock = options.clock ?? systemClock;
     this.#random = options.random ?? Math.random;
@@ -317,7 +325,7 @@ export class StreamManager extends EventEmitter<StreamManagerEvents> {
     this.#breaker = new ConnectBreaker(this.#options.breakerFailures, this.#options.breakerResetMs);
     this.#backoff.reset();
     this.#everLive = false;
-    this.#log().info({ url: redactUrl(this.#options.url), encoding: this.#options.encoding }, 'vendor link starting');
+    this.#log().info({ url: redactUrl(this.#options.url), encoding: this.encoding, kind: this.kind.name }, 'vendor link starting');
     this.#beginAttempt();
   }
 
@@ -509,7 +517,8 @@ export class StreamManager extends EventEmitter<StreamManagerEvents> {
     await this.#connection?.whenClosed();
     const connection = VendorConnection.create({
       url: this.#options.url,
-      encoding: this.#options.encoding,
+      encoding: this.encoding,
+      kind: this.kind,
       clock: this.#clock,
       logger: this.#logger,
       handlers: this.#handlersFor(generation),
@@ -651,11 +660,11 @@ export class StreamManager extends EventEmitter<StreamManagerEvents> {
     const beat = (): void => {
       if (generation !== this.#generation) return;
       const now = this.#clock.now();
-      const flowing = FLOWING_CHANNELS.some((c) => this.#acknowledged.symbols(c).size > 0);
+      const flowing = this.kind.flowingChannels.some((c) => this.#acknowledged.symbols(c).size > 0);
       if (this.#watchdog.isStale(now, flowing)) {
         this.#stats.staleReconnects += 1;
         // The socket still answers pings: close it cleanly rather than leave the vendor a zombie.
-        this.#linkLost(generation, `no data for ${now - (this.#stats.lastMessageAt ?? now)} ms while trades or quotes are subscribed (threshold ${this.#watchdog.thresholdMs} ms)`, { clean: true });
+        this.#linkLost(generation, `no data for ${now - (this.#stats.lastMessageAt ?? now)} ms while ${this.kind.flowingChannels.join(' or ')} are subscribed (threshold ${this.#watchdog.thresholdMs} ms)`, { clean: true });
         return;
       }
       if (this.#pongTimer === undefined) {
@@ -838,7 +847,10 @@ export class StreamManager extends EventEmitter<StreamManagerEvents> {
     this.#pending = new ChannelSet();
     if (add.isEmpty && remove.isEmpty) return 'done';
     const log = this.#log(this.#syncCorrelationId);
-    const requests = [...buildRequests('subscribe', add, this.#options.encoding), ...buildRequests('unsubscribe', remove, this.#options.encoding)];
+    const requests = [
+      ...buildRequests('subscribe', add, this.encoding, undefined, this.kind),
+      ...buildRequests('unsubscribe', remove, this.encoding, undefined, this.kind),
+    ];
     log.info({ subscribe: add.size, unsubscribe: remove.size, frames: requests.length }, 'syncing vendor subscriptions');
     for (let i = 0; i < requests.length; i++) {
       if (generation !== this.#generation) return 'done';
@@ -894,7 +906,8 @@ export class StreamManager extends EventEmitter<StreamManagerEvents> {
   #acknowledge(reply: Record<string, unknown>, request?: SubscriptionRequest): void {
     const previous = this.#acknowledged;
     const lists: Partial<Record<Channel, string[]>> = {};
-    for (const channel of CHANNELS) {
+    // A kind's reply keys that name its own channels (stocks' corrections/cancelErrors follow trades).
+    for (const channel of this.kind.channels) {
       const value = reply[channel];
       if (Array.isArray(value)) lists[channel] = value.filter((s): s is string => typeof s === 'string');
     }

@@ -4,8 +4,9 @@
  */
 import { TickmuxError } from '../errors.js';
 import { type ChannelSet } from '../protocol/channel-set.js';
-import { CHANNELS, type Channel } from '../protocol/channels.js';
+import { type Channel } from '../protocol/channels.js';
 import { type Encoding, encodeMessage } from '../protocol/frame.js';
+import { STOCKS, type StreamKind } from '../protocol/streams.js';
 
 /** The largest subscribe/unsubscribe frame tickmux sends to the vendor. */
 export const MAX_REQUEST_BYTES = 32 * 1024;
@@ -28,8 +29,17 @@ export interface SubscriptionRequest {
   readonly frame: Buffer;
 }
 
-/** The requests that apply `action` for every pair of `set`, each frame at most `maxBytes`. */
-export function buildRequests(action: 'subscribe' | 'unsubscribe', set: ChannelSet, encoding: Encoding, maxBytes = MAX_REQUEST_BYTES): SubscriptionRequest[] {
+/**
+ * The requests that apply `action` for every pair of `set` on a stream of `kind` (its channels
+ * only: the vendor refuses another stream's keys with 410), each frame at most `maxBytes`.
+ */
+export function buildRequests(
+  action: 'subscribe' | 'unsubscribe',
+  set: ChannelSet,
+  encoding: Encoding,
+  maxBytes = MAX_REQUEST_BYTES,
+  kind: StreamKind = STOCKS,
+): SubscriptionRequest[] {
   const requests: SubscriptionRequest[] = [];
   const overhead = encodeMessage({ action }, encoding).length;
   let current: Partial<Record<Channel, string[]>> = {};
@@ -42,7 +52,7 @@ export function buildRequests(action: 'subscribe' | 'unsubscribe', set: ChannelS
     current = {};
     size = overhead;
   };
-  for (const channel of CHANNELS) {
+  for (const channel of kind.channels) {
     for (const symbol of set.symbols(channel)) {
       const cost = (sym: string): number => symbolCost(sym, encoding) + (current[channel] === undefined ? channelCost(channel) : 0);
       if (size + cost(symbol) > maxBytes) flush();

@@ -10,6 +10,7 @@ import { ProtocolError, UpstreamError, VendorError, vendorErrorMessage } from '.
 import { CONTROL_TYPES } from '../protocol/channels.js';
 import { decodeMsgpack, type Encoding, encodeMessage, type MessageUnit, splitFrame } from '../protocol/frame.js';
 import type { Secret } from '../secret.js';
+import { STOCKS, type StreamKind } from '../protocol/streams.js';
 
 export interface ConnectionHandlers {
   /** data messages of one frame, in order (unknown types included) */
@@ -39,6 +40,8 @@ function isControl(type: string | undefined): boolean {
 export interface OpenOptions {
   url: string;
   encoding: Encoding;
+  /** the kind of stream at `url`: how its frames are cut (default stocks) */
+  kind?: StreamKind;
   clock: Clock;
   logger: Logger;
   handlers: ConnectionHandlers;
@@ -47,6 +50,7 @@ export interface OpenOptions {
 export class VendorConnection {
   readonly #socket: WebSocket;
   readonly #encoding: Encoding;
+  readonly #kind: StreamKind;
   readonly #clock: Clock;
   readonly #logger: Logger;
   readonly #handlers: ConnectionHandlers;
@@ -56,6 +60,7 @@ export class VendorConnection {
 
   private constructor(options: OpenOptions) {
     this.#encoding = options.encoding;
+    this.#kind = options.kind ?? STOCKS;
     this.#clock = options.clock;
     this.#logger = options.logger;
     this.#handlers = options.handlers;
@@ -182,7 +187,7 @@ export class VendorConnection {
     this.#handlers.onBytes(data.length);
     let units: MessageUnit[];
     try {
-      units = splitFrame(data, isBinary ? 'msgpack' : 'json');
+      units = splitFrame(data, isBinary ? 'msgpack' : 'json', this.#kind);
     } catch (err) {
       if (!(err instanceof ProtocolError)) throw err;
       this.#handlers.onMalformed(err, data.length);

@@ -7,6 +7,7 @@ import { LastValues } from '../../src/hub/last-values.js';
 import { decodeFrame, encodeUnits, joinFrame, type MessageUnit, splitFrame } from '../../src/protocol/frame.js';
 import { Timestamp } from '../../src/protocol/timestamp.js';
 import { Secret } from '../../src/secret.js';
+import { CRYPTO, NEWS } from '../../src/protocol/streams.js';
 
 const t0 = new Timestamp(1704205800, 1);
 const trade = (symbol: string, i: number): MessageUnit => encodeUnits([{ T: 't', S: symbol, i, p: 1.5, s: 1, t: t0 }], 'msgpack')[0]!;
@@ -186,4 +187,48 @@ t.test('a lagging client’s backlog keeps copies of its messages, never the ven
   t.ok(units.every((unit) => ownsItsBytes(unit, frame)), 'backlogged units own their bytes');
   f.complete();
   t.equal(f.messages().length, 51, 'and all of them are delivered');
+});
+
+t.test('a lagging crypto client: every order-book update is kept in order, crypto quotes still conflate', async (t) => {
+  const f = fixture(10, 1 << 20);
+  const book = (n: number, reset = false): MessageUnit =>
+    encodeUnits([{ T: 'o', S: 'BTC/USD', t: t0, b: [{ p: 100 + n, s: n }], a: [], ...(reset ? { r: true } : {}) }], 'msgpack', CRYPTO)[0]!;
+  const cryptoQuote = (bp: number): MessageUnit => encodeUnits([{ T: 'q', S: 'BTC/USD', bp, bs: 1.5, ap: bp + 1, as: 2.5, t: t0 }], 'msgpack', CRYPTO)[0]!;
+  f.queue.enqueue(book(0, true));
+  f.queue.flush();
+  for (const unit of [book(1), cryptoQuote(10), book(2), cryptoQuote(11), book(3)]) {
+    f.queue.enqueue(unit);
+    f.queue.flush();
+  }
+  t.equal(f.counters.conflated, 1, 'one quote replaced, no book update');
+  f.complete();
+  t.same(
+    f.messages().map((m) => (m.T === 'o' ? `o${(m.b as { p: number }[])[0]!.p}` : `q${m.bp}`)),
+    ['o100', 'o101', 'o102', 'q11', 'o103'],
+    'the books in arrival order, the latest quote at the place of its latest update',
+  );
+});
+
+t.test('a lagging news client keeps every item: news is never conflated', async (t) => {
+  const f = fixture(10, 1 << 20);
+  const item = (id: number): MessageUnit => encodeUnits([{ T: 'n', id, headline: 'h', symbols: ['AAPL'] }], 'msgpack', NEWS)[0]!;
+  for (let id = 1; id <= 4; id++) {
+    f.queue.enqueue(item(id));
+    f.queue.flush();
+  }
+  f.complete();
+  t.same(f.messages().map((m) => m.id), [1, 2, 3, 4]);
+  t.equal(f.counters.conflated, 0);
+});
+
+t.test('the last-value cache of a kind keeps that kind’s types: crypto trades yes, order books and news never', async (t) => {
+  const crypto = new LastValues(CRYPTO);
+  const [tr, ob] = encodeUnits([{ T: 't', S: 'BTC/USD', p: 1, s: 0.5, t: t0, i: 1 }, { T: 'o', S: 'BTC/USD', t: t0, b: [], a: [] }], 'msgpack', CRYPTO);
+  crypto.store(tr!);
+  crypto.store(ob!);
+  t.same(crypto.get('trades', 'BTC/USD'), [tr]);
+  t.same(crypto.get('orderbooks', 'BTC/USD'), [], 'a book update is no book');
+  const news = new LastValues(NEWS);
+  news.store(encodeUnits([{ T: 'n', id: 1, symbols: ['AAPL'] }], 'msgpack', NEWS)[0]!);
+  t.equal(news.size, 0);
 });

@@ -4,7 +4,7 @@ import { ConversionError, ProtocolError } from '../../src/errors.js';
 import { decodeFrame, decodeMsgpack, encodeFrame, joinFrame, MessageUnit, splitFrame } from '../../src/protocol/frame.js';
 import { ChannelSet } from '../../src/protocol/channel-set.js';
 import { type Channel, CHANNELS, subscriptionReply } from '../../src/protocol/channels.js';
-import { CRYPTO, STREAM_KINDS } from '../../src/protocol/streams.js';
+import { CRYPTO, NEWS, STOCKS, STREAM_KINDS } from '../../src/protocol/streams.js';
 import { SubscriptionReplyCache } from '../../src/protocol/subscription-reply.js';
 import { jsonToMsgpack, msgpackToJson, type WireValue } from '../../src/protocol/transcode.js';
 import { Timestamp } from '../../src/protocol/timestamp.js';
@@ -167,4 +167,27 @@ t.test('the cached subscription reply is byte for byte the general encoder’s, 
   const crypto = decodeFrame(new SubscriptionReplyCache('msgpack', CRYPTO).frame(new ChannelSet({ bars: ['BTC/USD'], news: ['AAPL'] })), 'msgpack');
   t.same(crypto, [{ T: 'subscription', trades: [], quotes: [], orderbooks: [], bars: ['BTC/USD'], updatedBars: [], dailyBars: [] }], 'a crypto reply has the six crypto keys only');
   t.same(Object.keys(crypto[0] as object), ['T', 'trades', 'quotes', 'orderbooks', 'bars', 'updatedBars', 'dailyBars'], 'in the vendor’s order');
+});
+
+t.test('a news frame is cut with each item’s symbols list, in both encodings and from an independent encoder', async (t) => {
+  const items = [
+    { T: 'n', id: 24_918_784, headline: 'h', symbols: ['AAPL', 'MSFT'], created_at: '2024-01-01T00:00:00Z', content: '', source: 'benzinga' },
+    { T: 'n', id: 2, headline: 'none', symbols: [] },
+    { T: 'n', id: 3, symbols: ['TSLA', 7, 'NVDA'], S: 'AAPL' },
+    { T: 'n', id: 4, symbols: 'AAPL' },
+  ];
+  const expected = [['AAPL', 'MSFT'], [], ['TSLA', 'NVDA'], []];
+  for (const encoding of ['json', 'msgpack'] as const) {
+    const units = splitFrame(encodeFrame(items as WireValue[], encoding, NEWS), encoding, NEWS);
+    t.same(units.map((u) => u.symbols), expected, `${encoding}: the string items of each list`);
+    t.same(encodeFrame(items as WireValue[], encoding, NEWS).equals(joinFrame(units, encoding)), true, `${encoding}: bytes untouched`);
+  }
+  // str8 keys, as a non-minimal encoder may write them
+  const foreign = Buffer.from(referenceEncode([{ T: 'n', symbols: ['AMD'] }]));
+  t.same(splitFrame(foreign, 'msgpack', NEWS)[0]?.symbols, ['AMD']);
+  const str8 = Buffer.from([0x91, 0x82, 0xa1, 0x54, 0xa1, 0x6e, 0xd9, 0x07, ...Buffer.from('symbols'), 0x91, 0xa3, ...Buffer.from('AMD')]);
+  t.same(splitFrame(str8, 'msgpack', NEWS)[0]?.symbols, ['AMD'], 'a str8 `symbols` key');
+  // On a stock stream a `symbols` field is just a field: its units name `S` only.
+  const stock = splitFrame(Buffer.from('[{"T":"t","S":"AAPL","symbols":["MSFT"]}]'), 'json', STOCKS);
+  t.same(stock[0]?.symbols, ['AAPL']);
 });

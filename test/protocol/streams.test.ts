@@ -1,6 +1,6 @@
 import t from 'tap';
 import { decodeFrame, encodeFrame, joinFrame, splitFrame } from '../../src/protocol/frame.js';
-import { CRYPTO, NEWS, OPTIONS, parseChannels, STOCKS, STREAM_KINDS, STREAM_PATHS, streamKindOf, subscriptionReply } from '../../src/protocol/streams.js';
+import { CRYPTO, NEWS, OPTIONS, parseChannels, STOCKS, STREAM_KINDS, STREAM_PATHS, streamKindOf, streamKindOfUrl, subscriptionReply, upstreamEncodingOf } from '../../src/protocol/streams.js';
 import { CHANNEL_TO_TYPE, FLOAT_FIELDS, TYPE_TO_CHANNEL } from '../../src/protocol/channels.js';
 import { Timestamp } from '../../src/protocol/timestamp.js';
 
@@ -113,3 +113,20 @@ t.test('JSON → msgpack keeps each kind’s floats float64, so a vendor frame r
 function empty(): Record<string, string[]> {
   return { trades: [], quotes: [], bars: [], updatedBars: [], dailyBars: [], statuses: [], lulds: [], imbalances: [], orderbooks: [], news: [] };
 }
+
+t.test('a vendor URL names its stream kind by its path, behind a prefix too; an unknown path names none', async (t) => {
+  t.equal(streamKindOfUrl('wss://stream.data.alpaca.markets/v2/sip'), STOCKS);
+  t.equal(streamKindOfUrl('ws://127.0.0.1:9/v1beta3/crypto/us-1/'), CRYPTO);
+  t.equal(streamKindOfUrl('wss://proxy.example/alpaca/v1beta1/opra'), OPTIONS);
+  t.equal(streamKindOfUrl('ws://127.0.0.1:9/v1beta1/news'), NEWS);
+  t.equal(streamKindOfUrl('ws://127.0.0.1:9/iex'), undefined, 'a bare feed segment is no stream path');
+  t.equal(streamKindOfUrl('wss://host/v2/iexx'), undefined);
+  t.equal(streamKindOfUrl('not a url'), undefined);
+});
+
+t.test('a link runs the configured encoding upstream where the kind has it, else the kind’s own', async (t) => {
+  t.equal(upstreamEncodingOf(STOCKS, 'json'), 'json');
+  t.equal(upstreamEncodingOf(CRYPTO, 'msgpack'), 'msgpack');
+  t.equal(upstreamEncodingOf(OPTIONS, 'json'), 'msgpack', 'options are msgpack only at the vendor');
+  t.equal(upstreamEncodingOf(NEWS, 'json'), 'json');
+});

@@ -414,3 +414,42 @@ t.test('every log line of a restart carries its correlation id; no line carries 
   t.notMatch(all, 'link-secret-value', 'the secret never appears');
   t.notMatch(all, 'AKLINKTEST', 'nor the key id');
 });
+
+t.test('the watchdog follows the kind: a news link is never judged stale, a crypto link on order books alone is', async (t) => {
+  const sim = await startSimulator(t);
+  const news = linkTo(t, sim, { url: sim.url('v1beta1/news'), heartbeatMs: 1000, pongTimeoutMs: 3_600_000, staleAfterMs: 60_000 });
+  t.equal(news.manager.kind.name, 'news', 'the kind of the URL’s path');
+  news.manager.start();
+  await news.manager.whenLive();
+  news.manager.setDesired(new ChannelSet({ news: ['*'] }));
+  await news.manager.whenSynced();
+  sim.publish([{ T: 'n', id: 1, headline: 'h', symbols: ['AAPL'] }, { T: 'n', id: 2, headline: 'h', symbols: [] }], 'v1beta1/news');
+  await eventually(() => news.units.length === 2, 'two news items');
+  t.same(news.units.map((u) => u.symbols), [['AAPL'], []], 'cut with their symbols lists');
+  news.clock.advance(600_000);
+  t.equal(news.manager.state, 'live', 'ten quiet minutes of news are not a dead link');
+
+  const crypto = linkTo(t, sim, { url: sim.url('v1beta3/crypto/us'), heartbeatMs: 1000, pongTimeoutMs: 3_600_000, staleAfterMs: 60_000 });
+  crypto.manager.start();
+  await crypto.manager.whenLive();
+  crypto.manager.setDesired(new ChannelSet({ orderbooks: ['BTC/USD'] }));
+  await crypto.manager.whenSynced();
+  await eventually(() => crypto.units.some((u) => u.type === 'o'), 'the vendor’s book snapshot');
+  const from = crypto.states.length;
+  crypto.clock.advance(60_000);
+  const lost = await crypto.reach('backoff', from);
+  t.match(lost.reason, /no data for \d+ ms while trades or quotes or orderbooks are subscribed/);
+});
+
+t.test('a link sends only its kind’s channels: another stream’s pairs never reach the vendor', async (t) => {
+  const sim = await startSimulator(t);
+  const link = linkTo(t, sim, { url: sim.url('v1beta3/crypto/us') });
+  link.manager.start();
+  await link.manager.whenLive();
+  link.manager.setDesired(new ChannelSet({ trades: ['BTC/USD'], statuses: ['AAPL'] }));
+  await link.manager.whenSynced();
+  const vendor = sim.sessions().find((s) => s.authenticated)!;
+  t.same(vendor.subscriptions.trades, ['BTC/USD']);
+  t.same(vendor.subscriptions.statuses, [], 'no 410 from the vendor for a key crypto lacks: it was never sent');
+  t.equal(link.manager.stats.subscriptionFrames, 1);
+});
