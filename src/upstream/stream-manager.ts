@@ -705,6 +705,12 @@ export class StreamManager extends EventEmitter<StreamManagerEvents> {
   change(added: Iterable<Pair>, removed: Iterable<Pair>, options: OperationOptions = {}): void {
     let changed = false;
     for (const [channel, symbol] of added) {
+      // A channel this stream lacks is never asked for (the vendor would answer 410); callers
+      // validate per kind already, so such a pair is a caller's slip: logged, not kept.
+      if (!this.#carries(channel)) {
+        this.#logger.warn({ channel, symbol, stream: this.kind.name }, 'pair on a channel this stream lacks ignored');
+        continue;
+      }
       if (this.#desired.has(channel, symbol)) continue;
       this.#desired.add(channel, symbol);
       this.#touched(channel, symbol);
@@ -719,6 +725,10 @@ export class StreamManager extends EventEmitter<StreamManagerEvents> {
     if (!changed) return;
     if (options.correlationId !== undefined) this.#syncCorrelationId = options.correlationId;
     this.#scheduleSync();
+  }
+
+  #carries(channel: Channel): boolean {
+    return (this.kind.channels as readonly Channel[]).includes(channel);
   }
 
   /** Replaces the desired set (the difference goes through `change`): for operators and tests. */

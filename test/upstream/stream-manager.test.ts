@@ -452,4 +452,6 @@ t.test('a link sends only its kind’s channels: another stream’s pairs never 
   t.same(vendor.subscriptions.trades, ['BTC/USD']);
   t.same(vendor.subscriptions.statuses, [], 'no 410 from the vendor for a key crypto lacks: it was never sent');
   t.equal(link.manager.stats.subscriptionFrames, 1);
+  t.same(link.manager.desired.toLists().statuses, [], 'nor is it kept as wanted');
+  t.ok(link.logs().some((l) => l.includes('pair on a channel this stream lacks ignored')), 'the slip is logged');
 });
