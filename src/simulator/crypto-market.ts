@@ -135,14 +135,6 @@ export class CryptoMarket implements StreamMarket {
     return out;
   }
 
-  statuses(): MarketMessage[] {
-    return [];
-  }
-
-  news(): MarketMessage[] {
-    return [];
-  }
-
   /** The whole book of each newly subscribed pair, flagged as a reset (DOC-CRY: "typically sent as the first message after subscription"). */
   snapshots(added: ChannelSet, t: Timestamp): MarketMessage[] {
     return [...added.symbols('orderbooks')].map((symbol) => {

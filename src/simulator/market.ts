@@ -232,12 +232,4 @@ export class StockMarket implements StreamMarket {
       ...[...held.symbols('imbalances')].map((symbol) => this.#market.imbalance(symbol, t)),
     ];
   }
-
-  news(): MarketMessage[] {
-    return [];
-  }
-
-  snapshots(): MarketMessage[] {
-    return [];
-  }
 }

@@ -30,18 +30,6 @@ export class NewsWire implements StreamMarket {
     this.universe = options.universe ?? DEFAULT_NEWS_UNIVERSE;
   }
 
-  flow(): MarketMessage[] {
-    return [];
-  }
-
-  bars(): MarketMessage[] {
-    return [];
-  }
-
-  statuses(): MarketMessage[] {
-    return [];
-  }
-
   /** One item about a held symbol (and maybe others); every fifth about nothing in particular. */
   news(held: ChannelSet, t: Timestamp): MarketMessage[] {
     const symbols = [...held.symbols('news')];
@@ -77,9 +65,5 @@ export class NewsWire implements StreamMarket {
       symbols: [...symbols],
       source: 'benzinga',
     };
-  }
-
-  snapshots(): MarketMessage[] {
-    return [];
   }
 }

@@ -77,20 +77,4 @@ export class OptionMarket implements StreamMarket {
       c: pick(this.#random, QUOTE_CONDITIONS),
     };
   }
-
-  bars(): MarketMessage[] {
-    return [];
-  }
-
-  statuses(): MarketMessage[] {
-    return [];
-  }
-
-  news(): MarketMessage[] {
-    return [];
-  }
-
-  snapshots(): MarketMessage[] {
-    return [];
-  }
 }

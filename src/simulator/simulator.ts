@@ -530,10 +530,10 @@ export class VendorSimulator extends EventEmitter {
       entry.budget -= count;
       const held = this.#heldSymbols(kind, entry.market.universe);
       if (held.isEmpty) continue;
-      const messages = entry.market.flow(held, count, t);
-      if (barsDue) messages.push(...entry.market.bars(held, t));
-      if (statusesDue) messages.push(...entry.market.statuses(held, t));
-      if (newsDue) messages.push(...entry.market.news(held, t));
+      const messages = entry.market.flow?.(held, count, t) ?? [];
+      if (barsDue) messages.push(...(entry.market.bars?.(held, t) ?? []));
+      if (statusesDue) messages.push(...(entry.market.statuses?.(held, t) ?? []));
+      if (newsDue) messages.push(...(entry.market.news?.(held, t) ?? []));
       if (messages.length > 0) this.#fanOut(kind, messages);
     }
   }
@@ -555,7 +555,7 @@ export class VendorSimulator extends EventEmitter {
     if (entry === undefined) return;
     const expanded = new ChannelSet();
     for (const [channel, symbol] of added.pairs()) addExpanded(expanded, channel, symbol, entry.market.universe);
-    const messages = entry.market.snapshots(expanded, timestampNow(this.#clock));
+    const messages = entry.market.snapshots?.(expanded, timestampNow(this.#clock)) ?? [];
     if (messages.length === 0) return;
     this.#stats.messagesSent += messages.length;
     session.sendData(encodeUnits(messages, 'msgpack', session.kind), this.#options.batchSize);

@@ -11,20 +11,21 @@ import type { WireValue } from '../protocol/transcode.js';
 /** A message as the simulator builds it, before encoding. */
 export type MarketMessage = { readonly [key: string]: WireValue };
 
+/** A kind's market implements only what its stream carries; a missing method means nothing of that sort. */
 export interface StreamMarket {
   readonly kind: StreamKind;
   /** the symbols a `*` subscription brings in */
   readonly universe: readonly string[];
   /** `count` rate-driven messages (trades, quotes, book updates) for the pairs `held` (no `*` in it) */
-  flow(held: ChannelSet, count: number, t: Timestamp): MarketMessage[];
+  flow?(held: ChannelSet, count: number, t: Timestamp): MarketMessage[];
   /** what is due every bar interval */
-  bars(held: ChannelSet, t: Timestamp): MarketMessage[];
+  bars?(held: ChannelSet, t: Timestamp): MarketMessage[];
   /** what is due every status interval */
-  statuses(held: ChannelSet, t: Timestamp): MarketMessage[];
+  statuses?(held: ChannelSet, t: Timestamp): MarketMessage[];
   /** what is due every news interval */
-  news(held: ChannelSet, t: Timestamp): MarketMessage[];
+  news?(held: ChannelSet, t: Timestamp): MarketMessage[];
   /** what a session gets right after the reply that added `added` (no `*` in it), before any other data */
-  snapshots(added: ChannelSet, t: Timestamp): MarketMessage[];
+  snapshots?(added: ChannelSet, t: Timestamp): MarketMessage[];
 }
 
 /** Picks one item at random. */
