@@ -16,14 +16,12 @@ import type { Logger } from 'pino';
 import { type Clock, systemClock } from '../clock.js';
 import { type ProtocolError, UpstreamError, VendorError } from '../errors.js';
 import type { Random } from '../random.js';
-import { ChannelSet } from '../protocol/channel-set.js';
+import { ChannelSet, type Pair, pairsOf } from '../protocol/channel-set.js';
 import { type Channel, type ChannelSymbols } from '../protocol/channels.js';
-import { type Encoding } from '../protocol/frame.js';
+import type { Encoding, MessageUnit } from '../protocol/frame.js';
 import { STOCKS, type StreamKind, streamKindOfUrl, upstreamEncodingOf } from '../protocol/streams.js';
 import type { UpstreamConfig } from '../config.js';
-import type { MessageUnit } from '../protocol/frame.js';
 import type { Secret } from '../secret.js';
-import { type Pair, pairsOf } from '../protocol/channel-set.js';
 import { Backoff } from './backoff.js';
 import { type BreakerState, ConnectBreaker, isBreakerOpenError } from './connect-breaker.js';
 import { StaleWatchdog } from './stale-watchdog.js';
@@ -508,8 +506,7 @@ export class StreamManager extends EventEmitter<StreamManagerEvents> {
     this.#transition('live');
     this.#operationId = undefined;
     this.#startStableTimer(generation);
-    if (this.#pending.isEmpty) this.#settleSyncWaiters();
-    else this.#scheduleSync();
+    this.#afterSync(generation);
   }
 
   /** Connects and authenticates one socket; on failure the socket is closed before this throws. */
@@ -845,17 +842,16 @@ export class StreamManager extends EventEmitter<StreamManagerEvents> {
     this.#syncing = false;
   }
 
-  /** One round: every pending pair that needs a request, in frames of at most 32 KiB. */
+  /**
+   * One round: every pending pair, in frames of at most 32 KiB. The loop pruned `#pending` just
+   * before (no await between), so each pair needs a request: a wanted one a subscribe, else an
+   * unsubscribe.
+   */
   async #round(generation: number): Promise<'done' | 'transient'> {
     const add = new ChannelSet();
     const remove = new ChannelSet();
-    for (const [channel, symbol] of this.#pending.pairs()) {
-      const needed = this.#needed(channel, symbol);
-      if (needed === 'subscribe') add.add(channel, symbol);
-      else if (needed === 'unsubscribe') remove.add(channel, symbol);
-    }
+    for (const [channel, symbol] of this.#pending.pairs()) (this.#desired.has(channel, symbol) ? add : remove).add(channel, symbol);
     this.#pending = new ChannelSet();
-    if (add.isEmpty && remove.isEmpty) return 'done';
     const log = this.#log(this.#syncCorrelationId);
     const requests = [
       ...buildRequests('subscribe', add, this.encoding, undefined, this.kind),
