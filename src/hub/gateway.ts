@@ -6,7 +6,6 @@
 import type { Logger } from 'pino';
 import { type Clock, systemClock } from '../clock.js';
 import type { Config } from '../config.js';
-import { STOCKS, type StreamKind, streamKindOfUrl } from '../protocol/streams.js';
 import { Secret } from '../secret.js';
 import { VendorSimulator } from '../simulator/index.js';
 import { StreamManager } from '../upstream/stream-manager.js';
@@ -22,8 +21,6 @@ export class Gateway {
   readonly config: Config;
   readonly hub: Hub;
   readonly link: StreamManager;
-  /** the kind of the stream served: that of the vendor URL's path (every URL accepted today is a stock feed) */
-  readonly kind: StreamKind;
   /** the embedded vendor when `UPSTREAM_URL` is unset */
   readonly simulator: VendorSimulator | undefined;
   readonly startedAt: number;
@@ -39,13 +36,10 @@ export class Gateway {
     this.startedAt = this.#clock.now();
     this.simulator = simulator;
     const upstream = config.upstream;
-    // A URL whose path is no known stream (a bare `…/iex`) is a stock feed, as UPSTREAM_URL has always meant.
-    this.kind = streamKindOfUrl(url) ?? STOCKS;
     let hub: Hub | undefined;
     this.link = new StreamManager({
       ...upstream,
-      url,
-      kind: this.kind,
+      url, // the link takes its stream kind from the URL's path (a bare `…/iex` is a stock feed)
       // The embedded simulator accepts any key; nothing secret is involved then.
       keyId: upstream.keyId ?? new Secret('embedded'),
       secretKey: upstream.secretKey ?? new Secret('embedded'),
