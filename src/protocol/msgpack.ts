@@ -5,7 +5,7 @@
  * hot path. Full decoding for control messages and tests goes through `@msgpack/msgpack`.
  *
  * Hand-written because no msgpack library exposes value boundaries, and none lets a caller force
- * float64 for a given field (needed to keep `127.0` a float, see FLOAT_FIELDS).
+ * float64 for a given field (needed to keep `127.0` a float, see `StreamKind.floatFields`).
  */
 import { isUtf8 } from 'node:buffer';
 import { ProtocolError } from '../errors.js';

@@ -1,7 +1,6 @@
 import t from 'tap';
 import { decodeFrame, encodeFrame, joinFrame, splitFrame } from '../../src/protocol/frame.js';
 import { CRYPTO, NEWS, OPTIONS, parseChannels, STOCKS, STREAM_KINDS, STREAM_PATHS, streamKindOf, streamKindOfUrl, subscriptionReply, upstreamEncodingOf } from '../../src/protocol/streams.js';
-import { CHANNEL_TO_TYPE, FLOAT_FIELDS, TYPE_TO_CHANNEL } from '../../src/protocol/channels.js';
 import { Timestamp } from '../../src/protocol/timestamp.js';
 
 t.test('every stream path of DESIGN §9 maps to its kind, and nothing else does', async (t) => {
@@ -38,9 +37,8 @@ t.test('stock subscribe parsing is as before: 410 for other streams’ keys, nil
   t.equal(parseChannels({ trades: ['aapl'] }), 400, 'lower case');
   t.equal(parseChannels({ trades: [5] }), 400, 'not a string');
   t.same(parseChannels({ foo: ['AAPL'] }), empty(), 'a key no stream knows is ignored');
-  t.same(CHANNEL_TO_TYPE, { trades: 't', quotes: 'q', bars: 'b', updatedBars: 'u', dailyBars: 'd', statuses: 's', lulds: 'l', imbalances: 'i' }, 'channels.ts keeps its stock tables');
-  t.equal(TYPE_TO_CHANNEL.c, 'trades', 'corrections follow trades');
-  t.same([...FLOAT_FIELDS.q!], ['ap', 'bp']);
+  t.same(STOCKS.typeToChannel, { t: 'trades', c: 'trades', x: 'trades', q: 'quotes', b: 'bars', u: 'updatedBars', d: 'dailyBars', s: 'statuses', l: 'lulds', i: 'imbalances' }, 'the stock types and their channels (corrections and cancels follow trades)');
+  t.same([...STOCKS.floatFields.q!.fields], ['ap', 'bp']);
   t.same(subscriptionReply({ ...empty(), trades: ['AAPL'] }), {
     T: 'subscription',
     trades: ['AAPL'],
