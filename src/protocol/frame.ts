@@ -212,7 +212,7 @@ export function encodeUnits(messages: readonly WireValue[], encoding: Encoding, 
     const record = message as Record<string, unknown> | null;
     const type = typeof record?.T === 'string' ? record.T : undefined;
     const symbol = typeof record?.S === 'string' ? record.S : undefined;
-    const symbols = kind.symbolsField === 'symbols' && record !== null && typeof record === 'object' && Array.isArray(record.symbols) ? symbolsOf(kind, record) : undefined;
+    const symbols = kind.symbolsField === 'symbols' && record !== null ? symbolsOf(kind, record) : undefined;
     const unit = new MessageUnit('msgpack', packed, type, symbol, kind, symbols);
     return encoding === 'msgpack' ? unit : new MessageUnit('json', unit.encoded('json'), type, symbol, kind, symbols);
   });
