@@ -4,7 +4,7 @@
  * under tap's TypeScript loader and from `dist/`, and the compiler checks every one.
  */
 import { randomUUID } from 'node:crypto';
-import { type FastifyBaseLogger, type FastifyError, type FastifyHttpOptions, type FastifyInstance, type FastifyReply, type FastifyRequest, LogController } from 'fastify';
+import { type FastifyBaseLogger, type FastifyHttpOptions, type FastifyInstance, LogController } from 'fastify';
 import type { Server } from 'node:http';
 import healthRoutes from '../routes/health.js';
 import metricsRoutes from '../routes/metrics.js';
@@ -18,7 +18,7 @@ import browserGuardPlugin from './plugins/browser-guard.js';
 import controlAuthPlugin from './plugins/control-auth.js';
 import gatewayPlugin from './plugins/gateway.js';
 import metricsPlugin from './plugins/metrics.js';
-import problemsPlugin, { CORRELATION_HEADER, correlationId, problemBody } from './plugins/problems.js';
+import problemsPlugin, { answerFrameworkError, CORRELATION_HEADER, correlationId } from './plugins/problems.js';
 import websocketPlugin from './plugins/websocket.js';
 
 export interface AppOptions {
@@ -40,25 +40,6 @@ export function fastifyOptions(logger: FastifyBaseLogger): FastifyHttpOptions<Se
     frameworkErrors: answerFrameworkError,
     ajv: { customOptions: { allErrors: false, coerceTypes: false, removeAdditional: false } },
   };
-}
-
-/**
- * What Fastify meets before routing (a URL it cannot decode, a path parameter past its limit) is
- * answered like any other problem, with the correlation id; on a WebSocket upgrade the socket is
- * closed after the answer, which no route hook would do (they never run for these).
- */
-function answerFrameworkError(error: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
-  const status = error.statusCode ?? 400;
-  request.log.info({ code: error.code }, 'request refused before routing');
-  if (request.headers.upgrade !== undefined) {
-    reply.header('connection', 'close');
-    reply.raw.once('finish', () => request.raw.socket.destroy());
-  }
-  void reply
-    .code(status)
-    .header(CORRELATION_HEADER, request.id)
-    .type('application/problem+json')
-    .send(problemBody(request, status, error.message));
 }
 
 export default async function app(fastify: FastifyInstance, options: AppOptions): Promise<void> {

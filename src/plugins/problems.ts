@@ -46,6 +46,21 @@ function sendProblem(reply: FastifyReply, status: number, detail: string, type?:
   return reply.code(status).type('application/problem+json').send(problemBody(reply.request, status, detail, type));
 }
 
+/**
+ * Fastify's `frameworkErrors` handler: what it meets before routing (a URL it cannot decode, a
+ * path parameter past its limit) is answered like any other problem, with the correlation id; on a
+ * WebSocket upgrade the socket is closed after the answer, which no route hook would do (they never
+ * run for these).
+ */
+export function answerFrameworkError(error: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
+  request.log.info({ code: error.code }, 'request refused before routing');
+  if (request.headers.upgrade !== undefined) {
+    reply.header('connection', 'close');
+    reply.raw.once('finish', () => request.raw.socket.destroy());
+  }
+  void sendProblem(reply.header(CORRELATION_HEADER, request.id), error.statusCode ?? 400, error.message);
+}
+
 /** Which field a validation error is about, e.g. `body.trades[0]` or `header x-correlation-id`. */
 function validationDetail(error: FastifyError): string {
   const first = error.validation?.[0];
