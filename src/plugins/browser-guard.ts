@@ -6,7 +6,6 @@
  * gateway answers only to loopback `Host` names, which defeats DNS rebinding. The hook runs on
  * every request, WebSocket upgrades included (@fastify/websocket routes them through Fastify).
  */
-import { isIP } from 'node:net';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { isLoopback } from '../config.js';
@@ -27,9 +26,8 @@ export function isLoopbackHostHeader(value: string, configuredHost: string): boo
   if (match === null) return false;
   const bracketed = match[1]!.toLowerCase();
   const name = bracketed.startsWith('[') ? bracketed.slice(1, -1) : bracketed;
-  if (name === 'localhost' || name.endsWith('.localhost')) return true;
-  if (isIP(name) === 4) return name.startsWith('127.');
-  return name === '::1' || name === configuredHost.toLowerCase().replace(/^\[(.*)\]$/, '$1');
+  // Browsers resolve every `*.localhost` name to this machine themselves, without DNS.
+  return isLoopback(name) || name.endsWith('.localhost') || name === configuredHost.toLowerCase().replace(/^\[(.*)\]$/, '$1');
 }
 
 /** Whether a `Content-Type` value is JSON: `application/json`, parameters allowed. */
