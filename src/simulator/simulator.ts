@@ -20,7 +20,7 @@ import { type Feed, isFeed } from '../protocol/channels.js';
 import { ChannelSet } from '../protocol/channel-set.js';
 import { parseClientRequest } from '../protocol/client-request.js';
 import { encodeFrame, encodeUnits } from '../protocol/frame.js';
-import { type Channel, STOCKS, STREAM_PATHS, type StreamKind, type StreamKindName, streamKindOf, symbolsOf, WILDCARD } from '../protocol/streams.js';
+import { type Channel, STOCKS, STREAM_PATHS, type StreamKind, type StreamKindName, streamKindOf, WILDCARD } from '../protocol/streams.js';
 import { CryptoMarket } from './crypto-market.js';
 import { DEFAULT_TRADE_ID_BASE, StockMarket } from './market.js';
 import { NewsWire } from './news-wire.js';
@@ -564,7 +564,7 @@ export class VendorSimulator extends EventEmitter {
   /** Sends `messages` of `kind` to the sessions of that kind (on `path` only, when given) that want each. */
   #fanOut(kind: StreamKind, messages: readonly MarketMessage[], path?: string): void {
     const units = encodeUnits(messages, 'msgpack', kind);
-    const routes = messages.map((message) => symbolsOf(kind, message));
+    const routes = units.map((unit) => unit.symbols); // once per message, not per session
     for (const session of this.#sessions) {
       if (session.kind !== kind || (path !== undefined && session.path !== path)) continue;
       const wanted = units.filter((u, i) => session.wants(u.type, routes[i] as readonly string[]));
