@@ -89,11 +89,6 @@ export class SubscriptionIndex<C> {
     return { added, removed };
   }
 
-  /** Whether the pair is desired (held by a client or pinned). */
-  desires(channel: Channel, symbol: string): boolean {
-    return this.#union.has(channel, symbol);
-  }
-
   /** Whether any channel of the union holds `symbol` explicitly. */
   holdsSymbol(symbol: string): boolean {
     return this.#symbolChannels.has(symbol);
