@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import { WebSocket } from 'ws';
 import type { Clock } from '../clock.js';
 import { vendorErrorMessage } from '../errors.js';
-import { ChannelSet, type Pair, pairsOf } from '../protocol/channel-set.js';
+import { ChannelSet, type Pair, pairsOf, SymbolCount } from '../protocol/channel-set.js';
 import { type Channel, WILDCARD } from '../protocol/channels.js';
 import { parseChannels, type StreamKind } from '../protocol/streams.js';
 import { parseClientRequest } from '../protocol/client-request.js';
@@ -79,8 +79,8 @@ export class ClientSession {
   readonly #host: SessionHost;
   readonly #log: Logger;
   #set = new ChannelSet();
-  /** per explicit symbol, how many channels of `#set` hold it: the distinct-symbol count is its size */
-  readonly #symbolChannels = new Map<string, number>();
+  /** the distinct explicit symbols of `#set` (MAX_SYMBOLS_PER_CLIENT counts them) */
+  readonly #symbols = new SymbolCount();
   /** the encoded `subscription` reply for `#set`, re-encoded per channel as channels change */
   readonly #reply: SubscriptionReplyCache;
   /** raises the inbound frame limit back to the server's once authenticated */
@@ -195,19 +195,12 @@ export class ClientSession {
       const [channel, symbol] = pair;
       if (!this.#set.has(channel, symbol)) continue;
       this.#set.delete(channel, symbol);
-      this.#countSymbol(symbol, -1);
+      this.#symbols.delete(symbol);
       this.#reply.changed(channel);
       dropped.push(pair);
     }
     if (dropped.length > 0) this.#host.release(this, dropped);
     return dropped;
-  }
-
-  #countSymbol(symbol: string, delta: 1 | -1): void {
-    if (symbol === WILDCARD) return;
-    const count = (this.#symbolChannels.get(symbol) ?? 0) + delta;
-    if (count === 0) this.#symbolChannels.delete(symbol);
-    else this.#symbolChannels.set(symbol, count);
   }
 
   #slow(): void {
@@ -225,7 +218,7 @@ export class ClientSession {
     this.#host.clock.clearTimeout(this.#authTimer);
     if (!this.#set.isEmpty) this.#host.release(this, [...this.#set.pairs()]);
     this.#set = new ChannelSet();
-    this.#symbolChannels.clear();
+    this.#symbols.clear();
     this.#reply.clear();
     this.queue.close();
   }
@@ -322,20 +315,14 @@ export class ClientSession {
       return;
     }
     const added: Pair[] = [];
-    const newSymbols = new Set<string>();
-    for (const pair of pairsOf(parsed)) {
-      const [channel, symbol] = pair;
-      if (this.#set.has(channel, symbol)) continue;
-      added.push(pair);
-      if (symbol !== WILDCARD && !this.#symbolChannels.has(symbol)) newSymbols.add(symbol);
-    }
+    for (const pair of pairsOf(parsed)) if (!this.#set.has(pair[0], pair[1])) added.push(pair);
     if (added.length === 0) {
       this.#host.counters.noopRequests += 1;
       this.#sendReply();
       return;
     }
     // The whole request is refused and the set stays as it was (the vendor's 405 rule).
-    if (this.#symbolChannels.size + newSymbols.size > this.#host.limits.maxSymbolsPerClient) {
+    if (this.#symbols.size + this.#symbols.newAmong(added) > this.#host.limits.maxSymbolsPerClient) {
       this.fail(405, 'client symbol limit');
       return;
     }
@@ -347,7 +334,7 @@ export class ClientSession {
     const snapshot = this.options.snapshot ? this.#snapshotOf(added) : [];
     for (const [channel, symbol] of added) {
       this.#set.add(channel, symbol);
-      this.#countSymbol(symbol, 1);
+      this.#symbols.add(symbol);
       this.#reply.changed(channel);
     }
     this.#host.hold(this, added);

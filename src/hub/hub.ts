@@ -12,7 +12,7 @@ import type { WebSocket } from 'ws';
 import type { ClientsConfig } from '../config.js';
 import type { Clock } from '../clock.js';
 import { ChannelSet, type Pair } from '../protocol/channel-set.js';
-import { type Channel, type ChannelSymbols, WILDCARD } from '../protocol/channels.js';
+import { type Channel, type ChannelSymbols } from '../protocol/channels.js';
 import { STOCKS, type StreamKind } from '../protocol/streams.js';
 import { type Encoding, joinFrame, type MessageUnit } from '../protocol/frame.js';
 import type { LinkState, Refusal, StateChange } from '../upstream/stream-manager.js';
@@ -334,9 +334,7 @@ export class Hub {
   #admit(added: readonly Pair[]): number | undefined {
     const limit = this.#options.upstreamMaxSymbols;
     if (limit === 0) return undefined;
-    const fresh = new Set<string>();
-    for (const [, symbol] of added) if (symbol !== WILDCARD && !this.#index.holdsSymbol(symbol)) fresh.add(symbol);
-    return this.#index.distinctSymbols + fresh.size > limit ? 405 : undefined;
+    return this.#index.distinctSymbols + this.#index.newSymbolsAmong(added) > limit ? 405 : undefined;
   }
 
   /** A vendor refusal reaches every client that holds a refused pair. */

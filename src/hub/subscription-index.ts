@@ -6,7 +6,7 @@
  * Every change costs work in proportion to the pairs it names and reports which pairs entered or
  * left the desired set, so the vendor link is told only the difference (DESIGN.md §11).
  */
-import { ChannelSet, type Pair } from '../protocol/channel-set.js';
+import { ChannelSet, type Pair, SymbolCount } from '../protocol/channel-set.js';
 import { CHANNELS, type Channel, WILDCARD } from '../protocol/channels.js';
 
 /** Pairs that entered and left the desired set with one change. */
@@ -20,8 +20,8 @@ export class SubscriptionIndex<C> {
   #pinned = new ChannelSet();
   /** the union of every holder's pairs and the pin, kept incrementally */
   readonly #union = new ChannelSet();
-  /** per explicit symbol of the union, how many of its channels hold it (the plan counts symbols) */
-  readonly #symbolChannels = new Map<string, number>();
+  /** the union's distinct explicit symbols (the plan counts symbols) */
+  readonly #symbols = new SymbolCount();
 
   constructor() {
     this.#holders = Object.fromEntries(CHANNELS.map((c) => [c, new Map<string, Set<C>>()])) as Record<Channel, Map<string, Set<C>>>;
@@ -89,14 +89,14 @@ export class SubscriptionIndex<C> {
     return { added, removed };
   }
 
-  /** Whether any channel of the union holds `symbol` explicitly. */
-  holdsSymbol(symbol: string): boolean {
-    return this.#symbolChannels.has(symbol);
-  }
-
   /** Distinct explicit symbols of the union (what a vendor plan's symbol limit counts). */
   get distinctSymbols(): number {
-    return this.#symbolChannels.size;
+    return this.#symbols.size;
+  }
+
+  /** How many symbols these pairs would add to the union's distinct count. */
+  newSymbolsAmong(pairs: Iterable<Pair>): number {
+    return this.#symbols.newAmong(pairs);
   }
 
   /** Desired pairs on `channel`. */
@@ -125,7 +125,7 @@ export class SubscriptionIndex<C> {
   #enter(channel: Channel, symbol: string): boolean {
     if (this.#union.has(channel, symbol)) return false;
     this.#union.add(channel, symbol);
-    if (symbol !== WILDCARD) this.#symbolChannels.set(symbol, (this.#symbolChannels.get(symbol) ?? 0) + 1);
+    this.#symbols.add(symbol);
     return true;
   }
 
@@ -133,11 +133,7 @@ export class SubscriptionIndex<C> {
   #leave(channel: Channel, symbol: string): boolean {
     if (!this.#union.has(channel, symbol)) return false;
     this.#union.delete(channel, symbol);
-    if (symbol !== WILDCARD) {
-      const left = (this.#symbolChannels.get(symbol) ?? 1) - 1;
-      if (left === 0) this.#symbolChannels.delete(symbol);
-      else this.#symbolChannels.set(symbol, left);
-    }
+    this.#symbols.delete(symbol);
     return true;
   }
 }

@@ -92,6 +92,47 @@ export class ChannelSet {
   }
 }
 
+/**
+ * Distinct explicit symbols across channels (`*` aside), kept incrementally: a symbol counts while
+ * any channel holds it. What a plan's symbol limit and `MAX_SYMBOLS_PER_CLIENT` count.
+ */
+export class SymbolCount {
+  /** symbol → how many channels hold it */
+  readonly #channels = new Map<string, number>();
+
+  get size(): number {
+    return this.#channels.size;
+  }
+
+  has(symbol: string): boolean {
+    return this.#channels.has(symbol);
+  }
+
+  /** One more channel holds `symbol`. */
+  add(symbol: string): void {
+    if (symbol !== WILDCARD) this.#channels.set(symbol, (this.#channels.get(symbol) ?? 0) + 1);
+  }
+
+  /** One channel fewer holds `symbol`. */
+  delete(symbol: string): void {
+    if (symbol === WILDCARD) return;
+    const left = (this.#channels.get(symbol) ?? 1) - 1;
+    if (left === 0) this.#channels.delete(symbol);
+    else this.#channels.set(symbol, left);
+  }
+
+  clear(): void {
+    this.#channels.clear();
+  }
+
+  /** How many symbols of these pairs are not counted yet, each once: what adding them would add. */
+  newAmong(pairs: Iterable<Pair>): number {
+    const fresh = new Set<string>();
+    for (const [, symbol] of pairs) if (symbol !== WILDCARD && !this.#channels.has(symbol)) fresh.add(symbol);
+    return fresh.size;
+  }
+}
+
 /** The pairs of a set or of per-channel lists (missing channels are empty). */
 export function* pairsOf(source: ChannelSet | Partial<Record<Channel, readonly string[]>>): Generator<Pair> {
   if (source instanceof ChannelSet) {
