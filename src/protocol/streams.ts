@@ -87,7 +87,6 @@ function symbolCheck(pattern: RegExp): (value: unknown) => value is string {
 
 /** The stock stream's subscribe keys, as a tuple type for schemas that list them. */
 export const STOCK_CHANNELS = ['trades', 'quotes', 'bars', 'updatedBars', 'dailyBars', 'statuses', 'lulds', 'imbalances'] as const satisfies readonly Channel[];
-export type StockChannel = (typeof STOCK_CHANNELS)[number];
 
 export const STOCKS: StreamKind = Object.freeze({
   name: 'stocks',
@@ -245,11 +244,6 @@ export function streamKindOfUrl(url: string): StreamKind | undefined {
   }
   const path = STREAM_PATHS.find((p) => pathname === `/${p}` || pathname.endsWith(`/${p}`));
   return path === undefined ? undefined : streamKindOf(path);
-}
-
-/** Whether `path` is a known stream path. */
-export function isStreamPath(path: string): boolean {
-  return streamKindOf(path) !== undefined;
 }
 
 /**
