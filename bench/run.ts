@@ -12,11 +12,12 @@
  * memory per idle connection (gateway RSS at 0 and at N authenticated, idle clients).
  */
 import { type ChildProcess, fork, spawn } from 'node:child_process';
-import { createWriteStream, readFileSync } from 'node:fs';
+import { createWriteStream } from 'node:fs';
 import { cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { seededRandom } from '../src/random.js';
+import { cpuSeconds, rssBytes, track } from './processes.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const { values } = parseArgs({
@@ -40,17 +41,6 @@ const IDLE = Number(values.idle);
 const RATES = (values.rates ?? '').split(',').map(Number);
 const FILTERED_RATE = Number(values['filtered-rate']);
 const BROADCAST_SYMBOLS = Array.from({ length: 20 }, (_, i) => `B${String(i).padStart(2, '0')}`);
-const CLK_TCK = 100;
-
-const children = new Set<ChildProcess>();
-function track<C extends ChildProcess>(child: C): C {
-  children.add(child);
-  child.on('exit', () => children.delete(child));
-  return child;
-}
-process.on('exit', () => {
-  for (const child of children) child.kill('SIGKILL');
-});
 
 /** Resolves with the first stdout line of `child` that parses as JSON and passes `accept`. */
 function jsonLine<T>(child: ChildProcess, accept: (v: Record<string, unknown>) => boolean): Promise<T> {
@@ -86,11 +76,7 @@ function node(args: string[], env: Record<string, string> = {}, nodeArgs: string
 
 /** CPU seconds (user + system) and RSS bytes of a process, from /proc. */
 function usage(pid: number): { cpuSeconds: number; rssBytes: number } {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  const cpuSeconds = (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
-  const rss = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return { cpuSeconds, rssBytes: Number(rss?.[1] ?? 0) * 1024 };
+  return { cpuSeconds: cpuSeconds(pid), rssBytes: rssBytes(pid) ?? 0 };
 }
 
 async function setRate(controlBase: string, rate: number): Promise<void> {

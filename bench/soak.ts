@@ -12,10 +12,11 @@
  * subscriptions, and the gateway alive at the end.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { createWriteStream, readFileSync } from 'node:fs';
+import { createWriteStream } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { seededRandom } from '../src/random.js';
+import { rssBytes, track } from './processes.js';
 import { Population } from './soak-population.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -61,10 +62,6 @@ function fail(message: string): never {
   process.exit(2);
 }
 
-const children = new Set<ChildProcess>();
-process.on('exit', () => {
-  for (const child of children) child.kill('SIGKILL');
-});
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.on(signal, () => {
     process.stderr.write(`soak: ${signal}, stopping the simulator and the gateway\n`);
@@ -77,9 +74,7 @@ const elapsed = (): number => performance.now() - started;
 
 /** A child node process whose stdout lines go to `onLine` and whose last lines are kept for a post-mortem. */
 function node(args: string[], env: Record<string, string>, onLine: (line: string) => void = () => undefined): { child: ChildProcess; tail: string[] } {
-  const child = spawn(process.execPath, args, { cwd: ROOT, env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  children.add(child);
-  child.on('exit', () => children.delete(child));
+  const child = track(spawn(process.execPath, args, { cwd: ROOT, env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] }));
   const tail: string[] = [];
   const keep = (line: string): void => {
     tail.push(line);
@@ -119,16 +114,6 @@ function readyLine<T>(child: ChildProcess, lines: { on: (fn: (line: string) => v
 function lineHub(): { on: (fn: (line: string) => void) => void; emit: (line: string) => void } {
   const listeners: ((line: string) => void)[] = [];
   return { on: (fn) => listeners.push(fn), emit: (line) => listeners.forEach((fn) => fn(line)) };
-}
-
-function rssOf(pid: number): number | undefined {
-  try {
-    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m === null ? undefined : Number(m[1]) * 1024;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw err;
-  }
 }
 
 /** The value of one unlabelled Prometheus sample, or undefined. */
@@ -341,7 +326,7 @@ async function main(): Promise<void> {
     }
     samples.push({
       t,
-      rssBytes: gateway.child.pid === undefined ? undefined : rssOf(gateway.child.pid),
+      rssBytes: gateway.child.pid === undefined ? undefined : rssBytes(gateway.child.pid),
       handles: metric(text, 'tickmux_nodejs_active_handles_total'),
       lagP99Seconds: metric(text, 'tickmux_nodejs_eventloop_lag_p99_seconds'),
       slowClientCloses: metric(text, 'tickmux_slow_client_closes_total'),
