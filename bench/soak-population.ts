@@ -9,7 +9,7 @@
 import { WebSocket } from 'ws';
 import { ProtocolError } from '../src/errors.js';
 import { decodeFrame, type Encoding } from '../src/protocol/frame.js';
-import type { Random } from '../src/random.js';
+import { pick, type Random } from '../src/random.js';
 
 export const HEALTHY_SYMBOLS = Array.from({ length: 16 }, (_, i) => `H${String(i).padStart(2, '0')}`);
 /** Trades only, held by slow clients alone: most of the vendor's rate goes to them, to fill ~4 MB of loopback buffers quickly. */
@@ -62,10 +62,6 @@ interface Tally {
 
 function bump(map: Record<string, number>, key: string | number, by = 1): void {
   map[key] = (map[key] ?? 0) + by;
-}
-
-function pick<T>(random: Random, items: readonly T[]): T {
-  return items[Math.floor(random() * items.length)] as T;
 }
 
 function pickSome<T>(random: Random, items: readonly T[], n: number): T[] {

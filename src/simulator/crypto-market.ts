@@ -11,8 +11,8 @@
 import type { ChannelSet } from '../protocol/channel-set.js';
 import { CRYPTO } from '../protocol/streams.js';
 import { Timestamp } from '../protocol/timestamp.js';
-import type { Random } from '../random.js';
-import { type MarketMessage, pick, round, type StreamMarket, wireId } from './stream-market.js';
+import { pick, type Random } from '../random.js';
+import { type MarketMessage, round, type StreamMarket, wireId } from './stream-market.js';
 
 export const DEFAULT_CRYPTO_UNIVERSE = ['BTC/USD', 'ETH/USD', 'SOL/USD', 'ETH/BTC', 'AVAX/USD', 'USDT/USD'];
 

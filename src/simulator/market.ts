@@ -9,7 +9,7 @@
 import type { ChannelSet } from '../protocol/channel-set.js';
 import { STOCKS } from '../protocol/streams.js';
 import { Timestamp } from '../protocol/timestamp.js';
-import type { Random } from '../random.js';
+import { pick, type Random } from '../random.js';
 import { type MarketMessage, type StreamMarket, wireId } from './stream-market.js';
 
 export type { MarketMessage } from './stream-market.js';
@@ -51,18 +51,10 @@ export class SyntheticMarket {
     return state;
   }
 
-  #pick<T>(items: readonly T[]): T {
-    return items[Math.floor(this.#random() * items.length)] as T;
-  }
-
   #walk(state: SymbolState): number {
     const step = (this.#random() - 0.5) * state.price * 0.002;
     state.price = Math.max(0.01, cents(state.price + step));
     return state.price;
-  }
-
-  #id(value: bigint): number | bigint {
-    return wireId(value);
   }
 
   /** The next trade of `symbol`, updating its minute and daily bar. */
@@ -86,7 +78,7 @@ export class SyntheticMarket {
     day.v += size;
     day.n += 1;
     day.notional += price * size;
-    return { T: 't', S: symbol, i: this.#id(id), x: this.#pick(EXCHANGES), p: price, s: size, c: this.#pick(CONDITIONS), t, z: 'C' };
+    return { T: 't', S: symbol, i: wireId(id), x: pick(this.#random, EXCHANGES), p: price, s: size, c: pick(this.#random, CONDITIONS), t, z: 'C' };
   }
 
   /** An NBBO quote around the current price. */
@@ -97,10 +89,10 @@ export class SyntheticMarket {
     return {
       T: 'q',
       S: symbol,
-      bx: this.#pick(EXCHANGES),
+      bx: pick(this.#random, EXCHANGES),
       bp: cents(Math.max(0.01, mid - spread)),
       bs: 1 + Math.floor(this.#random() * 10),
-      ax: this.#pick(EXCHANGES),
+      ax: pick(this.#random, EXCHANGES),
       ap: cents(mid + spread),
       as: 1 + Math.floor(this.#random() * 10),
       c: ['R'],
@@ -155,12 +147,12 @@ export class SyntheticMarket {
     return {
       T: 'c',
       S: symbol,
-      x: this.#pick(EXCHANGES),
-      oi: this.#id(id),
+      x: pick(this.#random, EXCHANGES),
+      oi: wireId(id),
       op: state.price,
       os: 100,
       oc: [' '],
-      ci: this.#id(corrected),
+      ci: wireId(corrected),
       cp: cents(state.price + 0.01),
       cs: 100,
       cc: [' '],
@@ -173,7 +165,7 @@ export class SyntheticMarket {
   cancel(symbol: string, t: Timestamp): MarketMessage {
     const state = this.#state(symbol);
     if (state.lastTradeId === undefined) this.trade(symbol, t);
-    return { T: 'x', S: symbol, i: this.#id(state.lastTradeId as bigint), x: this.#pick(EXCHANGES), p: state.price, s: 100, a: 'C', t, z: 'C' };
+    return { T: 'x', S: symbol, i: wireId(state.lastTradeId as bigint), x: pick(this.#random, EXCHANGES), p: state.price, s: 100, a: 'C', t, z: 'C' };
   }
 
   /** An order imbalance. */

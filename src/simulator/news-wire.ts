@@ -9,8 +9,8 @@
 import type { ChannelSet } from '../protocol/channel-set.js';
 import { NEWS } from '../protocol/streams.js';
 import { Timestamp } from '../protocol/timestamp.js';
-import type { Random } from '../random.js';
-import { type MarketMessage, pick, type StreamMarket } from './stream-market.js';
+import { pick, type Random } from '../random.js';
+import { type MarketMessage, type StreamMarket } from './stream-market.js';
 
 export const DEFAULT_NEWS_UNIVERSE = ['AAPL', 'MSFT', 'NVDA', 'TSLA', 'BRK.B', 'SPY', 'BTCUSD', 'ETHUSD'];
 

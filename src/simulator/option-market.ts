@@ -9,8 +9,8 @@
 import type { ChannelSet } from '../protocol/channel-set.js';
 import { OPTIONS } from '../protocol/streams.js';
 import type { Timestamp } from '../protocol/timestamp.js';
-import type { Random } from '../random.js';
-import { type MarketMessage, pick, round, type StreamMarket } from './stream-market.js';
+import { pick, type Random } from '../random.js';
+import { type MarketMessage, round, type StreamMarket } from './stream-market.js';
 
 export const DEFAULT_OPTION_UNIVERSE = [
   'AAPL250117C00150000',

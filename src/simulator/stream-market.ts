@@ -28,11 +28,6 @@ export interface StreamMarket {
   snapshots?(added: ChannelSet, t: Timestamp): MarketMessage[];
 }
 
-/** Picks one item at random. */
-export function pick<T>(random: () => number, items: readonly T[]): T {
-  return items[Math.floor(random() * items.length)] as T;
-}
-
 /** Rounds to `digits` decimals (prices in cents, sizes in satoshi-like steps). */
 export function round(value: number, digits: number): number {
   const scale = 10 ** digits;
