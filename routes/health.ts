@@ -1,34 +1,29 @@
 /**
  * Health for load balancers and orchestrators: `/health` and `/health/ready` are 200 only while
- * the vendor link is live; `/health/live` is 200 while the process answers at all.
+ * every served stream's vendor link is live, and the body names each stream's state;
+ * `/health/live` is 200 while the process answers at all.
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { Static } from '@sinclair/typebox';
 import type { Gateway } from '../src/hub/gateway.js';
 import { CorrelationHeaders, Health, Liveness, Problem } from '../src/schemas.js';
 import { VERSION } from '../src/version.js';
-
-const iso = (ms: number | undefined): string | null => (ms === undefined ? null : new Date(ms).toISOString());
+import { streamStatus } from './streams.js';
 
 function health(gateway: Gateway): { code: 200 | 503; body: Static<typeof Health> } {
-  // Probed every few seconds: only the cheap fields, not the subscription lists status() copies.
-  const { link } = gateway;
-  const stats = link.stats;
-  const live = link.state === 'live';
-  const hub = gateway.hub.stats;
+  const streams = gateway.streams.map(streamStatus);
+  const live = streams.every((stream) => stream.state === 'live');
+  const clients = { connected: 0, authenticated: 0 };
+  for (const stream of streams) {
+    clients.connected += stream.clients.connected;
+    clients.authenticated += stream.clients.authenticated;
+  }
   return {
     code: live ? 200 : 503,
     body: {
       status: live ? 'ok' : 'degraded',
-      upstream: {
-        state: link.state,
-        since: new Date(link.since).toISOString(),
-        reason: link.reason ?? null,
-        lastMessageAt: iso(stats.lastMessageAt),
-        reconnects: stats.reconnects,
-        breaker: link.breakerState,
-      },
-      clients: { connected: hub.connected, authenticated: hub.authenticated },
+      streams,
+      clients,
       version: VERSION,
       uptimeSeconds: Math.round((Date.now() - gateway.startedAt) / 1000),
     },

@@ -1,21 +1,34 @@
 /**
- * `GET /v2/{feed}`: the vendor's stream protocol, served to clients (DESIGN.md §3). The route
- * only checks the feed, the pending-auth cap and the upgrade headers; the hub does the rest.
+ * `GET /{stream path}` (`/v2/iex`, `/v1beta3/crypto/us`…): the vendor's stream protocol, served to
+ * clients (DESIGN.md §3, §9). A served path hands the socket to its stream's hub; any other
+ * answers 404 naming those that are. The route only checks the
+ * path, the pending-auth cap and the upgrade headers; the hub does the rest.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { WebSocket } from 'ws';
 import { Type } from '@sinclair/typebox';
-import { problemBody } from '../src/plugins/problems.js';
-import { Problem } from '../src/schemas.js';
+import type { ServedStream } from '../src/hub/gateway.js';
+import { notServed, problemBody } from '../src/plugins/problems.js';
+import { STREAM_PATHS } from '../src/protocol/streams.js';
+import { Problem, StreamProblem } from '../src/schemas.js';
 
-const Params = Type.Object({ feed: Type.String() });
-const Query = Type.Object({
-  snapshot: Type.Optional(Type.Union([Type.Literal('1'), Type.Literal('0'), Type.Literal('true'), Type.Literal('false')])),
-  events: Type.Optional(Type.Union([Type.Literal('1'), Type.Literal('0'), Type.Literal('true'), Type.Literal('false')])),
-});
+const Flag = Type.Optional(Type.Union([Type.Literal('1'), Type.Literal('0'), Type.Literal('true'), Type.Literal('false')]));
+const Query = Type.Object({ snapshot: Flag, events: Flag });
 
-const FeedProblem = Type.Intersect([Problem, Type.Object({ feed: Type.String(), served: Type.String() })]);
+type StreamRequest = FastifyRequest<{ Params: Record<string, string>; Querystring: { snapshot?: string; events?: string } }>;
 
-type StreamRequest = FastifyRequest<{ Params: { feed: string }; Querystring: { snapshot?: string; events?: string } }>;
+/**
+ * The stream paths as route templates (the vendor's own names for the last segment): one route per
+ * template, so the spec shows three paths, not thirteen. Every known path must fit one.
+ */
+const TEMPLATES: readonly (readonly [string, string])[] = [
+  ['v2', 'feed'],
+  ['v1beta1', 'feed'],
+  ['v1beta3/crypto', 'loc'],
+];
+for (const path of STREAM_PATHS) {
+  if (!TEMPLATES.some(([prefix]) => path.startsWith(`${prefix}/`) && !path.slice(prefix.length + 1).includes('/'))) throw new Error(`no route template for ${path}`);
+}
 
 function header(request: FastifyRequest, name: string): string | undefined {
   const value = request.headers[name];
@@ -25,24 +38,14 @@ function header(request: FastifyRequest, name: string): string | undefined {
 const enabled = (value: string | undefined): boolean => value === '1' || value === 'true';
 
 export default async function streamRoutes(fastify: FastifyInstance): Promise<void> {
-  const served = fastify.config.upstream.feed;
-
-  /** Another feed than the one served: refuse the upgrade with 404 and say which feed is served. */
-  async function checkFeed(request: StreamRequest, reply: FastifyReply): Promise<void> {
-    if (request.params.feed !== served) {
-      await reply
-        .code(404)
-        .type('application/problem+json')
-        .send({ ...problemBody(request, 404, `this gateway serves the ${served} feed at /v2/${served}`), feed: request.params.feed, served });
-    }
-  }
-
+  const { gateway } = fastify;
+  const served = gateway.paths;
   const maxPending = fastify.config.clients.maxPendingAuth;
 
   /** Unauthenticated sessions have their own cap (DESIGN.md §11): beyond it the upgrade gets 503. */
   async function checkPendingAuth(request: StreamRequest, reply: FastifyReply): Promise<void> {
     if (!request.ws) return;
-    const pending = fastify.gateway.hub.pendingAuth;
+    const pending = gateway.pendingAuth;
     if (pending < maxPending) return;
     request.log.warn({ remote: request.ip, pending, maxPendingAuth: maxPending }, 'client refused: pending-auth limit');
     await reply
@@ -50,28 +53,38 @@ export default async function streamRoutes(fastify: FastifyInstance): Promise<vo
       .problem(503, 'too many connections are waiting to authenticate (MAX_PENDING_AUTH); try again later');
   }
 
-  fastify.route<{ Params: { feed: string }; Querystring: { snapshot?: string; events?: string } }>({
-    method: 'GET',
-    url: '/v2/:feed',
-    config: { stream: true },
-    schema: { params: Params, querystring: Query, response: { 400: Problem, 403: Problem, 404: FeedProblem, 426: Problem, 503: Problem } },
-    preValidation: [checkFeed, checkPendingAuth],
-    handler: async (request, reply) => {
-      await reply
-        .code(426)
-        .header('upgrade', 'websocket')
-        .type('application/problem+json')
-        .send(problemBody(request, 426, 'this endpoint speaks WebSocket (the vendor stream protocol); upgrade the connection'));
-    },
-    wsHandler: (socket, request) => {
-      const contentType = (header(request, 'content-type') ?? '').toLowerCase();
-      fastify.gateway.hub.accept(socket, {
-        encoding: contentType.startsWith('application/msgpack') ? 'msgpack' : 'json',
-        options: { snapshot: enabled(request.query.snapshot), events: enabled(request.query.events) },
-        remoteAddress: request.ip,
-        headerKey: header(request, 'apca-api-key-id'),
-        headerSecret: header(request, 'apca-api-secret-key'),
-      });
-    },
-  });
+  function accept(stream: ServedStream, socket: WebSocket, request: StreamRequest): void {
+    const contentType = (header(request, 'content-type') ?? '').toLowerCase();
+    stream.hub.accept(socket, {
+      encoding: contentType.startsWith('application/msgpack') ? 'msgpack' : 'json',
+      options: { snapshot: enabled(request.query.snapshot), events: enabled(request.query.events) },
+      remoteAddress: request.ip,
+      headerKey: header(request, 'apca-api-key-id'),
+      headerSecret: header(request, 'apca-api-secret-key'),
+    });
+  }
+
+  for (const [prefix, param] of TEMPLATES) {
+    const pathOf = (request: StreamRequest): string => `${prefix}/${request.params[param]}`;
+    fastify.route<{ Params: Record<string, string>; Querystring: { snapshot?: string; events?: string } }>({
+      method: 'GET',
+      url: `/${prefix}/:${param}`,
+      config: { stream: true },
+      schema: { params: Type.Object({ [param]: Type.String() }), querystring: Query, response: { 400: Problem, 403: Problem, 404: StreamProblem, 426: Problem, 503: Problem } },
+      preValidation: [
+        async (request, reply) => {
+          if (gateway.stream(pathOf(request)) === undefined) await notServed(request, reply, pathOf(request), served);
+        },
+        checkPendingAuth,
+      ],
+      handler: async (request, reply) => {
+        await reply
+          .code(426)
+          .header('upgrade', 'websocket')
+          .type('application/problem+json')
+          .send(problemBody(request, 426, 'this endpoint speaks WebSocket (the vendor stream protocol); upgrade the connection'));
+      },
+      wsHandler: (socket, request) => accept(gateway.stream(pathOf(request)) as ServedStream, socket, request),
+    });
+  }
 }

@@ -1,36 +1,65 @@
 /**
- * The operator-pinned set: symbols the vendor link keeps whether or not a client holds them.
+ * The operator-pinned set of one stream: symbols its vendor link keeps whether or not a client
+ * holds them. `stream` (body or query) names the stream; without it, the first served one.
  * POST answers once the vendor acknowledged the change, or 202 while the link is down (the change
  * is applied on reconnect) or the vendor is slow to answer.
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { Static } from '@sinclair/typebox';
 import { UpstreamError } from '../src/errors.js';
-import type { Gateway } from '../src/hub/gateway.js';
+import type { ServedStream } from '../src/hub/gateway.js';
+import { unknownStream } from '../src/plugins/problems.js';
 import { pairsOf } from '../src/protocol/channel-set.js';
-import { CorrelationHeaders, Problem, SubscriptionChange, SubscriptionState } from '../src/schemas.js';
+import { type ChannelSymbols, parseChannels, type StreamKind } from '../src/protocol/streams.js';
+import { CorrelationHeaders, Problem, StreamProblem, StreamQuery, SubscriptionChange, SubscriptionState } from '../src/schemas.js';
 
-function state(gateway: Gateway): Static<typeof SubscriptionState> {
-  const status = gateway.link.status();
+/** The lists of the kind's own channels (the other kinds' keys would always be empty). */
+function own(lists: Partial<ChannelSymbols>, kind: StreamKind): Partial<ChannelSymbols> {
+  return Object.fromEntries(kind.channels.map((channel) => [channel, lists[channel] ?? []]));
+}
+
+function state(stream: ServedStream): Static<typeof SubscriptionState> {
+  const { hub, link, kind } = stream;
+  const status = link.status();
   return {
-    pinned: gateway.hub.pinned.toLists(),
-    clients: gateway.hub.clientUnion(),
-    desired: gateway.hub.desired().toLists(),
-    acknowledged: status.acknowledged,
-    refused: status.refused,
+    stream: stream.path,
+    pinned: own(hub.pinned.toLists(), kind),
+    clients: own(hub.clientUnion(), kind),
+    desired: own(hub.desired().toLists(), kind),
+    acknowledged: own(status.acknowledged, kind),
+    refused: own(status.refused, kind),
     upstream: status.state,
   };
 }
 
+/** What each vendor code from `parseChannels` means to an operator. */
+function invalidChange(code: number, stream: ServedStream): string {
+  const channels = stream.kind.channels.join(', ');
+  switch (code) {
+    case 410:
+      return `a channel ${stream.path} does not carry has symbols; its channels are ${channels}`;
+    case 413:
+      return `"*" is not allowed on this channel of ${stream.path}`;
+    default:
+      return `a symbol is not valid on ${stream.path} (a ${stream.kind.name} stream)`;
+  }
+}
+
 const subscriptionRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   const { gateway } = fastify;
+  const find = (named: string | undefined): ServedStream | undefined => (named === undefined ? gateway.defaultStream : gateway.stream(named));
+
   fastify.get(
     '/subscriptions',
     {
-      schema: { headers: CorrelationHeaders, response: { 200: SubscriptionState, 401: Problem, 403: Problem } },
+      schema: { headers: CorrelationHeaders, querystring: StreamQuery, response: { 200: SubscriptionState, 401: Problem, 403: Problem, 404: StreamProblem } },
       preHandler: fastify.requireControlToken,
     },
-    async () => state(gateway),
+    async (request, reply) => {
+      const stream = find(request.query.stream);
+      if (stream === undefined) return unknownStream(request, reply, request.query.stream as string, gateway.paths);
+      return state(stream);
+    },
   );
 
   fastify.post(
@@ -39,23 +68,28 @@ const subscriptionRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
       schema: {
         headers: CorrelationHeaders,
         body: SubscriptionChange,
-        response: { 200: SubscriptionState, 202: SubscriptionState, 400: Problem, 401: Problem, 403: Problem, 413: Problem, 415: Problem },
+        response: { 200: SubscriptionState, 202: SubscriptionState, 400: Problem, 401: Problem, 403: Problem, 404: StreamProblem, 413: Problem, 415: Problem },
       },
       preHandler: fastify.requireControlToken,
     },
     async (request, reply) => {
-      const pairs = [...pairsOf(request.body)];
-      request.log.info({ action: request.body.action, pairs: pairs.length }, 'pinned set change');
-      gateway.hub.changePinned(request.body.action, pairs, request.id);
-      if (gateway.link.state !== 'live') return reply.code(202).send({ ...state(gateway), applied: false });
+      const { action, stream: named, ...lists } = request.body;
+      const stream = find(named);
+      if (stream === undefined) return unknownStream(request, reply, named as string, gateway.paths);
+      const parsed = parseChannels(lists, stream.kind);
+      if (typeof parsed === 'number') return reply.problem(400, invalidChange(parsed, stream));
+      const pairs = [...pairsOf(parsed)];
+      request.log.info({ stream: stream.path, action, pairs: pairs.length }, 'pinned set change');
+      stream.hub.changePinned(action, pairs, request.id);
+      if (stream.link.state !== 'live') return reply.code(202).send({ ...state(stream), applied: false });
       try {
-        await gateway.link.whenSynced(gateway.config.upstream.subscribeTimeoutMs);
+        await stream.link.whenSynced(gateway.config.upstream.subscribeTimeoutMs);
       } catch (err) {
         if (!(err instanceof UpstreamError)) throw err;
-        request.log.warn({ reason: err.message }, 'pinned change not acknowledged yet');
-        return reply.code(202).send({ ...state(gateway), applied: false });
+        request.log.warn({ stream: stream.path, reason: err.message }, 'pinned change not acknowledged yet');
+        return reply.code(202).send({ ...state(stream), applied: false });
       }
-      return reply.code(200).send({ ...state(gateway), applied: true });
+      return reply.code(200).send({ ...state(stream), applied: true });
     },
   );
 };

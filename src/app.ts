@@ -11,6 +11,7 @@ import metricsRoutes from '../routes/metrics.js';
 import openapiRoutes from '../routes/openapi.js';
 import restartRoutes from '../routes/restart.js';
 import streamRoutes from '../routes/stream.js';
+import streamsRoutes from '../routes/streams.js';
 import subscriptionRoutes from '../routes/subscriptions.js';
 import type { Clock } from './clock.js';
 import type { Config } from './config.js';
@@ -55,5 +56,6 @@ export default async function app(fastify: FastifyInstance, options: AppOptions)
   await fastify.register(restartRoutes);
   await fastify.register(metricsRoutes);
   await fastify.register(openapiRoutes);
+  await fastify.register(streamsRoutes);
   await fastify.register(streamRoutes);
 }

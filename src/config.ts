@@ -7,7 +7,7 @@ import { isIP } from 'node:net';
 import { type TSchema, Type } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { ConfigError } from './errors.js';
-import { type Feed, FEEDS, isFeed } from './protocol/channels.js';
+import { STREAM_PATHS, streamKindOf } from './protocol/streams.js';
 import { Secret } from './secret.js';
 
 const MS_MAX = 86_400_000; // a day: anything longer is a typo
@@ -30,6 +30,7 @@ export const EnvSchema = Type.Object({
     { default: 'info' },
   ),
   UPSTREAM_URL: Type.Optional(Type.String({ pattern: '^wss?://' })),
+  STREAMS: Type.Optional(Type.String({ minLength: 1 })),
   APCA_API_KEY_ID: Type.Optional(Type.String({ minLength: 1, secret: true })),
   APCA_API_SECRET_KEY: Type.Optional(Type.String({ minLength: 1, secret: true })),
   UPSTREAM_ENCODING: Type.Union([Type.Literal('msgpack'), Type.Literal('json')], { default: 'msgpack' }),
@@ -70,10 +71,14 @@ const SECRET_VARIABLES = new Set(
     .map(([name]) => name),
 );
 
+/** Served when `UPSTREAM_URL` is unset: the embedded simulator serves every path (DESIGN.md §9). */
+export const EMBEDDED_DEFAULT_STREAMS = ['v2/iex', 'v1beta3/crypto/us', 'v1beta1/indicative', 'v1beta1/news'] as const;
+/** Served with a bare vendor base and no `STREAMS`. */
+export const VENDOR_DEFAULT_STREAMS = ['v2/iex'] as const;
+
 export interface UpstreamConfig {
-  /** undefined: the embedded simulator */
-  readonly url: string | undefined;
-  readonly feed: Feed;
+  /** the vendor's base URL (`wss://stream.data.alpaca.markets`, no trailing slash); undefined: the embedded simulator */
+  readonly base: string | undefined;
   readonly keyId: Secret | undefined;
   readonly secretKey: Secret | undefined;
   readonly encoding: 'msgpack' | 'json';
@@ -113,6 +118,8 @@ export interface ClientsConfig {
 }
 
 export interface Config {
+  /** the stream paths served, each on its own vendor link (`v2/iex`, `v1beta3/crypto/us`…); the first is the control plane's default */
+  readonly streams: readonly string[];
   readonly host: string;
   readonly port: number;
   readonly logLevel: (typeof LOG_LEVELS)[number];
@@ -184,11 +191,11 @@ function buildConfig(v: Record<string, unknown>): Config {
   const str = (name: string): string | undefined => v[name] as string | undefined;
 
   const url = str('UPSTREAM_URL');
-  let feed: Feed = 'iex';
+  const upstream = url === undefined ? undefined : parseUpstreamUrl(url);
+  const streams = parseStreams(str('STREAMS'), upstream);
   let keyId: Secret | undefined;
   let secretKey: Secret | undefined;
   if (url !== undefined) {
-    feed = feedOf(url);
     const id = str('APCA_API_KEY_ID');
     const secret = str('APCA_API_SECRET_KEY');
     if (id === undefined) throw new ConfigError('APCA_API_KEY_ID', 'is required when UPSTREAM_URL is set');
@@ -221,12 +228,12 @@ function buildConfig(v: Record<string, unknown>): Config {
   }
 
   return {
+    streams: Object.freeze(streams),
     host,
     port: num('PORT'),
     logLevel: str('LOG_LEVEL') as Config['logLevel'],
     upstream: Object.freeze({
-      url,
-      feed,
+      base: upstream?.base,
       keyId,
       secretKey,
       encoding: str('UPSTREAM_ENCODING') as 'msgpack' | 'json',
@@ -264,8 +271,15 @@ function buildConfig(v: Record<string, unknown>): Config {
   };
 }
 
-/** The feed is the URL's last path segment: `wss://…/v2/iex` → `iex`. */
-function feedOf(url: string): Feed {
+/** The known stream paths, for error messages. */
+const KNOWN_PATHS = STREAM_PATHS.join(', ');
+
+/**
+ * `UPSTREAM_URL` is a bare vendor base (`wss://stream.data.alpaca.markets`) or, as before
+ * several streams were served, a full stream URL (`…/v2/iex`, possibly behind a proxy's prefix):
+ * then its stream path is the one served and the rest is the base.
+ */
+function parseUpstreamUrl(url: string): { base: string; path: string | undefined } {
   let parsed: URL;
   try {
     parsed = new URL(url);
@@ -273,14 +287,43 @@ function feedOf(url: string): Feed {
     if (err instanceof TypeError) throw new ConfigError('UPSTREAM_URL', `${JSON.stringify(url)} is not a valid URL`);
     throw err;
   }
-  const segment = parsed.pathname.split('/').filter(Boolean).pop() ?? '';
-  if (!isFeed(segment)) {
-    throw new ConfigError('UPSTREAM_URL', `the last path segment ${JSON.stringify(segment)} is not a feed; expected one of ${FEEDS.join(', ')}`);
-  }
   if (parsed.username !== '' || parsed.password !== '') {
     throw new ConfigError('UPSTREAM_URL', 'must not carry credentials; use APCA_API_KEY_ID and APCA_API_SECRET_KEY');
   }
-  return segment;
+  if (parsed.search !== '' || parsed.hash !== '') throw new ConfigError('UPSTREAM_URL', 'must not carry a query or a fragment');
+  const pathname = parsed.pathname.replace(/\/+$/, '');
+  if (pathname === '') return { base: parsed.origin, path: undefined };
+  const path = STREAM_PATHS.find((p) => pathname === `/${p}` || pathname.endsWith(`/${p}`));
+  if (path === undefined) {
+    throw new ConfigError(
+      'UPSTREAM_URL',
+      `the path ${JSON.stringify(pathname)} is not a stream path; expected a bare base (wss://host) or a URL ending in one of ${KNOWN_PATHS}`,
+    );
+  }
+  return { base: parsed.origin + pathname.slice(0, -(path.length + 1)), path };
+}
+
+/** `STREAMS` (comma-separated stream paths), or the default for how `UPSTREAM_URL` is given (DESIGN.md §9). */
+function parseStreams(text: string | undefined, upstream: { path: string | undefined } | undefined): string[] {
+  const fromUrl = upstream?.path;
+  if (text === undefined) {
+    if (fromUrl !== undefined) return [fromUrl];
+    return [...(upstream === undefined ? EMBEDDED_DEFAULT_STREAMS : VENDOR_DEFAULT_STREAMS)];
+  }
+  const streams: string[] = [];
+  for (const raw of text.split(',')) {
+    const path = raw.trim().replace(/^\/+|\/+$/g, '');
+    if (streamKindOf(path) === undefined) throw new ConfigError('STREAMS', `${JSON.stringify(raw.trim())} is not a stream path; known: ${KNOWN_PATHS}`);
+    if (streams.includes(path)) throw new ConfigError('STREAMS', `${JSON.stringify(path)} is listed twice`);
+    streams.push(path);
+  }
+  if (fromUrl !== undefined && (streams.length !== 1 || streams[0] !== fromUrl)) {
+    throw new ConfigError(
+      'STREAMS',
+      `${JSON.stringify(text)} differs from UPSTREAM_URL's stream path ${JSON.stringify(fromUrl)}; to serve several streams, set UPSTREAM_URL to the vendor base (wss://host)`,
+    );
+  }
+  return streams;
 }
 
 /** `key:secret,key2:secret2` → a map; errors say which entry, never its secret. */

@@ -34,4 +34,5 @@ closeWithGrace({ delay: config.shutdownGraceMs, logger }, async ({ err, signal }
 });
 
 const address = await fastify.listen({ host: config.host, port: config.port });
-logger.info({ address, stream: `${address.replace(/^http/, 'ws')}/v2/${config.upstream.feed}`, upstream: config.upstream.url === undefined ? 'embedded simulator' : 'vendor' }, 'tickmux ready');
+const streams = config.streams.map((path) => `${address.replace(/^http/, 'ws')}/${path}`);
+logger.info({ address, streams, upstream: config.upstream.base === undefined ? 'embedded simulator' : 'vendor' }, 'tickmux ready');

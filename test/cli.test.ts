@@ -70,7 +70,7 @@ t.test('a script that starts and stops a simulator with a client exits on its ow
 t.test('tickmux tail prints a gateway’s stream, losslessly with --json, and fails clearly on bad keys', async (t) => {
   const { startGateway } = await import('./helpers/gateway.js');
   const gw = await startGateway(t, { SIMULATOR_RATE: '1000', CLIENT_KEYS: 'ops:ops-secret' });
-  await gw.gateway.link.whenLive(10_000);
+  await gw.gateway.defaultStream.link.whenLive(10_000);
   const human = spawnNode(t, ['dist/src/cli.js', 'tail', '--url', gw.url(), '--key', 'ops', '--secret', 'ops-secret', '--trades', 'AAPL', '--quotes', 'MSFT,NVDA', '--count', '6']);
   t.equal(await human.exited, 0);
   const lines = human.stdout().trim().split('\n');

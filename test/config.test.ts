@@ -1,6 +1,7 @@
 import t from 'tap';
 import { isLoopback, loadConfig } from '../src/config.js';
 import { ConfigError } from '../src/errors.js';
+import { STREAM_PATHS } from '../src/protocol/streams.js';
 
 /** The one-line message of the ConfigError `env` causes. */
 function errorOf(env: Record<string, string>): string {
@@ -20,8 +21,8 @@ t.test('with no variables the defaults of DESIGN.md serve the embedded simulator
   t.equal(c.host, '127.0.0.1');
   t.equal(c.port, 8080);
   t.equal(c.logLevel, 'info');
-  t.equal(c.upstream.url, undefined);
-  t.equal(c.upstream.feed, 'iex');
+  t.equal(c.upstream.base, undefined);
+  t.same(c.streams, ['v2/iex', 'v1beta3/crypto/us', 'v1beta1/indicative', 'v1beta1/news'], 'the embedded simulator: the four default streams (DESIGN.md §9)');
   t.equal(c.upstream.encoding, 'msgpack');
   t.same(
     [c.upstream.connectTimeoutMs, c.upstream.authTimeoutMs, c.upstream.retryBaseMs, c.upstream.retryMaxMs, c.upstream.retryAfter406Ms],
@@ -41,6 +42,22 @@ t.test('with no variables the defaults of DESIGN.md serve the embedded simulator
   t.equal(c.controlToken, undefined);
 });
 
+t.test('STREAMS and UPSTREAM_URL: a bare base serves the listed paths, a stream URL its own', async (t) => {
+  const keys = { APCA_API_KEY_ID: 'AKID', APCA_API_SECRET_KEY: 'vendor-secret-value' };
+  const bare = loadConfig({ UPSTREAM_URL: 'wss://stream.data.alpaca.markets', ...keys });
+  t.equal(bare.upstream.base, 'wss://stream.data.alpaca.markets');
+  t.same(bare.streams, ['v2/iex'], 'a bare base alone serves v2/iex');
+  const several = loadConfig({ UPSTREAM_URL: 'wss://stream.data.alpaca.markets/', STREAMS: ' v2/sip , /v1beta3/crypto/us, v1beta1/opra,v1beta1/news ', ...keys });
+  t.same(several.streams, ['v2/sip', 'v1beta3/crypto/us', 'v1beta1/opra', 'v1beta1/news'], 'listed paths, trimmed, in order');
+  t.equal(several.upstream.base, 'wss://stream.data.alpaca.markets', 'no trailing slash');
+  const proxied = loadConfig({ UPSTREAM_URL: 'ws://proxy:9000/alpaca/v1beta3/crypto/eu-1', ...keys });
+  t.equal(proxied.upstream.base, 'ws://proxy:9000/alpaca', "a proxy's prefix stays in the base");
+  t.same(proxied.streams, ['v1beta3/crypto/eu-1']);
+  t.same(loadConfig({ UPSTREAM_URL: 'ws://x/v2/iex', STREAMS: 'v2/iex', ...keys }).streams, ['v2/iex'], 'STREAMS may repeat the URL’s path');
+  t.same(loadConfig({ STREAMS: 'v1beta1/news' }).streams, ['v1beta1/news'], 'the embedded simulator serves what STREAMS lists');
+  t.ok(Object.isFrozen(several.streams));
+});
+
 t.test('the configuration is frozen after load', async (t) => {
   const c = loadConfig({});
   t.ok(Object.isFrozen(c) && Object.isFrozen(c.upstream) && Object.isFrozen(c.clients) && Object.isFrozen(c.allowedOrigins));
@@ -55,7 +72,8 @@ t.test('values are read, trimmed, and empty ones count as unset', async (t) => {
   t.equal(c.logLevel, 'debug');
   t.equal(c.upstream.retryBaseMs, 1000);
   t.equal(c.upstream.encoding, 'json');
-  t.equal(c.upstream.feed, 'sip', 'the feed is the last path segment of UPSTREAM_URL');
+  t.equal(c.upstream.base, 'wss://stream.data.alpaca.markets');
+  t.same(c.streams, ['v2/sip'], 'a full stream URL serves its own path');
   t.equal(c.upstream.keyId?.reveal(), 'AKID');
   t.equal(c.upstream.secretKey?.reveal(), 'vendor-secret-value');
 });
@@ -68,7 +86,18 @@ t.test('each wrong value is refused with one line naming the variable and what i
     [{ LOG_LEVEL: 'loud' }, 'LOG_LEVEL: "loud" is not allowed; expected one of fatal, error, warn, info, debug, trace, silent'],
     [{ UPSTREAM_ENCODING: 'xml' }, 'UPSTREAM_ENCODING: "xml" is not allowed; expected one of msgpack, json'],
     [{ UPSTREAM_URL: 'https://example/v2/iex' }, 'UPSTREAM_URL: "https://example/v2/iex" is not allowed; expected a ws:// or wss:// URL'],
-    [{ ...UPSTREAM, UPSTREAM_URL: 'wss://x/v2/crypto' }, 'UPSTREAM_URL: the last path segment "crypto" is not a feed; expected one of iex, sip, delayed_sip, test'],
+    [
+      { ...UPSTREAM, UPSTREAM_URL: 'wss://x/v2/crypto' },
+      `UPSTREAM_URL: the path "/v2/crypto" is not a stream path; expected a bare base (wss://host) or a URL ending in one of ${STREAM_PATHS.join(', ')}`,
+    ],
+    [{ ...UPSTREAM, UPSTREAM_URL: 'wss://x/v2/iex?feed=sip' }, 'UPSTREAM_URL: must not carry a query or a fragment'],
+    [{ STREAMS: 'v2/iex,v2/nope' }, `STREAMS: "v2/nope" is not a stream path; known: ${STREAM_PATHS.join(', ')}`],
+    [{ STREAMS: 'v2/iex,,v2/sip' }, `STREAMS: "" is not a stream path; known: ${STREAM_PATHS.join(', ')}`],
+    [{ STREAMS: 'v2/iex,/v2/iex/' }, 'STREAMS: "v2/iex" is listed twice'],
+    [
+      { ...UPSTREAM, STREAMS: 'v2/iex' },
+      'STREAMS: "v2/iex" differs from UPSTREAM_URL\'s stream path "v2/sip"; to serve several streams, set UPSTREAM_URL to the vendor base (wss://host)',
+    ],
     [{ ...UPSTREAM, UPSTREAM_URL: 'wss://user:pw@x/v2/iex' }, 'UPSTREAM_URL: must not carry credentials; use APCA_API_KEY_ID and APCA_API_SECRET_KEY'],
     [{ UPSTREAM_URL: UPSTREAM.UPSTREAM_URL }, 'APCA_API_KEY_ID: is required when UPSTREAM_URL is set'],
     [{ UPSTREAM_URL: UPSTREAM.UPSTREAM_URL, APCA_API_KEY_ID: 'AKID' }, 'APCA_API_SECRET_KEY: is required when UPSTREAM_URL is set'],

@@ -80,8 +80,8 @@ t.test('the gateway service’s environment is a valid tickmux configuration', a
   const resolved = Object.fromEntries(Object.entries(env).map(([k, v]) => [k, interpolate(String(v), given)]));
   const config = loadConfig(resolved);
   t.equal(config.host, '0.0.0.0');
-  t.equal(config.upstream.url, 'ws://simulator:9000/v2/iex');
-  t.equal(config.upstream.feed, 'iex');
+  t.equal(config.upstream.base, 'ws://simulator:9000');
+  t.same(config.streams, ['v2/iex', 'v1beta3/crypto/us', 'v1beta1/indicative', 'v1beta1/news']);
   t.throws(() => interpolate(String(env.CONTROL_TOKEN), {}), /set CONTROL_TOKEN/, 'compose refuses to start without a control token');
 });
 
@@ -91,8 +91,8 @@ t.test('the commands the compose file runs work when run directly', async (t) =>
   const { url } = JSON.parse(await simulator.line(/simulated vendor ready/)) as { url: string };
   const health = await fetch(url.replace('ws://', 'http://').replace('/v2/iex', '/health'));
   t.equal(health.status, 200, 'the simulator healthcheck endpoint answers');
-  const gw = await startGateway(t, { UPSTREAM_URL: url, APCA_API_KEY_ID: 'simulated', APCA_API_SECRET_KEY: 'simulated', CLIENT_KEYS: 'alice:s3cret', CONTROL_TOKEN: 'change-me' });
-  await gw.gateway.link.whenLive(10_000);
+  const gw = await startGateway(t, { UPSTREAM_URL: url.replace('/v2/iex', ''), STREAMS: String(compose.services.gateway!.environment!.STREAMS).replace(/^\$\{STREAMS:-(.*)\}$/, '$1'), APCA_API_KEY_ID: 'simulated', APCA_API_SECRET_KEY: 'simulated', CLIENT_KEYS: 'alice:s3cret', CONTROL_TOKEN: 'change-me' });
+  await Promise.all(gw.gateway.streams.map((stream) => stream.link.whenLive(10_000)));
   t.equal((await fetch(`${gw.base}/health/ready`)).status, 200, 'the gateway healthcheck endpoint answers 200 once live');
   t.equal((await fetch(`${gw.base}/health/live`)).status, 200, 'the image healthcheck endpoint answers');
 });

@@ -240,7 +240,7 @@ t.test(`a seeded fuzz of hostile peers (seed ${SEED}): the gateway answers every
     serverSockets.add(socket);
     socket.once('close', () => serverSockets.delete(socket));
   });
-  const simulator = gw.gateway.simulator;
+  const simulator = gw.simulator;
   if (simulator === undefined) throw new Error('the embedded vendor is missing');
 
   // ---- witnesses: a JSON and a msgpack client holding trades of WIT throughout ----
@@ -249,7 +249,7 @@ t.test(`a seeded fuzz of hostile peers (seed ${SEED}): the gateway answers every
     t.same(await w.auth('witness', 'witness-secret'), { T: 'success', msg: 'authenticated' });
     await w.request({ action: 'subscribe', trades: ['WIT'] });
   }
-  await gw.gateway.link.whenSynced(DEADLINE_MS);
+  await gw.gateway.defaultStream.link.whenSynced(DEADLINE_MS);
   // Ids cross 2^53 during the run: the witnesses also check that no id loses precision.
   const firstId = 2n ** 53n - 1000n;
   let nextId = firstId;
@@ -448,9 +448,9 @@ t.test(`a seeded fuzz of hostile peers (seed ${SEED}): the gateway answers every
   );
   // Leaked ones would hold the gateway's close (and this test) open: they are cut here, after the verdict.
   for (const socket of leaked()) socket.destroy();
-  await eventually(() => gw.gateway.hub.stats.connected === witnesses.length, 'the hub to hold only the witnesses').catch(() => undefined);
+  await eventually(() => gw.gateway.defaultStream.hub.stats.connected === witnesses.length, 'the hub to hold only the witnesses').catch(() => undefined);
   t.same(
-    { connected: gw.gateway.hub.stats.connected, authenticated: gw.gateway.hub.stats.authenticated },
+    { connected: gw.gateway.defaultStream.hub.stats.connected, authenticated: gw.gateway.defaultStream.hub.stats.authenticated },
     { connected: witnesses.length, authenticated: witnesses.length },
     'no session leaked: the hub holds only the witnesses',
   );

@@ -1,13 +1,14 @@
 /**
- * The gateway's core, assembled from configuration: the vendor link (to `UPSTREAM_URL`, or to an
- * embedded simulated vendor when it is unset), and the hub that fans it out. Plain TypeScript:
- * the Fastify plugin only starts it, stops it, and hands it sockets.
+ * The gateway's core, assembled from configuration: one vendor link and one hub per served stream
+ * path (DESIGN.md §9), each with its own state, breaker, backoff, subscriptions and clients. Plain
+ * TypeScript: the Fastify plugin only starts it, stops it, and hands it sockets. Where the links
+ * connect to — the vendor or the embedded simulator — is decided by whoever builds it.
  */
 import type { Logger } from 'pino';
 import { type Clock, systemClock } from '../clock.js';
 import type { Config } from '../config.js';
+import { type StreamKind, streamKindOf } from '../protocol/streams.js';
 import { Secret } from '../secret.js';
-import { VendorSimulator } from '../simulator/index.js';
 import { StreamManager } from '../upstream/stream-manager.js';
 import { Hub } from './hub.js';
 
@@ -15,31 +16,53 @@ export interface GatewayOptions {
   readonly config: Config;
   readonly logger: Logger;
   readonly clock?: Clock;
+  /** the base URL the links connect to (`wss://stream.data.alpaca.markets`, or a simulator's) */
+  readonly upstreamBase: string;
+}
+
+/** One served stream path: its vendor link and the hub that fans it out. */
+export interface ServedStream {
+  /** `v2/iex`, `v1beta3/crypto/us`… (no leading slash) */
+  readonly path: string;
+  readonly kind: StreamKind;
+  readonly link: StreamManager;
+  readonly hub: Hub;
 }
 
 export class Gateway {
   readonly config: Config;
-  readonly hub: Hub;
-  readonly link: StreamManager;
-  /** the embedded vendor when `UPSTREAM_URL` is unset */
-  readonly simulator: VendorSimulator | undefined;
+  /** in `STREAMS` order */
+  readonly streams: readonly ServedStream[];
+  /** the first served stream: what the control plane acts on when a request names none */
+  readonly defaultStream: ServedStream;
   readonly startedAt: number;
+  readonly #byPath: ReadonlyMap<string, ServedStream>;
   readonly #logger: Logger;
   readonly #clock: Clock;
-  #linkShutdown: Promise<void> | undefined;
+  #linksShutdown: Promise<void> | undefined;
 
-  private constructor(options: GatewayOptions, simulator: VendorSimulator | undefined, url: string) {
+  constructor(options: GatewayOptions) {
     const { config, logger } = options;
     this.config = config;
     this.#logger = logger;
     this.#clock = options.clock ?? systemClock;
     this.startedAt = this.#clock.now();
-    this.simulator = simulator;
+    this.streams = config.streams.map((path) => this.#serve(path, options));
+    this.defaultStream = this.streams[0] as ServedStream;
+    this.#byPath = new Map(this.streams.map((stream) => [stream.path, stream]));
+  }
+
+  #serve(path: string, options: GatewayOptions): ServedStream {
+    const { config } = options;
+    const kind = streamKindOf(path);
+    if (kind === undefined) throw new Error(`not a stream path: ${path}`); // config checked it
+    const logger = options.logger.child({ stream: path });
     const upstream = config.upstream;
     let hub: Hub | undefined;
-    this.link = new StreamManager({
+    const link = new StreamManager({
       ...upstream,
-      url, // the link takes its stream kind from the URL's path (a bare `…/iex` is a stock feed)
+      url: `${options.upstreamBase}/${path}`,
+      kind,
       // The embedded simulator accepts any key; nothing secret is involved then.
       keyId: upstream.keyId ?? new Secret('embedded'),
       secretKey: upstream.secretKey ?? new Secret('embedded'),
@@ -48,43 +71,67 @@ export class Gateway {
       clock: this.#clock,
       onData: (units) => hub?.onData(units),
     });
-    hub = new Hub({ clients: config.clients, upstreamMaxSymbols: upstream.maxSymbols, link: this.link, logger, clock: this.#clock });
-    this.hub = hub;
-  }
-
-  /** Builds the gateway; with no `UPSTREAM_URL` it first starts the embedded simulator on 127.0.0.1:0. */
-  static async create(options: GatewayOptions): Promise<Gateway> {
-    const { config, logger } = options;
-    if (config.upstream.url !== undefined) return new Gateway(options, undefined, config.upstream.url);
-    const simulator = new VendorSimulator({
-      port: 0,
-      rate: config.simulatorRate,
-      logger: logger.child({ component: 'embedded-vendor' }),
+    hub = new Hub({
+      kind,
+      stream: path,
+      clients: config.clients,
+      upstreamMaxSymbols: upstream.maxSymbols,
+      link,
+      logger,
+      clock: this.#clock,
+      // MAX_CLIENTS is the process's: every stream's clients share the machine.
+      authenticatedElsewhere: () => this.#authenticatedBesides(hub),
     });
-    await simulator.start();
-    return new Gateway(options, simulator, simulator.url(config.upstream.feed));
+    return { path, kind, link, hub };
   }
 
-  /** Starts the vendor link (clients may connect before it is live). */
+  #authenticatedBesides(hub: Hub | undefined): number {
+    let n = 0;
+    for (const stream of this.streams) if (stream.hub !== hub) n += stream.hub.stats.authenticated;
+    return n;
+  }
+
+  /** The served stream at `path` (with or without a leading `/`), or undefined. */
+  stream(path: string): ServedStream | undefined {
+    return this.#byPath.get(path.startsWith('/') ? path.slice(1) : path);
+  }
+
+  /** The stream paths served, in `STREAMS` order. */
+  get paths(): string[] {
+    return this.streams.map((stream) => stream.path);
+  }
+
+  /** Connections of every stream that have not authenticated yet (MAX_PENDING_AUTH counts them all). */
+  get pendingAuth(): number {
+    let n = 0;
+    for (const stream of this.streams) n += stream.hub.pendingAuth;
+    return n;
+  }
+
+  /** Starts every vendor link (clients may connect before they are live). */
   start(): void {
-    this.link.start();
+    for (const stream of this.streams) stream.link.start();
   }
 
   /**
-   * The first step of a shutdown, taken as soon as it begins: the vendor link stops for good, so a
-   * restart in flight cannot open a new vendor connection while clients are being closed.
+   * The first step of a shutdown, taken as soon as it begins: every vendor link stops for good, so
+   * a restart in flight cannot open a new vendor connection while clients are being closed.
    */
   beginShutdown(): Promise<void> {
-    this.#linkShutdown ??= this.link.shutdown();
-    return this.#linkShutdown;
+    this.#linksShutdown ??= Promise.all(this.streams.map((stream) => stream.link.shutdown())).then(() => undefined);
+    return this.#linksShutdown;
   }
 
-  /** Closes clients with 1001, stops the vendor link and the embedded simulator. */
+  /** Closes every stream's clients with `code`. */
+  async closeClients(code = 1001, reason = 'going away'): Promise<void> {
+    await Promise.all(this.streams.map((stream) => stream.hub.closeAll(code, reason)));
+  }
+
+  /** Closes clients with 1001 and stops the vendor links. */
   async stop(): Promise<void> {
     this.#logger.info('gateway stopping');
-    const linkStopped = this.beginShutdown();
-    await this.hub.closeAll(1001, 'going away');
-    await linkStopped;
-    await this.simulator?.stop();
+    const linksStopped = this.beginShutdown();
+    await this.closeClients();
+    await linksStopped;
   }
 }

@@ -36,6 +36,10 @@ export interface UpstreamLink {
 export interface HubOptions {
   /** the kind of stream this hub serves (default: the link's, else stocks) */
   readonly kind?: StreamKind;
+  /** the stream path served (`v2/iex`…), named in `?events=1` notices */
+  readonly stream?: string;
+  /** clients authenticated on the gateway's other streams: MAX_CLIENTS counts them too */
+  readonly authenticatedElsewhere?: () => number;
   readonly clients: ClientsConfig;
   /** the plan's distinct-symbol limit upstream (0: none) */
   readonly upstreamMaxSymbols: number;
@@ -292,7 +296,8 @@ export class Hub {
       counters: this.#stats,
       authenticate: (key, secret) => this.#auth.check(key, secret),
       admitClient: (session) => {
-        if (this.#authenticated.size < clients.maxClients) return true;
+        const elsewhere = this.#options.authenticatedElsewhere?.() ?? 0;
+        if (this.#authenticated.size + elsewhere < clients.maxClients) return true;
         this.#stats.rejectedConnections += 1;
         this.#logger.warn({ client: session.id, remote: session.remoteAddress, maxClients: clients.maxClients }, 'client refused: connection limit');
         return false;
@@ -355,8 +360,7 @@ export class Hub {
     if (change.to === 'live') event = 'upstream_up';
     else if (change.from === 'live') event = 'upstream_down';
     if (event === undefined) return;
-    for (const session of this.#eventListeners) {
-      session.sendControl({ T: 'gateway', event, state: change.to, reason: change.reason });
-    }
+    const notice = { T: 'gateway', event, ...(this.#options.stream === undefined ? {} : { stream: this.#options.stream }), state: change.to, reason: change.reason };
+    for (const session of this.#eventListeners) session.sendControl(notice);
   }
 }

@@ -1,11 +1,12 @@
 /**
- * Prometheus metrics (prom-client) on a registry of this app's own: the vendor link, clients,
- * subscriptions, fan-out, and Node's defaults (event-loop lag among them). Values that the core
- * already counts are read at scrape time, so the hot path pays nothing for them.
+ * Prometheus metrics (prom-client) on a registry of this app's own: per stream (a `stream` label)
+ * the vendor link, clients and subscriptions; fan-out latency; Node's defaults (event-loop lag
+ * among them). Values that the core already counts are read at scrape time, so the hot path pays
+ * nothing for them.
  */
 import fp from 'fastify-plugin';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
-import { STOCK_CHANNELS } from '../protocol/channels.js';
+import type { ServedStream } from '../hub/gateway.js';
 import type { LinkState } from '../upstream/stream-manager.js';
 
 declare module 'fastify' {
@@ -17,17 +18,39 @@ declare module 'fastify' {
 const LINK_STATES: LinkState[] = ['stopped', 'connecting', 'authenticating', 'live', 'backoff', 'breaker-open', 'failed', 'stopping'];
 const BREAKER_VALUES = { closed: 0, 'half-open': 1, open: 2 } as const;
 
-/** A counter that mirrors a running total kept elsewhere: it adds what grew since the last scrape. */
-function mirroredCounter(registry: Registry, name: string, help: string, read: () => number): void {
-  let last = 0;
+type Streams = readonly ServedStream[];
+
+/**
+ * A counter per stream that mirrors a running total kept elsewhere: at each scrape it adds what
+ * grew since the last one, with the stream's path as its `stream` label.
+ */
+function mirroredCounter(registry: Registry, streams: Streams, name: string, help: string, read: (stream: ServedStream) => number): void {
+  const last = new Map<string, number>();
   new Counter({
     name,
     help,
+    labelNames: ['stream'],
     registers: [registry],
     collect() {
-      const now = read();
-      if (now > last) this.inc(now - last);
-      last = Math.max(last, now);
+      for (const stream of streams) {
+        const now = read(stream);
+        const before = last.get(stream.path) ?? 0;
+        this.inc({ stream: stream.path }, Math.max(0, now - before));
+        last.set(stream.path, Math.max(before, now));
+      }
+    },
+  });
+}
+
+/** A gauge per stream, read at scrape time. */
+function streamGauge(registry: Registry, streams: Streams, name: string, help: string, read: (stream: ServedStream) => number): void {
+  new Gauge({
+    name,
+    help,
+    labelNames: ['stream'],
+    registers: [registry],
+    collect() {
+      for (const stream of streams) this.set({ stream: stream.path }, read(stream));
     },
   });
 }
@@ -35,69 +58,51 @@ function mirroredCounter(registry: Registry, name: string, help: string, read: (
 export default fp(
   async (fastify) => {
     const registry = new Registry();
-    const { link, hub } = fastify.gateway;
+    const { streams } = fastify.gateway;
     collectDefaultMetrics({ register: registry, prefix: 'tickmux_' });
 
     new Gauge({
       name: 'tickmux_upstream_state',
-      help: 'Vendor link state: 1 for the current state',
-      labelNames: ['state'],
+      help: 'Vendor link state per stream: 1 for the current state',
+      labelNames: ['stream', 'state'],
       registers: [registry],
       collect() {
-        for (const state of LINK_STATES) this.set({ state }, link.state === state ? 1 : 0);
+        for (const { path, link } of streams) for (const state of LINK_STATES) this.set({ stream: path, state }, link.state === state ? 1 : 0);
       },
     });
-    new Gauge({
-      name: 'tickmux_upstream_breaker_state',
-      help: 'Connect breaker: 0 closed, 1 half-open, 2 open',
-      registers: [registry],
-      collect() {
-        this.set(BREAKER_VALUES[link.breakerState]);
-      },
-    });
-    mirroredCounter(registry, 'tickmux_upstream_reconnects_total', 'Times the vendor link became live again', () => link.stats.reconnects);
-    mirroredCounter(registry, 'tickmux_upstream_attempts_total', 'Vendor connect attempts', () => link.stats.attempts);
-    mirroredCounter(registry, 'tickmux_upstream_messages_total', 'Data messages received from the vendor', () => link.stats.messages);
-    mirroredCounter(registry, 'tickmux_upstream_bytes_total', 'Bytes received from the vendor', () => link.stats.bytes);
-    mirroredCounter(registry, 'tickmux_upstream_malformed_frames_total', 'Vendor frames that were not the protocol', () => link.stats.malformedFrames);
-    mirroredCounter(registry, 'tickmux_upstream_subscription_frames_total', 'Subscribe/unsubscribe frames sent to the vendor', () => link.stats.subscriptionFrames);
-    mirroredCounter(
-      registry,
+    streamGauge(registry, streams, 'tickmux_upstream_breaker_state', 'Connect breaker per stream: 0 closed, 1 half-open, 2 open', ({ link }) => BREAKER_VALUES[link.breakerState]);
+    const upstream = (name: string, help: string, read: (stats: ServedStream['link']['stats']) => number): void =>
+      mirroredCounter(registry, streams, name, help, ({ link }) => read(link.stats));
+    upstream('tickmux_upstream_reconnects_total', 'Times the vendor link became live again', (s) => s.reconnects);
+    upstream('tickmux_upstream_attempts_total', 'Vendor connect attempts', (s) => s.attempts);
+    upstream('tickmux_upstream_messages_total', 'Data messages received from the vendor', (s) => s.messages);
+    upstream('tickmux_upstream_bytes_total', 'Bytes received from the vendor', (s) => s.bytes);
+    upstream('tickmux_upstream_malformed_frames_total', 'Vendor frames that were not the protocol', (s) => s.malformedFrames);
+    upstream('tickmux_upstream_subscription_frames_total', 'Subscribe/unsubscribe frames sent to the vendor', (s) => s.subscriptionFrames);
+    upstream(
       'tickmux_upstream_transient_subscription_errors_total',
       'Subscription requests the vendor answered with a transient error (retried, subscriptions kept)',
-      () => link.stats.transientSubscriptionErrors,
+      (s) => s.transientSubscriptionErrors,
     );
-    mirroredCounter(registry, 'tickmux_client_requests_total', 'Frames clients sent (auth, subscribe, anything)', () => hub.stats.clientRequests);
-    mirroredCounter(registry, 'tickmux_client_noop_requests_total', 'Subscribe/unsubscribe requests that changed nothing', () => hub.stats.noopRequests);
-    mirroredCounter(registry, 'tickmux_downstream_messages_total', 'Messages sent to clients', () => hub.stats.messagesOut);
-    mirroredCounter(registry, 'tickmux_downstream_bytes_total', 'Bytes sent to clients', () => hub.stats.bytesOut);
-    mirroredCounter(registry, 'tickmux_conflated_messages_total', 'State messages replaced by a newer one for a lagging client', () => hub.stats.conflated);
-    mirroredCounter(registry, 'tickmux_slow_client_closes_total', 'Clients closed with 407 slow client', () => hub.stats.slowClientCloses);
-    mirroredCounter(registry, 'tickmux_unconvertible_messages_total', 'Vendor messages a client encoding cannot hold (not sent to those clients)', () => hub.stats.unconvertible);
-    mirroredCounter(registry, 'tickmux_rejected_connections_total', 'Clients refused with 406 (MAX_CLIENTS)', () => hub.stats.rejectedConnections);
-    new Gauge({
-      name: 'tickmux_clients_connected',
-      help: 'Connected downstream clients',
-      registers: [registry],
-      collect() {
-        this.set(hub.stats.connected);
-      },
-    });
-    new Gauge({
-      name: 'tickmux_clients_authenticated',
-      help: 'Authenticated downstream clients',
-      registers: [registry],
-      collect() {
-        this.set(hub.stats.authenticated);
-      },
-    });
+    const downstream = (name: string, help: string, read: (stats: ServedStream['hub']['stats']) => number): void =>
+      mirroredCounter(registry, streams, name, help, ({ hub }) => read(hub.stats));
+    downstream('tickmux_client_requests_total', 'Frames clients sent (auth, subscribe, anything)', (s) => s.clientRequests);
+    downstream('tickmux_client_noop_requests_total', 'Subscribe/unsubscribe requests that changed nothing', (s) => s.noopRequests);
+    downstream('tickmux_downstream_messages_total', 'Messages sent to clients', (s) => s.messagesOut);
+    downstream('tickmux_downstream_bytes_total', 'Bytes sent to clients', (s) => s.bytesOut);
+    downstream('tickmux_conflated_messages_total', 'State messages replaced by a newer one for a lagging client', (s) => s.conflated);
+    downstream('tickmux_slow_client_closes_total', 'Clients closed with 407 slow client', (s) => s.slowClientCloses);
+    downstream('tickmux_unconvertible_messages_total', 'Vendor messages a client encoding cannot hold (not sent to those clients)', (s) => s.unconvertible);
+    downstream('tickmux_rejected_connections_total', 'Clients refused with 406 (MAX_CLIENTS)', (s) => s.rejectedConnections);
+    streamGauge(registry, streams, 'tickmux_clients_connected', 'Connected downstream clients', ({ hub }) => hub.stats.connected);
+    streamGauge(registry, streams, 'tickmux_clients_authenticated', 'Authenticated downstream clients', ({ hub }) => hub.stats.authenticated);
     new Gauge({
       name: 'tickmux_subscriptions',
-      help: 'Symbols the vendor link should hold, per channel (clients and pinned)',
-      labelNames: ['channel'],
+      help: 'Symbols the vendor link should hold, per stream and channel (clients and pinned)',
+      labelNames: ['stream', 'channel'],
       registers: [registry],
       collect() {
-        for (const channel of STOCK_CHANNELS) this.set({ channel }, hub.desiredCount(channel));
+        for (const { path, kind, hub } of streams) for (const channel of kind.channels) this.set({ stream: path, channel }, hub.desiredCount(channel));
       },
     });
     const fanout = new Histogram({
@@ -106,10 +111,10 @@ export default fp(
       buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25],
       registers: [registry],
     });
-    hub.observeFanout = (seconds) => fanout.observe(seconds);
+    for (const { hub } of streams) hub.observeFanout = (seconds) => fanout.observe(seconds);
     fastify.decorate('metrics', registry);
     fastify.addHook('onClose', async () => {
-      hub.observeFanout = undefined;
+      for (const { hub } of streams) hub.observeFanout = undefined;
       registry.clear();
     });
   },

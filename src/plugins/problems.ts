@@ -46,6 +46,25 @@ function sendProblem(reply: FastifyReply, status: number, detail: string, type?:
   return reply.code(status).type('application/problem+json').send(problemBody(reply.request, status, detail, type));
 }
 
+/** A 404 naming the stream paths served (`stream` and `served` without a leading `/`). */
+function streamProblem(request: FastifyRequest, reply: FastifyReply, detail: string, stream: string, served: readonly string[]): FastifyReply {
+  return reply
+    .code(404)
+    .type('application/problem+json')
+    .send({ ...problemBody(request, 404, detail), stream, served });
+}
+
+/** An upgrade or a GET on a path that serves no stream here. */
+export function notServed(request: FastifyRequest, reply: FastifyReply, path: string, served: readonly string[]): FastifyReply {
+  const where = served.map((p) => `/${p}`).join(', ');
+  return streamProblem(request, reply, `/${path} serves no stream here; this gateway serves ${where}`, path, served);
+}
+
+/** A control-plane request naming a stream that is not served. */
+export function unknownStream(request: FastifyRequest, reply: FastifyReply, stream: string, served: readonly string[]): FastifyReply {
+  return streamProblem(request, reply, `stream ${JSON.stringify(stream)} is not served; this gateway serves ${served.join(', ')}`, stream, served);
+}
+
 /**
  * Fastify's `frameworkErrors` handler: what it meets before routing (a URL it cannot decode, a
  * path parameter past its limit) is answered like any other problem, with the correlation id; on a

@@ -5,6 +5,7 @@
  */
 import websocket from '@fastify/websocket';
 import fp from 'fastify-plugin';
+import { notServed } from './problems.js';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -28,7 +29,7 @@ export default fp(
         socket.terminate();
       },
       preClose: async function closeClients() {
-        await fastify.gateway.hub.closeAll(1001, 'going away');
+        await fastify.gateway.closeClients(1001, 'going away');
         await new Promise<void>((resolve) => fastify.websocketServer.close(() => resolve()));
       },
     });
@@ -37,7 +38,8 @@ export default fp(
     fastify.addHook('onRequest', async (request, reply) => {
       if (!request.ws || request.routeOptions.config?.stream === true) return;
       reply.header('connection', 'close');
-      await reply.problem(404, `${request.url.split('?')[0]} serves no WebSocket stream; the stream is at /v2/${fastify.config.upstream.feed}`);
+      const path = (request.url.split('?')[0] ?? '').replace(/^\/+/, '');
+      await notServed(request, reply, path, fastify.gateway.paths);
     });
   },
   { name: 'tickmux-websocket', dependencies: ['tickmux-gateway', 'tickmux-problems'] },

@@ -234,13 +234,18 @@ export class VendorSimulator extends EventEmitter {
     return address.port;
   }
 
+  /** `ws://HOST:PORT`: what a gateway's `UPSTREAM_URL` may be to reach every path served. */
+  get baseUrl(): string {
+    return `ws://${this.#options.host}:${this.port}`;
+  }
+
   /**
    * The URL of a stream: a path (`v1beta3/crypto/us`, `v2/iex`) or a stock feed's name (`iex`),
    * e.g. `ws://127.0.0.1:PORT/v2/iex`.
    * @throws TickmuxError ERR_UNKNOWN_STREAM for anything else
    */
   url(stream: string = 'iex'): string {
-    return `ws://${this.#options.host}:${this.port}/${streamPath(stream)}`;
+    return `${this.baseUrl}/${streamPath(stream)}`;
   }
 
   /** The stream paths served, as in `url(path)`. */

@@ -5,14 +5,17 @@ import app, { fastifyOptions } from '../../src/app.js';
 import type { Clock } from '../../src/clock.js';
 import { loadConfig } from '../../src/config.js';
 import type { Gateway } from '../../src/hub/gateway.js';
+import type { VendorSimulator } from '../../src/simulator/index.js';
 import { captureLogs } from './log-capture.js';
 import { type ClientOptions, StreamClient } from './stream-client.js';
 
 export interface GatewayFixture {
   app: FastifyInstance;
   gateway: Gateway;
-  /** `ws://127.0.0.1:PORT/v2/{feed}` (with a query string if given) */
-  url(query?: string, feed?: string): string;
+  /** the embedded vendor (unless UPSTREAM_URL was given) */
+  simulator: VendorSimulator | undefined;
+  /** `ws://127.0.0.1:PORT/{stream path}` (the first served stream by default, a query string if given) */
+  url(query?: string, stream?: string): string;
   /** `http://127.0.0.1:PORT` */
   base: string;
   logs: () => string[];
@@ -22,10 +25,11 @@ export interface GatewayFixture {
 
 /**
  * The real app on 127.0.0.1:0 with `env` as its environment (the embedded simulator unless
- * UPSTREAM_URL is given), its logs captured; the teardown closes it.
+ * UPSTREAM_URL is given), its logs captured; the teardown closes it. It serves the stock stream
+ * `v2/iex` alone unless `env` says otherwise (`STREAMS: ''` for the default four streams).
  */
 export async function startGateway(t: Test, env: Record<string, string> = {}, clock?: Clock): Promise<GatewayFixture> {
-  const config = loadConfig({ SIMULATOR_RATE: '0', ...env });
+  const config = loadConfig({ SIMULATOR_RATE: '0', ...(env.UPSTREAM_URL === undefined ? { STREAMS: 'v2/iex' } : {}), ...env });
   const { logger, lines } = captureLogs(env.LOG_LEVEL ?? 'info');
   const fastify: FastifyInstance = Fastify(fastifyOptions(logger as FastifyBaseLogger));
   // Registered through fastify-plugin so the test sees the app's decorators (`gateway`), as fastify/demo's tests do.
@@ -34,11 +38,11 @@ export async function startGateway(t: Test, env: Record<string, string> = {}, cl
   await fastify.listen({ host: '127.0.0.1', port: 0 });
   const address = fastify.server.address() as { port: number };
   const base = `http://127.0.0.1:${address.port}`;
-  const feed = config.upstream.feed;
-  const url = (query = '', which: string = feed): string => `ws://127.0.0.1:${address.port}/v2/${which}${query ? `?${query}` : ''}`;
+  const url = (query = '', stream: string = config.streams[0] as string): string => `ws://127.0.0.1:${address.port}/${stream}${query ? `?${query}` : ''}`;
   return {
     app: fastify,
     gateway: fastify.gateway,
+    simulator: fastify.simulator,
     url,
     base,
     logs: lines,

@@ -45,7 +45,7 @@ const data = (c: StreamClient): Message[] => c.messages.filter((m) => !['success
 
 t.test('SDK and JSON clients at once: each gets exactly its own symbols, losslessly, over one vendor connection', async (t) => {
   const gw = await startGateway(t, { SIMULATOR_RATE: '3000' });
-  const sim = gw.gateway.simulator!;
+  const sim = gw.simulator!;
   const a = sdkClient(t, gw.url());
   a.stream.subscribeForTrades(['AAPL']);
   a.stream.subscribeForQuotes(['MSFT']);
@@ -59,7 +59,7 @@ t.test('SDK and JSON clients at once: each gets exactly its own symbols, lossles
   await c.auth('json', 'x');
   await c.request({ action: 'subscribe', trades: ['AAPL'], quotes: ['NVDA'] });
 
-  await gw.gateway.link.whenSynced(10_000);
+  await gw.gateway.defaultStream.link.whenSynced(10_000);
   const held = vendorSession(sim).subscriptions;
   t.same([held.trades.sort(), held.quotes.sort()], [['AAPL', 'MSFT'], ['MSFT', 'NVDA']], 'the vendor holds the union');
   t.equal(sim.stats.connections, 1, 'one vendor connection for every client');
@@ -88,8 +88,8 @@ t.test('SDK and JSON clients at once: each gets exactly its own symbols, lossles
 
 t.test('reference counting: the vendor keeps a symbol while anyone holds it, drops it when the last leaves', async (t) => {
   const gw = await startGateway(t);
-  const sim = gw.gateway.simulator!;
-  const link = gw.gateway.link;
+  const sim = gw.simulator!;
+  const link = gw.gateway.defaultStream.link;
   const a = await gw.connect();
   const b = await gw.connect();
   await a.auth('a', 's');
@@ -105,7 +105,7 @@ t.test('reference counting: the vendor keeps a symbol while anyone holds it, dro
   await link.whenSynced(10_000);
   t.same(vendorSession(sim).subscriptions.trades, ['MSFT'], 'the last holder left: unsubscribed upstream');
   await a.close();
-  await eventually(() => gw.gateway.hub.stats.connected === 1, 'the gateway to see the close');
+  await eventually(() => gw.gateway.defaultStream.hub.stats.connected === 1, 'the gateway to see the close');
   await link.whenSynced(10_000);
   t.same([vendorSession(sim).subscriptions.trades, vendorSession(sim).subscriptions.quotes], [[], []], 'a disconnect releases every reference');
   t.equal(sim.stats.connections, 1, 'all of it on the live link, no reconnect');
@@ -147,7 +147,7 @@ t.test('unknown message types reach every client unchanged', async (t) => {
   const b = await gw.connect({ encoding: 'msgpack' });
   await a.auth('a', 's');
   await b.auth('b', 's');
-  gw.gateway.simulator!.publish([{ T: 'zz', S: 'QQQ', nested: { list: [1, 2] }, t: Timestamp.parse('2024-01-02T14:30:00.000000001Z') }]);
+  gw.simulator!.publish([{ T: 'zz', S: 'QQQ', nested: { list: [1, 2] }, t: Timestamp.parse('2024-01-02T14:30:00.000000001Z') }]);
   const expected = { T: 'zz', S: 'QQQ', nested: { list: [1, 2] }, t: new Timestamp(1704205800, 1) };
   t.same(await a.waitFor((m) => m.T === 'zz', 'zz on JSON'), expected);
   t.same(await b.waitFor((m) => m.T === 'zz', 'zz on msgpack'), expected);
@@ -155,14 +155,14 @@ t.test('unknown message types reach every client unchanged', async (t) => {
 
 t.test('a vendor value JSON cannot hold (NaN) skips the JSON clients, reaches the msgpack ones, and breaks nothing', async (t) => {
   const gw = await startGateway(t);
-  const sim = gw.gateway.simulator!;
+  const sim = gw.simulator!;
   const json = await gw.connect();
   const packed = await gw.connect({ encoding: 'msgpack' });
   await json.auth('j', 's');
   await packed.auth('p', 's');
   await json.request({ action: 'subscribe', trades: ['AAPL', 'MSFT'], quotes: ['AAPL'] });
   await packed.request({ action: 'subscribe', trades: ['*'] });
-  await gw.gateway.link.whenSynced(10_000);
+  await gw.gateway.defaultStream.link.whenSynced(10_000);
   const t1 = Timestamp.parse('2024-01-02T14:30:00.000000001Z');
   sim.publish([
     { T: 't', S: 'AAPL', i: 1, x: 'V', p: Number.NaN, s: 1, c: ['@'], t: t1, z: 'C' },
@@ -173,7 +173,7 @@ t.test('a vendor value JSON cannot hold (NaN) skips the JSON clients, reaches th
   t.same(data(json).map((m) => m.i), [2], 'the JSON client got only the trade JSON can carry');
   const nan = data(packed).find((m) => m.i === 1);
   t.ok(nan !== undefined && Number.isNaN(nan.p), 'the msgpack client got the NaN price as sent');
-  t.equal(gw.gateway.hub.stats.unconvertible, 1);
+  t.equal(gw.gateway.defaultStream.hub.stats.unconvertible, 1);
   t.ok(gw.logs().some((l) => l.includes('vendor message has no form in this encoding')), 'logged');
   const snap = await gw.connect({ query: 'snapshot=1' });
   await snap.auth('s', 's');
@@ -181,19 +181,19 @@ t.test('a vendor value JSON cannot hold (NaN) skips the JSON clients, reaches th
   sim.publish([{ T: 't', S: 'AAPL', i: 3, x: 'V', p: 100.6, s: 1, c: ['@'], t: t1, z: 'C' }]);
   await snap.waitFor((m) => m.i === 3, 'the next trade');
   t.same(data(snap).map((m) => m.i), [2, 3], 'the snapshot is the last trade JSON can carry');
-  t.equal(gw.gateway.link.state, 'live');
+  t.equal(gw.gateway.defaultStream.link.state, 'live');
 });
 
 t.test('a vendor refusal reaches the clients that asked, and only them', async (t) => {
   const sim = await startSimulator(t, { credentials: [{ key: 'AKGW', secret: 'gw-secret', plan: { maxSymbols: 2, wildcard: false } }] });
   const gw = await startGateway(t, { UPSTREAM_URL: sim.url('iex'), APCA_API_KEY_ID: 'AKGW', APCA_API_SECRET_KEY: 'gw-secret', RETRY_BASE_MS: '20' });
-  await gw.gateway.link.whenLive(10_000);
+  await gw.gateway.defaultStream.link.whenLive(10_000);
   const a = await gw.connect();
   const b = await gw.connect();
   await a.auth('a', 's');
   await b.auth('b', 's');
   await a.request({ action: 'subscribe', trades: ['AAPL', 'MSFT'] });
-  await gw.gateway.link.whenSynced(10_000);
+  await gw.gateway.defaultStream.link.whenSynced(10_000);
   const from = b.messages.length;
   await b.request({ action: 'subscribe', quotes: ['NVDA'] });
   t.same(await b.waitFor((m) => m.T === 'error', 'the refusal', from), { T: 'error', code: 405, msg: 'symbol limit exceeded' });
@@ -203,7 +203,7 @@ t.test('a vendor refusal reaches the clients that asked, and only them', async (
   await b.request({ action: 'subscribe', bars: ['*'] });
   t.same(await b.waitFor((m) => m.T === 'error', '409', bFrom), { T: 'error', code: 409, msg: 'insufficient subscription' });
   t.notOk(a.messages.some((m) => m.T === 'error'), 'the client that asked for nothing refused heard nothing');
-  t.equal(gw.gateway.link.state, 'live');
+  t.equal(gw.gateway.defaultStream.link.state, 'live');
 });
 
 t.test('UPSTREAM_MAX_SYMBOLS refuses a subscription that would trip the vendorâ€™s limit, at once', async (t) => {
@@ -217,11 +217,11 @@ t.test('UPSTREAM_MAX_SYMBOLS refuses a subscription that would trip the vendorâ€
 
 t.test('?snapshot=1 sends the last values of newly subscribed symbols at once', async (t) => {
   const gw = await startGateway(t);
-  const sim = gw.gateway.simulator!;
+  const sim = gw.simulator!;
   const feeder = await gw.connect();
   await feeder.auth('feeder', 's');
   await feeder.request({ action: 'subscribe', trades: ['AAPL'], quotes: ['AAPL'] });
-  await gw.gateway.link.whenSynced(10_000);
+  await gw.gateway.defaultStream.link.whenSynced(10_000);
   const t1 = Timestamp.parse('2024-01-02T14:30:00.000000001Z');
   sim.publish([
     { T: 't', S: 'AAPL', i: 2n ** 53n + 7n, x: 'V', p: 101.5, s: 10, c: ['@'], t: t1, z: 'C' },
@@ -256,7 +256,7 @@ t.test('?snapshot=1 sends the last values of newly subscribed symbols at once', 
 
 t.test('?snapshot=1 never repeats what the client already gets through *', async (t) => {
   const gw = await startGateway(t);
-  const sim = gw.gateway.simulator!;
+  const sim = gw.simulator!;
   const t1 = Timestamp.parse('2024-01-02T14:30:00.000000001Z');
   const wild = await gw.connect({ query: 'snapshot=1' });
   await wild.auth('wild', 's');
@@ -264,7 +264,7 @@ t.test('?snapshot=1 never repeats what the client already gets through *', async
   const named = await gw.connect({ query: 'snapshot=1' });
   await named.auth('named', 's');
   await named.request({ action: 'subscribe', trades: ['AAPL'] });
-  await gw.gateway.link.whenSynced(10_000);
+  await gw.gateway.defaultStream.link.whenSynced(10_000);
   sim.publish([
     { T: 't', S: 'AAPL', i: 1, x: 'V', p: 100, s: 1, c: ['@'], t: t1, z: 'C' },
     { T: 't', S: 'MSFT', i: 1, x: 'V', p: 200, s: 1, c: ['@'], t: t1, z: 'C' },
@@ -280,7 +280,7 @@ t.test('?snapshot=1 never repeats what the client already gets through *', async
 
 t.test('clients stay connected through a vendor drop, hear about it with ?events=1, and data resumes', async (t) => {
   const gw = await startGateway(t, { SIMULATOR_RATE: '2000', RETRY_BASE_MS: '20', RETRY_MAX_MS: '100' });
-  const sim = gw.gateway.simulator!;
+  const sim = gw.simulator!;
   const watcher = await gw.connect({ query: 'events=1' });
   const quiet = await gw.connect({ encoding: 'msgpack' });
   await watcher.auth('w', 's');

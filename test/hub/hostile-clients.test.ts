@@ -58,20 +58,20 @@ async function bigClient(t: Test, url: string): Promise<Awaited<ReturnType<typeo
 t.test('no-op requests from a client holding 60,000 pairs are answered from one cached reply; nothing reaches the index or the vendor', async (t) => {
   const gw = await startGateway(t);
   const big = await bigClient(t, gw.url());
-  await gw.gateway.link.whenSynced(30_000);
+  await gw.gateway.defaultStream.link.whenSynced(30_000);
   const first = big.frames[2] as Buffer;
   t.ok(first.length > 500_000, `the reply holds the client's whole set (${first.length} bytes)`);
-  const link = spyOnLink(gw.gateway.link);
-  const vendorFrames = gw.gateway.link.stats.subscriptionFrames;
-  const noops = gw.gateway.hub.stats.noopRequests;
+  const link = spyOnLink(gw.gateway.defaultStream.link);
+  const vendorFrames = gw.gateway.defaultStream.link.stats.subscriptionFrames;
+  const noops = gw.gateway.defaultStream.hub.stats.noopRequests;
   // Ten at a time: a client that reads gets every reply (a burst past 8 MiB unread would be a 407).
   for (let i = 0; i < 200; i++) {
     big.send(i % 2 === 0 ? { action: 'subscribe' } : { action: 'subscribe', trades: ['S00042'], bars: ['S09999'] });
     if (i % 10 === 9) await eventually(() => big.frames.length === 3 + i + 1, `reply ${i + 1}`);
   }
-  t.equal(gw.gateway.hub.stats.noopRequests - noops, 200, 'every one recognised as changing nothing');
+  t.equal(gw.gateway.defaultStream.hub.stats.noopRequests - noops, 200, 'every one recognised as changing nothing');
   t.equal(link.calls(), 0, 'the vendor link was not asked anything (before: a union copy and a diff each)');
-  t.equal(gw.gateway.link.stats.subscriptionFrames, vendorFrames, 'no frame went to the vendor');
+  t.equal(gw.gateway.defaultStream.link.stats.subscriptionFrames, vendorFrames, 'no frame went to the vendor');
   t.ok(
     big.frames.slice(3).every((frame) => frame.equals(first)),
     'every reply is the same full set, as the vendor would answer',
@@ -84,7 +84,7 @@ t.test('unsubscribes from a client that holds nothing cost nothing while another
   await bigClient(t, gw.url());
   const small = await gw.connect();
   await small.auth('small', 's');
-  const link = spyOnLink(gw.gateway.link);
+  const link = spyOnLink(gw.gateway.defaultStream.link);
   for (let i = 0; i < 100; i++) small.send({ action: 'unsubscribe', trades: ['S00001'], quotes: ['*'] });
   await eventually(() => small.messages.filter((m) => m.T === 'subscription').length === 100, 'a hundred replies');
   t.equal(link.calls(), 0, 'nothing reached the vendor link (before: 50 ms each, copying the union)');
@@ -102,11 +102,11 @@ t.test('a client that asks and never reads is closed with 407 once its replies p
   const other = await gw.connect();
   await other.auth('other', 's');
   // ~90 KB a reply: the loopback buffers take a few MB before the gateway holds any of it.
-  for (let i = 0; i < 400 && gw.gateway.hub.stats.slowClientCloses === 0; i++) {
+  for (let i = 0; i < 400 && gw.gateway.defaultStream.hub.stats.slowClientCloses === 0; i++) {
     greedy.send({ action: 'subscribe' });
     if (i % 20 === 19) await new Promise((resolve) => setImmediate(resolve));
   }
-  await eventually(() => gw.gateway.hub.stats.slowClientCloses === 1, 'the 407 (before: 36 MB queued and no close)');
+  await eventually(() => gw.gateway.defaultStream.hub.stats.slowClientCloses === 1, 'the 407 (before: 36 MB queued and no close)');
   t.same(await other.request({ action: 'subscribe', trades: ['AAPL'] }), { T: 'subscription', trades: ['AAPL'], quotes: [], bars: [], updatedBars: [], dailyBars: [], statuses: [], lulds: [], corrections: ['AAPL'], cancelErrors: ['AAPL'], imbalances: [] }, 'another client is served as usual');
   greedy.ws.resume();
   t.equal(await greedy.closed > 0, true, 'the greedy client is gone');
@@ -115,11 +115,11 @@ t.test('a client that asks and never reads is closed with 407 once its replies p
 t.test('a transient 500 on the restore after a vendor drop leaves clients their sets, and data resumes', async (t) => {
   const sim = await startSimulator(t);
   const gw = await startGateway(t, { UPSTREAM_URL: sim.url('iex'), APCA_API_KEY_ID: 'AKGW', APCA_API_SECRET_KEY: 'gw-secret', RETRY_BASE_MS: '20', RETRY_MAX_MS: '200' });
-  await gw.gateway.link.whenLive(10_000);
+  await gw.gateway.defaultStream.link.whenLive(10_000);
   const client = await gw.connect({ query: 'events=1' });
   await client.auth('c', 's');
   await client.request({ action: 'subscribe', trades: ['AAPL'] });
-  await gw.gateway.link.whenSynced(10_000);
+  await gw.gateway.defaultStream.link.whenSynced(10_000);
   const t1 = Timestamp.parse('2024-01-02T14:30:00.000000001Z');
   sim.publish([{ T: 't', S: 'AAPL', i: 1, x: 'V', p: 100, s: 1, c: ['@'], t: t1, z: 'C' }]);
   await client.waitFor((m) => m.T === 't', 'the first trade');
@@ -127,7 +127,7 @@ t.test('a transient 500 on the restore after a vendor drop leaves clients their 
   sim.rejectSubscribe(500, 1);
   sim.dropAll({ terminate: true });
   await client.waitFor((m) => m.T === 'gateway' && m.event === 'upstream_up', 'the link back up', from);
-  t.equal(gw.gateway.link.stats.transientSubscriptionErrors, 1, 'the restore met the 500 and retried');
+  t.equal(gw.gateway.defaultStream.link.stats.transientSubscriptionErrors, 1, 'the restore met the 500 and retried');
   sim.publish([{ T: 't', S: 'AAPL', i: 2, x: 'V', p: 100.5, s: 1, c: ['@'], t: t1, z: 'C' }]);
   await client.waitFor((m) => m.T === 't' && m.i === 2, 'the next trade (before: never: the set was emptied)', from);
   const after: Message[] = client.messages.slice(from);
@@ -137,14 +137,14 @@ t.test('a transient 500 on the restore after a vendor drop leaves clients their 
 t.test('POST /restart and then a shutdown: no vendor connection is opened once the shutdown began', async (t) => {
   const sim = await startSimulator(t);
   const gw = await startGateway(t, { UPSTREAM_URL: sim.url('iex'), APCA_API_KEY_ID: 'AKGW', APCA_API_SECRET_KEY: 'gw-secret' });
-  await gw.gateway.link.whenLive(10_000);
+  await gw.gateway.defaultStream.link.whenLive(10_000);
   const states: string[] = [];
   const restart = await gw.app.inject({ method: 'POST', url: '/restart' });
   t.equal(restart.statusCode, 202);
-  gw.gateway.link.on('state', (change) => states.push(change.to));
+  gw.gateway.defaultStream.link.on('state', (change) => states.push(change.to));
   await gw.app.close(); // what SIGTERM does
   t.notOk(states.includes('connecting'), `no attempt after the shutdown began (states: ${states.join(' → ')})`);
-  t.equal(gw.gateway.link.state, 'stopped');
+  t.equal(gw.gateway.defaultStream.link.state, 'stopped');
   await eventually(() => sim.sessions().length === 0, 'the vendor to see no session');
   t.equal(sim.stats.connections, 1, 'the restart never reconnected (before: a second connection, cut by the exit)');
 });
@@ -152,11 +152,11 @@ t.test('POST /restart and then a shutdown: no vendor connection is opened once t
 t.test('ten concurrent POST /restart and more within RESTART_COALESCE_MS share one id and one reconnect', async (t) => {
   const sim = await startSimulator(t);
   const gw = await startGateway(t, { UPSTREAM_URL: sim.url('iex'), APCA_API_KEY_ID: 'AKGW', APCA_API_SECRET_KEY: 'gw-secret', RESTART_COALESCE_MS: '60000' });
-  await gw.gateway.link.whenLive(10_000);
+  await gw.gateway.defaultStream.link.whenLive(10_000);
   const first = await Promise.all(Array.from({ length: 10 }, () => gw.app.inject({ method: 'POST', url: '/restart' })));
-  await eventually(() => gw.gateway.link.state === 'live' && sim.stats.authentications === 2, 'the restarted link');
+  await eventually(() => gw.gateway.defaultStream.link.state === 'live' && sim.stats.authentications === 2, 'the restarted link');
   const late = await Promise.all(Array.from({ length: 3 }, () => gw.app.inject({ method: 'POST', url: '/restart' })));
-  const bodies = [...first, ...late].map((r) => r.json() as { restartId: string; joined: boolean });
+  const bodies = [...first, ...late].map((r) => (r.json() as { restarts: { restartId: string; joined: boolean }[] }).restarts[0]!);
   t.equal(new Set(bodies.map((b) => b.restartId)).size, 1, 'one restart id for all thirteen');
   t.equal(bodies.filter((b) => !b.joined).length, 1, 'one started it; the others joined');
   await new Promise((resolve) => setTimeout(resolve, 50));
@@ -165,13 +165,13 @@ t.test('ten concurrent POST /restart and more within RESTART_COALESCE_MS share o
 
 t.test('before auth: a frame over 4 KiB closes with 1009 without being read; anything but auth costs one 401', async (t) => {
   const gw = await startGateway(t);
-  const requests = gw.gateway.hub.stats.clientRequests;
+  const requests = gw.gateway.defaultStream.hub.stats.clientRequests;
   for (let i = 0; i < 20; i++) {
     const hostile = await rawClient(t, gw.url());
     hostile.ws.send(Buffer.alloc(1024 * 1024, 0x20)); // 1 MiB of spaces (before: parsed, 1.5 s of CPU for twenty)
     t.equal(await hostile.closed, 1009);
   }
-  t.equal(gw.gateway.hub.stats.clientRequests, requests, 'none of the twenty frames reached a parser');
+  t.equal(gw.gateway.defaultStream.hub.stats.clientRequests, requests, 'none of the twenty frames reached a parser');
   const early = await gw.connect();
   t.same(await early.request({ action: 'subscribe', trades: ['AAPL'] }), { T: 'error', code: 401, msg: 'not authenticated' });
   early.send('{"not json');

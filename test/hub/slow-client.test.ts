@@ -19,7 +19,7 @@ t.test('a stalled client is conflated, then closed with 407, while a healthy one
     CLIENT_HIGH_WATER_BYTES: '65536',
     CLIENT_MAX_BUFFER_BYTES: '4194304',
   });
-  const hub = gw.gateway.hub;
+  const hub = gw.gateway.defaultStream.hub;
   const healthy = await gw.connect({ encoding: 'msgpack' });
   const stalled = await gw.connect();
   await healthy.auth('healthy', 's');
@@ -52,5 +52,5 @@ t.test('a stalled client is conflated, then closed with 407, while a healthy one
     `the stalled client got no trade out of order or skipped before its close (${stalledAapl.length} trades)`,
   );
   t.equal(healthy.closeCode, undefined);
-  t.equal(gw.gateway.link.state, 'live', 'the vendor link never noticed');
+  t.equal(gw.gateway.defaultStream.link.state, 'live', 'the vendor link never noticed');
 });

@@ -51,8 +51,8 @@ t.test('JSON content types: application/json with or without parameters, any cas
 
 t.test('a foreign Origin is refused with 403 on the control plane and on the stream upgrade, whose socket is then closed', async (t) => {
   const gw = await startGateway(t, { CONTROL_TOKEN: TOKEN });
-  await gw.gateway.link.whenLive(10_000);
-  const sim = gw.gateway.simulator!;
+  await gw.gateway.defaultStream.link.whenLive(10_000);
+  const sim = gw.simulator!;
   const before = sim.stats.connections;
   const origin = { ...AUTH, origin: EVIL, 'x-correlation-id': 'cross-site-1' };
   const restart = await call(t, gw, '/restart', { method: 'POST', url: '/restart', headers: origin });
@@ -61,13 +61,13 @@ t.test('a foreign Origin is refused with 403 on the control plane and on the str
   t.match(restart.json(), { status: 403, title: 'Forbidden', detail: /origin "https:\/\/evil\.example" is not allowed/, correlationId: 'cross-site-1' });
   const pin = await call(t, gw, '/subscriptions', { method: 'POST', url: '/subscriptions', headers: origin, payload: { action: 'subscribe', trades: ['SPY'] } });
   t.equal(pin.statusCode, 403, 'POST /subscriptions');
-  t.ok(gw.gateway.hub.pinned.isEmpty, 'nothing was pinned');
+  t.ok(gw.gateway.defaultStream.hub.pinned.isEmpty, 'nothing was pinned');
   t.equal((await call(t, gw, '/subscriptions', { method: 'GET', url: '/subscriptions', headers: origin })).statusCode, 403, 'GET /subscriptions');
   t.equal((await call(t, gw, '/metrics', { method: 'GET', url: '/metrics', headers: { origin: 'null' } })).statusCode, 403, 'GET /metrics, even from an opaque origin');
   await refusedUpgrade(t, gw, 403, { Origin: EVIL }, /origin "https:\/\/evil\.example" is not allowed/);
-  t.equal(gw.gateway.hub.stats.connected, 0, 'no session was opened');
+  t.equal(gw.gateway.defaultStream.hub.stats.connected, 0, 'no session was opened');
   t.equal(sim.stats.connections, before, 'the vendor link was not restarted');
-  t.equal(gw.gateway.link.state, 'live');
+  t.equal(gw.gateway.defaultStream.link.state, 'live');
   t.notMatch(gw.logs().join('\n'), TOKEN, 'the token never reaches a log line');
 });
 
@@ -82,7 +82,7 @@ t.test('an origin listed in ALLOWED_ORIGINS is served, in any case; requests wit
     payload: JSON.stringify({ action: 'subscribe', trades: ['SPY'] }),
   });
   t.ok([200, 202].includes(pin.statusCode), `POST /subscriptions from a listed origin (${pin.statusCode})`);
-  t.same(gw.gateway.hub.pinned.toLists().trades, ['SPY']);
+  t.same(gw.gateway.defaultStream.hub.pinned.toLists().trades, ['SPY']);
   t.equal((await call(t, gw, '/subscriptions', { method: 'GET', url: '/subscriptions', headers: { ...AUTH, origin: 'http://localhost:3001' } })).statusCode, 403, 'another port is another origin');
   const browser = new StreamClient(gw.url(), { headers: { Origin: 'https://dash.example' } });
   t.teardown(() => browser.close());
@@ -95,8 +95,8 @@ t.test('an origin listed in ALLOWED_ORIGINS is served, in any case; requests wit
 
 t.test('a POST body declared as anything but JSON gets 415 and does nothing; a body-less POST /restart still restarts', async (t) => {
   const gw = await startGateway(t);
-  await gw.gateway.link.whenLive(10_000);
-  const sim = gw.gateway.simulator!;
+  await gw.gateway.defaultStream.link.whenLive(10_000);
+  const sim = gw.simulator!;
   const before = sim.stats.connections;
   // The "simple request" a page can send cross-site without a preflight.
   const plain = await call(t, gw, '/restart', { method: 'POST', url: '/restart', headers: { 'content-type': 'text/plain;charset=UTF-8' }, payload: 'restart' });
@@ -109,13 +109,13 @@ t.test('a POST body declared as anything but JSON gets 415 and does nothing; a b
   t.equal(untyped.statusCode, 415, 'a body with no content type (a Blob sent with no-cors) is not read either');
   const pin = await call(t, gw, '/subscriptions', { method: 'POST', url: '/subscriptions', headers: { 'content-type': 'text/plain' }, payload: '{"action":"subscribe","trades":["SPY"]}' });
   t.equal(pin.statusCode, 415, 'JSON text declared as text/plain is not read');
-  t.ok(gw.gateway.hub.pinned.isEmpty, 'nothing was pinned');
-  t.equal(gw.gateway.link.state, 'live', 'the refused restarts did not touch the link');
+  t.ok(gw.gateway.defaultStream.hub.pinned.isEmpty, 'nothing was pinned');
+  t.equal(gw.gateway.defaultStream.link.state, 'live', 'the refused restarts did not touch the link');
 
   const bodyless = await call(t, gw, '/restart', { method: 'POST', url: '/restart' });
   t.equal(bodyless.statusCode, 202, 'curl -X POST …/restart');
-  t.equal(bodyless.json().joined, false, 'a restart of its own: none was in flight');
-  await gw.gateway.link.whenLive(10_000);
+  t.equal(bodyless.json().restarts[0].joined, false, 'a restart of its own: none was in flight');
+  await gw.gateway.defaultStream.link.whenLive(10_000);
   t.equal(sim.stats.connections, before + 1, 'exactly one reconnect: the body-less one');
 });
 
@@ -134,7 +134,7 @@ t.test('an open loopback gateway refuses a foreign Host with 403 (DNS rebinding)
       t.equal((await call(t, gw, '/health/live', { method: 'GET', url: '/health/live', headers: { host } })).statusCode, 200, `${label}: ${host} is served`);
     }
     await refusedUpgrade(t, gw, 403, { Host: 'evil.example:8080' }, /is not a loopback name/);
-    t.equal(gw.gateway.hub.stats.connected, 0, `${label}: no session was opened`);
+    t.equal(gw.gateway.defaultStream.hub.stats.connected, 0, `${label}: no session was opened`);
   }
 });
 
@@ -144,5 +144,5 @@ t.test('with CLIENT_KEYS and CONTROL_TOKEN set, any Host is served', async (t) =
   const stream = await rawUpgrade(t, portOf(gw), '/v2/iex', { Host: 'gateway.internal:8080' });
   t.equal(stream.statusCode, 101, 'the upgrade goes through');
   stream.socket.destroy();
-  await eventually(() => gw.gateway.hub.stats.connected === 0, 'the session of the dropped socket released');
+  await eventually(() => gw.gateway.defaultStream.hub.stats.connected === 0, 'the session of the dropped socket released');
 });

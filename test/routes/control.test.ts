@@ -42,7 +42,7 @@ t.test('control auth: 401 without or with a wrong token; health and metrics stay
   const wrong = await call(t, gw, '/subscriptions', { method: 'POST', url: '/subscriptions', headers: { authorization: 'Bearer nope' }, payload: { action: 'subscribe', trades: ['AAPL'] } });
   t.equal(wrong.statusCode, 401);
   t.match(wrong.json().detail, /not valid/);
-  t.same(gw.gateway.hub.pinned.toLists().trades, [], 'nothing changed');
+  t.same(gw.gateway.defaultStream.hub.pinned.toLists().trades, [], 'nothing changed');
   const basic = await call(t, gw, '/subscriptions', { method: 'GET', url: '/subscriptions', headers: { authorization: `Basic ${TOKEN}` } });
   t.equal(basic.statusCode, 401, 'another scheme is not a bearer token');
   const ok = await call(t, gw, '/subscriptions', { method: 'GET', url: '/subscriptions', headers: AUTH });
@@ -62,34 +62,34 @@ t.test('health: 200 when live; 503 while the vendor is down or the breaker is op
     BREAKER_FAILURES: '2',
     BREAKER_RESET_MS: '60000',
   });
-  await gw.gateway.link.whenLive(10_000);
+  await gw.gateway.defaultStream.link.whenLive(10_000);
   const up = await call(t, gw, '/health', { method: 'GET', url: '/health' });
   t.equal(up.statusCode, 200);
-  t.match(up.json(), { status: 'ok', upstream: { state: 'live', breaker: 'closed', reconnects: 0 }, version: '0.1.0' });
+  t.match(up.json(), { status: 'ok', streams: [{ stream: 'v2/iex', kind: 'stocks', state: 'live', breaker: 'closed', reconnects: 0 }], version: '0.1.0' });
   t.equal((await call(t, gw, '/health/ready', { method: 'GET', url: '/health/ready' })).statusCode, 200);
 
   sim.refuseUpgrades(503);
   sim.dropAll({ terminate: true });
-  await eventually(() => gw.gateway.link.state === 'breaker-open', 'the breaker to open');
+  await eventually(() => gw.gateway.defaultStream.link.state === 'breaker-open', 'the breaker to open');
   const down = await call(t, gw, '/health', { method: 'GET', url: '/health' });
   t.equal(down.statusCode, 503);
-  t.match(down.json(), { status: 'degraded', upstream: { state: 'breaker-open', breaker: 'open', reason: /consecutive failed attempts/ } });
+  t.match(down.json(), { status: 'degraded', streams: [{ state: 'breaker-open', breaker: 'open', reason: /consecutive failed attempts/ }] });
   t.equal((await call(t, gw, '/health/ready', { method: 'GET', url: '/health/ready' })).statusCode, 503, 'ready follows /health');
   t.equal((await call(t, gw, '/health/live', { method: 'GET', url: '/health/live' })).statusCode, 200, 'live does not fail on a vendor outage');
 
   sim.refuseUpgrades(undefined);
   const restart = await call(t, gw, '/restart', { method: 'POST', url: '/restart' });
   t.equal(restart.statusCode, 202);
-  await gw.gateway.link.whenLive(10_000);
+  await gw.gateway.defaultStream.link.whenLive(10_000);
   const back = await call(t, gw, '/health', { method: 'GET', url: '/health' });
   t.equal(back.statusCode, 200, 'back to 200 after recovery');
-  t.match(back.json(), { upstream: { state: 'live', breaker: 'closed' } });
+  t.match(back.json(), { streams: [{ state: 'live', breaker: 'closed' }] });
 });
 
 t.test('pinned symbols reach the vendor and survive the last client leaving; 202 while the link is down', async (t) => {
   const gw = await startGateway(t, { CONTROL_TOKEN: TOKEN, RETRY_BASE_MS: '10', RETRY_MAX_MS: '20' });
-  const sim = gw.gateway.simulator!;
-  await gw.gateway.link.whenLive(10_000);
+  const sim = gw.simulator!;
+  await gw.gateway.defaultStream.link.whenLive(10_000);
   const pinned = await call(t, gw, '/subscriptions', {
     method: 'POST',
     url: '/subscriptions',
@@ -103,10 +103,10 @@ t.test('pinned symbols reach the vendor and survive the last client leaving; 202
   const client = await gw.connect();
   await client.auth('c', 's');
   await client.request({ action: 'subscribe', trades: ['SPY', 'AAPL'] });
-  await gw.gateway.link.whenSynced(10_000);
+  await gw.gateway.defaultStream.link.whenSynced(10_000);
   await client.close();
-  await eventually(() => gw.gateway.hub.stats.connected === 0, 'the client gone');
-  await gw.gateway.link.whenSynced(10_000);
+  await eventually(() => gw.gateway.defaultStream.hub.stats.connected === 0, 'the client gone');
+  await gw.gateway.defaultStream.link.whenSynced(10_000);
   const held = sim.sessions().find((s) => s.authenticated)!.subscriptions;
   t.same([held.trades, held.bars], [['SPY'], ['*']], 'SPY stays pinned after the last client left; AAPL went');
   const state = await call(t, gw, '/subscriptions', { method: 'GET', url: '/subscriptions', headers: AUTH });
@@ -114,12 +114,12 @@ t.test('pinned symbols reach the vendor and survive the last client leaving; 202
 
   sim.refuseUpgrades(503);
   sim.dropAll({ terminate: true });
-  await eventually(() => gw.gateway.link.state !== 'live', 'the link down');
+  await eventually(() => gw.gateway.defaultStream.link.state !== 'live', 'the link down');
   const queued = await call(t, gw, '/subscriptions', { method: 'POST', url: '/subscriptions', headers: AUTH, payload: { action: 'subscribe', quotes: ['QQQ'] } });
   t.equal(queued.statusCode, 202);
   t.match(queued.json(), { applied: false, pinned: { quotes: ['QQQ'] } });
   sim.refuseUpgrades(undefined);
-  await gw.gateway.link.whenLive(10_000);
+  await gw.gateway.defaultStream.link.whenLive(10_000);
   t.same(sim.sessions().find((s) => s.authenticated)!.subscriptions.quotes, ['QQQ'], 'applied on reconnect');
   const removed = await call(t, gw, '/subscriptions', { method: 'POST', url: '/subscriptions', headers: AUTH, payload: { action: 'unsubscribe', trades: ['SPY'], bars: ['*'], quotes: ['QQQ'] } });
   t.equal(removed.statusCode, 200);
@@ -128,15 +128,15 @@ t.test('pinned symbols reach the vendor and survive the last client leaving; 202
 
 t.test('concurrent restarts share one restart and one id; its log lines carry the first request’s correlation id', async (t) => {
   const gw = await startGateway(t);
-  const sim = gw.gateway.simulator!;
-  await gw.gateway.link.whenLive(10_000);
+  const sim = gw.simulator!;
+  await gw.gateway.defaultStream.link.whenLive(10_000);
   const before = sim.stats.connections;
   const responses = await Promise.all(Array.from({ length: 5 }, (_, i) => gw.app.inject({ method: 'POST', url: '/restart', headers: { 'x-correlation-id': `restart-${i}` } })));
   for (const r of responses) t.same(disagreements('POST', '/restart', r as never), []);
-  const ids = new Set(responses.map((r) => r.json().restartId));
+  const ids = new Set(responses.map((r) => r.json().restarts[0].restartId));
   t.equal(ids.size, 1, 'one restart id');
-  t.same(responses.map((r) => r.json().joined), [false, true, true, true, true]);
-  await gw.gateway.link.whenLive(10_000);
+  t.same(responses.map((r) => r.json().restarts[0].joined), [false, true, true, true, true]);
+  await gw.gateway.defaultStream.link.whenLive(10_000);
   t.equal(sim.stats.connections, before + 1, 'one reconnect');
   const restartLines = gw.logs().filter((l) => l.includes('"component":"vendor-link"') && /vendor link restart|"to":"(stopping|stopped|connecting|authenticating|live)"/.test(l)).slice(-6);
   t.ok(restartLines.length >= 5, `${restartLines.length} vendor-link lines`);
@@ -151,7 +151,10 @@ t.test('bad input on the control plane gets a problem and changes nothing', asyn
     ['malformed JSON', '{"action":', undefined, 400, /JSON/i],
     ['a wrong type', '{"action":"subscribe","trades":"AAPL"}', undefined, 400, /body\.trades must be array/],
     ['a wrong symbol', '{"action":"subscribe","trades":["aapl"]}', undefined, 400, /body\.trades\[0\] must match pattern/],
-    ['an unknown channel', '{"action":"subscribe","orderbooks":["AAPL"]}', undefined, 400, /body\.orderbooks is not a known field/],
+    ['an unknown channel', '{"action":"subscribe","trade":["AAPL"]}', undefined, 400, /body\.trade is not a known field/],
+    ['a channel the stream lacks', '{"action":"subscribe","orderbooks":["AAPL"]}', undefined, 400, /a channel v2\/iex does not carry has symbols; its channels are trades, quotes/],
+    ['a symbol of another kind', '{"action":"subscribe","trades":["BTC/USD"]}', undefined, 400, /a symbol is not valid on v2\/iex \(a stocks stream\)/],
+    ['a stream not served', '{"action":"subscribe","stream":"v2/sip","trades":["AAPL"]}', undefined, 404, /stream "v2\/sip" is not served; this gateway serves v2\/iex/],
     ['an unknown action', '{"action":"pin","trades":["AAPL"]}', undefined, 400, /body\.action/],
     ['no action', '{"trades":["AAPL"]}', undefined, 400, /action/],
     ['the wrong content type', 'action=subscribe', { 'content-type': 'application/x-www-form-urlencoded' }, 415, /Unsupported Media Type|content-type/i],
@@ -163,7 +166,7 @@ t.test('bad input on the control plane gets a problem and changes nothing', asyn
     t.equal(r.headers['content-type'], 'application/problem+json; charset=utf-8', `${name}: problem+json`);
     t.match(r.json(), { status, detail, correlationId: r.headers['x-correlation-id'] }, name);
   }
-  t.ok(gw.gateway.hub.pinned.isEmpty, 'nothing was pinned');
+  t.ok(gw.gateway.defaultStream.hub.pinned.isEmpty, 'nothing was pinned');
   const restartBody = await call(t, gw, '/restart', { method: 'POST', url: '/restart', headers: { ...AUTH, 'content-type': 'application/json' }, payload: '{oops' });
   t.equal(restartBody.statusCode, 400, 'a malformed body on /restart');
   const unknown = await gw.app.inject({ method: 'DELETE', url: '/subscriptions' });
@@ -179,7 +182,7 @@ t.test('bad input on the control plane gets a problem and changes nothing', asyn
 
 t.test('metrics are present and move', async (t) => {
   const gw = await startGateway(t, { SIMULATOR_RATE: '2000' });
-  await gw.gateway.link.whenLive(10_000);
+  await gw.gateway.defaultStream.link.whenLive(10_000);
   const scrape = async (): Promise<Map<string, number>> => {
     const r = await call(t, gw, '/metrics', { method: 'GET', url: '/metrics' });
     const values = new Map<string, number>();
@@ -192,31 +195,31 @@ t.test('metrics are present and move', async (t) => {
   };
   const first = await scrape();
   for (const name of [
-    'tickmux_upstream_state{state="live"}',
-    'tickmux_upstream_breaker_state',
-    'tickmux_upstream_reconnects_total',
-    'tickmux_upstream_messages_total',
-    'tickmux_upstream_bytes_total',
-    'tickmux_downstream_messages_total',
-    'tickmux_downstream_bytes_total',
-    'tickmux_clients_connected',
-    'tickmux_subscriptions{channel="trades"}',
-    'tickmux_conflated_messages_total',
-    'tickmux_slow_client_closes_total',
+    'tickmux_upstream_state{stream="v2/iex",state="live"}',
+    'tickmux_upstream_breaker_state{stream="v2/iex"}',
+    'tickmux_upstream_reconnects_total{stream="v2/iex"}',
+    'tickmux_upstream_messages_total{stream="v2/iex"}',
+    'tickmux_upstream_bytes_total{stream="v2/iex"}',
+    'tickmux_downstream_messages_total{stream="v2/iex"}',
+    'tickmux_downstream_bytes_total{stream="v2/iex"}',
+    'tickmux_clients_connected{stream="v2/iex"}',
+    'tickmux_subscriptions{stream="v2/iex",channel="trades"}',
+    'tickmux_conflated_messages_total{stream="v2/iex"}',
+    'tickmux_slow_client_closes_total{stream="v2/iex"}',
     'tickmux_fanout_latency_seconds_count',
     'tickmux_nodejs_eventloop_lag_seconds',
   ]) {
     t.ok(first.has(name), `${name} present`);
   }
-  t.equal(first.get('tickmux_upstream_state{state="live"}'), 1);
+  t.equal(first.get('tickmux_upstream_state{stream="v2/iex",state="live"}'), 1);
   const client = await gw.connect();
   await client.auth('m', 's');
   await client.request({ action: 'subscribe', trades: ['AAPL'] });
   await eventually(() => client.messages.length > 30, 'data');
   const second = await scrape();
-  t.equal(second.get('tickmux_clients_connected'), 1);
-  t.equal(second.get('tickmux_subscriptions{channel="trades"}'), 1);
-  for (const name of ['tickmux_upstream_messages_total', 'tickmux_downstream_messages_total', 'tickmux_downstream_bytes_total', 'tickmux_fanout_latency_seconds_count']) {
+  t.equal(second.get('tickmux_clients_connected{stream="v2/iex"}'), 1);
+  t.equal(second.get('tickmux_subscriptions{stream="v2/iex",channel="trades"}'), 1);
+  for (const name of ['tickmux_upstream_messages_total{stream="v2/iex"}', 'tickmux_downstream_messages_total{stream="v2/iex"}', 'tickmux_downstream_bytes_total{stream="v2/iex"}', 'tickmux_fanout_latency_seconds_count']) {
     t.ok((second.get(name) ?? 0) > (first.get(name) ?? 0), `${name} moved`);
   }
 });

@@ -9,7 +9,7 @@ t.test('past MAX_PENDING_AUTH unauthenticated connections an upgrade gets HTTP 5
   const gw = await startGateway(t, { MAX_PENDING_AUTH: '3', CLIENT_KEYS: 'alice:alice-secret' });
   const port = Number(new URL(gw.base).port);
   const pending = [await gw.connect(), await gw.connect(), await gw.connect()];
-  t.match(gw.gateway.hub.stats, { connected: 3, authenticated: 0 }, 'three waiting to authenticate');
+  t.match(gw.gateway.defaultStream.hub.stats, { connected: 3, authenticated: 0 }, 'three waiting to authenticate');
 
   const refused = await rawUpgrade(t, port, '/v2/iex', { 'x-correlation-id': 'pending-4' });
   t.equal(refused.statusCode, 503, 'the fourth upgrade is refused over HTTP');
@@ -23,23 +23,23 @@ t.test('past MAX_PENDING_AUTH unauthenticated connections an upgrade gets HTTP 5
     (e: { statusCode: number }) => e.statusCode,
   );
   t.equal(sdk, 503, 'a WebSocket client sees the 503 as the upgrade’s answer');
-  t.equal(gw.gateway.hub.stats.connected, 3, 'no session was opened for the refused ones');
+  t.equal(gw.gateway.defaultStream.hub.stats.connected, 3, 'no session was opened for the refused ones');
   t.match(gw.logs().join('\n'), /client refused: pending-auth limit/);
 
   t.same(await pending[0]!.auth('alice', 'alice-secret'), { T: 'success', msg: 'authenticated' });
-  await eventually(() => gw.gateway.hub.stats.authenticated === 1, 'the hub to count the authenticated client');
+  await eventually(() => gw.gateway.defaultStream.hub.stats.authenticated === 1, 'the hub to count the authenticated client');
   const next = await gw.connect();
-  t.equal(gw.gateway.hub.stats.connected, 4, 'an authenticated client does not count against the cap: a new upgrade is accepted');
+  t.equal(gw.gateway.defaultStream.hub.stats.connected, 4, 'an authenticated client does not count against the cap: a new upgrade is accepted');
   t.same(await next.auth('alice', 'alice-secret'), { T: 'success', msg: 'authenticated' }, 'and works');
 
   const third = await gw.connect();
-  t.equal(gw.gateway.hub.stats.connected - gw.gateway.hub.stats.authenticated, 3, 'three pending again');
+  t.equal(gw.gateway.defaultStream.hub.stats.connected - gw.gateway.defaultStream.hub.stats.authenticated, 3, 'three pending again');
   const full = await rawUpgrade(t, port, '/v2/iex');
   t.equal(full.statusCode, 503, 'so the cap holds again');
   await full.serverClosed;
 
   await pending[1]!.close();
-  await eventually(() => gw.gateway.hub.stats.connected === 4, 'the pending client that left released');
+  await eventually(() => gw.gateway.defaultStream.hub.stats.connected === 4, 'the pending client that left released');
   const afterLeave = await gw.connect();
   t.equal(afterLeave.socket.readyState, afterLeave.socket.OPEN, 'a pending client that leaves frees its place');
   t.ok([pending[2]!, third].every((c) => c.socket.readyState === c.socket.OPEN), 'the pending clients stay connected');

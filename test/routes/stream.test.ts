@@ -120,10 +120,10 @@ t.test('406 at auth beyond MAX_CLIENTS authenticated clients, and a place frees 
   t.same(await third.auth('c', 's'), { T: 'error', code: 406, msg: 'connection limit exceeded' }, 'refused at auth, as the vendor does');
   t.equal(await third.closed, 1008);
   await b.close();
-  await a.until(() => gw.gateway.hub.stats.authenticated === 1, 'the server to see the close');
+  await a.until(() => gw.gateway.defaultStream.hub.stats.authenticated === 1, 'the server to see the close');
   const fourth = await gw.connect();
   t.same(await fourth.auth('d', 's'), { T: 'success', msg: 'authenticated' });
-  t.equal(gw.gateway.hub.stats.rejectedConnections, 1);
+  t.equal(gw.gateway.defaultStream.hub.stats.rejectedConnections, 1);
   t.equal(idle.closeCode, undefined, 'the idle one is still connected');
 });
 
@@ -132,7 +132,7 @@ t.test('idle unauthenticated sockets cannot lock real clients out (MAX_CLIENTS c
   for (let i = 0; i < 5; i++) await gw.connect(); // before: five of these took every place
   const real = await gw.connect();
   t.same(await real.auth('real', 's'), { T: 'success', msg: 'authenticated' });
-  t.equal(gw.gateway.hub.pendingAuth, 5);
+  t.equal(gw.gateway.defaultStream.hub.pendingAuth, 5);
 });
 
 t.test('an oversized frame gets 400 and close 1009; other clients are untouched', async (t) => {
@@ -150,14 +150,27 @@ t.test('an oversized frame gets 400 and close 1009; other clients are untouched'
   t.equal(other.closeCode, undefined);
 });
 
-t.test('a feed the gateway does not serve is refused with 404 naming the served feed; plain HTTP gets 426', async (t) => {
-  const gw = await startGateway(t);
-  const err = await new StreamClient(gw.url('', 'sip')).opened().then(
-    () => undefined,
-    (e: { statusCode: number; body: string }) => e,
-  );
-  t.equal(err?.statusCode, 404);
-  t.match(JSON.parse(err?.body ?? '{}'), { status: 404, title: 'Not Found', detail: 'this gateway serves the iex feed at /v2/iex', feed: 'sip', served: 'iex' });
+t.test('a stream path the gateway does not serve is refused with 404 naming the served ones; plain HTTP gets 426', async (t) => {
+  const gw = await startGateway(t, { STREAMS: 'v2/iex,v1beta1/news' });
+  const refused = (path: string) =>
+    new StreamClient(gw.url('', path)).opened().then(
+      () => undefined,
+      (e: { statusCode: number; body: string }) => e,
+    );
+  for (const path of ['v2/sip', 'v1beta3/crypto/us', 'v1beta1/opra', 'v2/nope', 'v1beta3/nope/us', 'news']) {
+    const err = await refused(path);
+    t.equal(err?.statusCode, 404, path);
+    t.same(JSON.parse(err?.body ?? '{}'), {
+      type: 'https://tickmux.dev/problems/404',
+      title: 'Not Found',
+      status: 404,
+      detail: `/${path} serves no stream here; this gateway serves /v2/iex, /v1beta1/news`,
+      correlationId: JSON.parse(err?.body ?? '{}').correlationId,
+      instance: `/${path}`,
+      stream: path,
+      served: ['v2/iex', 'v1beta1/news'],
+    });
+  }
   const plain = await fetch(`${gw.base}/v2/iex`);
   t.equal(plain.status, 426);
   t.equal(plain.headers.get('upgrade'), 'websocket');
@@ -177,11 +190,11 @@ t.test('a flood of subscribe/unsubscribe from one client: every request answered
   await flood.until(() => flood.messages.slice(from).filter((m) => m.T === 'subscription').length === 1000, 'a reply to each of the 1000 requests');
   const last = flood.messages.slice(from).filter((m) => m.T === 'subscription').at(-1)!;
   t.same([last.trades, last.quotes], [[], []], 'the last request (an unsubscribe) leaves the set empty');
-  await gw.gateway.link.whenSynced(10_000);
-  const held = gw.gateway.simulator!.sessions().find((s) => s.authenticated)!.subscriptions;
+  await gw.gateway.defaultStream.link.whenSynced(10_000);
+  const held = gw.simulator!.sessions().find((s) => s.authenticated)!.subscriptions;
   t.same([held.trades, held.quotes], [['MSFT'], []], 'the vendor converged on what is really held');
   const seen = other.messages.length;
   await other.until(() => other.messages.length > seen + 10, 'the other client keeps receiving');
   t.equal(other.closeCode, undefined);
-  t.equal(gw.gateway.simulator!.stats.connections, 1, 'no reconnect');
+  t.equal(gw.simulator!.stats.connections, 1, 'no reconnect');
 });

@@ -1,0 +1,36 @@
+/**
+ * GET /streams: each served stream with its vendor link's state and its clients (DESIGN.md §9).
+ * Open like /health: it carries no subscription lists, only what a dashboard or a probe reads.
+ */
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import type { Static } from '@sinclair/typebox';
+import type { ServedStream } from '../src/hub/gateway.js';
+import { CorrelationHeaders, Problem, Streams, type StreamStatus } from '../src/schemas.js';
+
+const iso = (ms: number | undefined): string | null => (ms === undefined ? null : new Date(ms).toISOString());
+
+/** The cheap fields of one stream (probed every few seconds: no copies of subscription lists). */
+export function streamStatus(stream: ServedStream): Static<typeof StreamStatus> {
+  const { link, hub } = stream;
+  const stats = link.stats;
+  const clients = hub.stats;
+  return {
+    stream: stream.path,
+    kind: stream.kind.name,
+    state: link.state,
+    since: new Date(link.since).toISOString(),
+    reason: link.reason ?? null,
+    lastMessageAt: iso(stats.lastMessageAt),
+    reconnects: stats.reconnects,
+    breaker: link.breakerState,
+    clients: { connected: clients.connected, authenticated: clients.authenticated },
+  };
+}
+
+const streamsRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
+  fastify.get('/streams', { schema: { headers: CorrelationHeaders, response: { 200: Streams, 403: Problem } } }, async () => ({
+    streams: fastify.gateway.streams.map(streamStatus),
+  }));
+};
+
+export default streamsRoutes;
