@@ -280,11 +280,13 @@ export class VendorSimulator extends EventEmitter {
   }
 
   /**
-   * Drops every connection: a clean close with `code`, or a cut TCP connection when `terminate`;
-   * with `error`, the vendor's error message for that code goes out first (407 slow client…).
+   * Drops every connection (of one stream `path` when given): a clean close with `code`, or a cut
+   * TCP connection when `terminate`; with `error`, the vendor's error message for that code goes
+   * out first (407 slow client…).
    */
-  dropAll(options: { code?: number; terminate?: boolean; error?: number } = {}): void {
+  dropAll(options: { code?: number; terminate?: boolean; error?: number; path?: string } = {}): void {
     for (const session of this.#sessions) {
+      if (options.path !== undefined && session.path !== streamPath(options.path)) continue;
       if (options.error !== undefined) session.sendError(options.error);
       session.close(options.code ?? 1011, options.terminate ?? false);
     }

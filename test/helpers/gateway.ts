@@ -19,8 +19,8 @@ export interface GatewayFixture {
   /** `http://127.0.0.1:PORT` */
   base: string;
   logs: () => string[];
-  /** a connected client that the teardown closes */
-  connect(options?: ClientOptions & { query?: string }): Promise<StreamClient>;
+  /** a connected client (of the first served stream unless `stream` says) that the teardown closes */
+  connect(options?: ClientOptions & { query?: string; stream?: string }): Promise<StreamClient>;
 }
 
 /**
@@ -47,7 +47,7 @@ export async function startGateway(t: Test, env: Record<string, string> = {}, cl
     base,
     logs: lines,
     connect: async (options = {}) => {
-      const client = new StreamClient(url(options.query ?? ''), options);
+      const client = new StreamClient(url(options.query ?? '', options.stream), options);
       t.teardown(() => client.close());
       await client.opened();
       return client;
