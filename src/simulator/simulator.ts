@@ -127,7 +127,7 @@ export class VendorSimulator extends EventEmitter {
   readonly #logger: Logger;
   readonly #clock: Clock;
   readonly #random: Random;
-  /** one market per stream kind, each with its own share of the rate */
+  /** one market per stream kind, each flowing at the full rate */
   readonly #markets: ReadonlyMap<StreamKind, { market: StreamMarket; budget: number }>;
   readonly #sessions = new Set<VendorSession>();
   readonly #stats: SimulatorStats = {
