@@ -3,7 +3,7 @@ import type { Test } from 'tap';
 import { WebSocketServer } from 'ws';
 import { loadConfig } from '../../src/config.js';
 import { Hub } from '../../src/hub/hub.js';
-import type { Encoding } from '../../src/protocol/frame.js';
+import type { Encoding, MessageUnit } from '../../src/protocol/frame.js';
 import type { VendorSimulator } from '../../src/simulator/index.js';
 import type { MarketMessage } from '../../src/simulator/stream-market.js';
 import { type LinkFixture, linkTo } from './link.js';
@@ -14,6 +14,8 @@ import type { ClientOptions, Message, StreamClient } from './stream-client.js';
 export interface StreamFixture {
   hub: Hub;
   link: LinkFixture;
+  /** every data unit the link handed the hub, in order */
+  vendor: MessageUnit[];
   /** a client of the hub, authenticated, that the teardown closes */
   client(options?: ClientOptions): Promise<StreamClient>;
 }
@@ -24,7 +26,12 @@ export interface StreamFixture {
  */
 export async function hubFor(t: Test, sim: VendorSimulator, path: string, encoding: Encoding = 'msgpack'): Promise<StreamFixture> {
   let hub: Hub | undefined;
-  const link = linkTo(t, sim, { url: sim.url(path), encoding, onData: (units) => hub?.onData(units) });
+  const vendor: MessageUnit[] = [];
+  const onData = (units: MessageUnit[]): void => {
+    vendor.push(...units);
+    hub?.onData(units);
+  };
+  const link = linkTo(t, sim, { url: sim.url(path), encoding, onData });
   const { logger } = captureLogs('info');
   hub = new Hub({ clients: loadConfig({}).clients, upstreamMaxSymbols: 0, link: link.manager, logger, clock: link.clock });
   const server = new WebSocketServer({ host: '127.0.0.1', port: 0 });
@@ -44,6 +51,7 @@ export async function hubFor(t: Test, sim: VendorSimulator, path: string, encodi
   return {
     hub,
     link,
+    vendor,
     client: async (options = {}) => {
       const c = await connect(t, url, options);
       await c.auth(`client-${n++}`, 'secret');
