@@ -203,7 +203,7 @@ async function main(): Promise<void> {
     },
     gatewayLines.emit,
   );
-  const { address: gatewayHttp, stream: gatewayUrl } = await readyLine<{ address: string; stream: string }>(gateway.child, gatewayLines, 'tickmux ready');
+  const { address: gatewayHttp, streams: [gatewayUrl] } = await readyLine<{ address: string; streams: [string] }>(gateway.child, gatewayLines, 'tickmux ready');
   let gatewayExit: { code: number | null; signal: string | null; at: number } | undefined;
   let stopping = false;
   const gatewayDied = new Promise<void>((resolve) =>

@@ -53,6 +53,8 @@ export interface SessionHost {
   release(session: ClientSession, pairs: readonly Pair[]): void;
   /** the last message of (channel, symbol); for `*`, the last of every symbol on the channel */
   lastValues(channel: Channel, symbol: string): MessageUnit[];
+  /** the current order book of (channel, symbol) as a reset when the hub knows it; for `*`, every known book */
+  bookResets(channel: Channel, symbol: string): MessageUnit[];
   /** flushes this session's queue at the end of the turn */
   scheduleFlush(session: ClientSession): void;
   onAuthenticated(session: ClientSession): void;
@@ -331,7 +333,7 @@ export class ClientSession {
       this.fail(refusal, 'upstream limit');
       return;
     }
-    const snapshot = this.options.snapshot ? this.#snapshotOf(added) : [];
+    const catchUp = this.#catchUpOf(added);
     for (const [channel, symbol] of added) {
       this.#set.add(channel, symbol);
       this.#symbols.add(symbol);
@@ -339,29 +341,40 @@ export class ClientSession {
     }
     this.#host.hold(this, added);
     this.#sendReply();
-    if (snapshot.length > 0) {
-      for (const unit of snapshot) this.queue.enqueue(unit);
+    // Queued before this turn ends, so ahead of anything the vendor sends for these pairs from now on.
+    if (catchUp.length > 0) {
+      for (const unit of catchUp) this.queue.enqueue(unit);
       this.#host.scheduleFlush(this);
     }
   }
 
   /**
-   * The last values `?snapshot=1` sends for pairs about to be added: only for what the client does
-   * not already receive — nothing for a symbol its `*` covers, and for a new `*`, every symbol but
-   * those it held explicitly. Taken before the set changes.
+   * What a client gets at once for pairs about to be added, only for what it does not already
+   * receive — nothing for a symbol its `*` covers, and for a new `*`, every symbol but those it
+   * held explicitly. Taken before the set changes.
    */
-  #snapshotOf(added: readonly Pair[]): MessageUnit[] {
+  #catchUpOf(added: readonly Pair[]): MessageUnit[] {
     const wildcardAdded = new Set<Channel>();
     for (const [channel, symbol] of added) if (symbol === WILDCARD) wildcardAdded.add(channel);
     const units: MessageUnit[] = [];
     for (const [channel, symbol] of added) {
       if (symbol === WILDCARD) {
-        for (const unit of this.#host.lastValues(channel, WILDCARD)) if (!this.#set.has(channel, unit.symbol as string)) units.push(unit);
+        for (const unit of this.#catchUp(channel, WILDCARD)) if (!this.#set.has(channel, unit.symbol as string)) units.push(unit);
       } else if (!this.#set.has(channel, WILDCARD) && !wildcardAdded.has(channel)) {
-        units.push(...this.#host.lastValues(channel, symbol));
+        units.push(...this.#catchUp(channel, symbol));
       }
     }
     return units.filter((unit) => unit.tryEncoded(this.encoding) !== undefined);
+  }
+
+  /**
+   * What one pair brings at once: its order book as a reset whether or not the client asked for
+   * snapshots — the vendor sends a reset when its own subscription starts, not to a client joining
+   * a book it already streams (PROTOCOL-STREAMS §1.3) — and with `?snapshot=1` its last values.
+   */
+  #catchUp(channel: Channel, symbol: string): MessageUnit[] {
+    const book = this.#host.bookResets(channel, symbol);
+    return this.options.snapshot ? [...book, ...this.#host.lastValues(channel, symbol)] : book;
   }
 
   /** Whether this client's set covers a data unit (unknown types go to every client). */

@@ -19,6 +19,7 @@ import type { LinkState, Refusal, StateChange } from '../upstream/stream-manager
 import { ClientAuthenticator } from './client-auth.js';
 import { ClientSession, type SessionHost, type SessionOptions } from './client-session.js';
 import { LastValues } from './last-values.js';
+import { OrderBooks } from './order-books.js';
 import type { QueueCounters } from './outbound-queue.js';
 import { SubscriptionIndex } from './subscription-index.js';
 
@@ -80,6 +81,8 @@ export class Hub {
   readonly #auth: ClientAuthenticator;
   readonly #index = new SubscriptionIndex<ClientSession>();
   readonly #lastValues: LastValues;
+  /** the vendor's order books, for clients that join one it already streams; none for kinds without books */
+  readonly #books: OrderBooks | undefined;
   readonly #sessions = new Set<ClientSession>();
   readonly #authenticated = new Set<ClientSession>();
   readonly #eventListeners = new Set<ClientSession>();
@@ -115,6 +118,7 @@ export class Hub {
     this.#routesByList = this.kind.symbolsField === 'symbols';
     this.#lastValues = new LastValues(this.kind);
     this.#logger = options.logger.child({ component: 'hub' });
+    this.#books = OrderBooks.for(this.kind, this.#logger);
     this.#auth = new ClientAuthenticator(options.clients.keys);
     this.#host = this.#makeHost();
     options.link.on('refused', (refusal) => this.#onRefused(refusal));
@@ -143,6 +147,7 @@ export class Hub {
     if (this.#turnUnits === 0) this.#turnStartedAt = performance.now();
     this.#stats.messagesIn += units.length;
     this.#turnUnits += units.length;
+    this.#books?.apply(units);
     for (const unit of units) {
       const channel = unit.type === undefined ? undefined : this.kind.typeToChannel[unit.type];
       if (channel === undefined) {
@@ -312,6 +317,7 @@ export class Hub {
         if (delta.removed.length > 0) this.#options.link.change([], delta.removed);
       },
       lastValues: (channel, symbol) => this.#lastValues.get(channel, symbol),
+      bookResets: (channel, symbol) => (channel === 'orderbooks' && this.#books !== undefined ? this.#books.resets(symbol) : []),
       scheduleFlush: (session) => {
         this.#touch(session);
         session.routed = -1; // other units than this turn's were queued: no shared frame
@@ -354,8 +360,14 @@ export class Hub {
     for (const session of affected) session.refuse(refusal.code, refusal.message, refused);
   }
 
-  /** `?events=1` clients hear when the vendor link goes down and comes back. */
+  /**
+   * Books are known only from the current connection's resets; `?events=1` clients hear when the
+   * vendor link goes down and comes back.
+   */
   #onLinkState(change: StateChange): void {
+    // Any state but live: the connection that streamed the books is gone, or a new one is not yet
+    // restored. A restore resubscribes before it counts as live, so `live` itself keeps its resets.
+    if (change.to !== 'live') this.#books?.clear();
     let event: string | undefined;
     if (change.to === 'live') event = 'upstream_up';
     else if (change.from === 'live') event = 'upstream_down';

@@ -23,7 +23,7 @@ function isControlType(type: unknown): boolean {
 }
 
 /** Formats a float the way JSON (and Go) would, keeping `-0`; non-finite values have no JSON form. */
-function jsonFloat(value: number): string {
+export function jsonFloat(value: number): string {
   if (!Number.isFinite(value)) throw new ConversionError(`${value} cannot be represented in JSON`);
   return Object.is(value, -0) ? '-0' : String(value);
 }

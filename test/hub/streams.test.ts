@@ -3,70 +3,17 @@
  * built for a crypto, news or options path against the simulator, with a real WebSocket listener
  * in front of the hub, and clients on real sockets.
  */
-import type { IncomingMessage } from 'node:http';
-import t, { type Test } from 'tap';
-import { WebSocketServer } from 'ws';
-import { loadConfig } from '../../src/config.js';
-import { Hub } from '../../src/hub/hub.js';
+import t from 'tap';
 import { Timestamp } from '../../src/protocol/timestamp.js';
-import type { VendorSimulator } from '../../src/simulator/index.js';
 import type { MarketMessage } from '../../src/simulator/stream-market.js';
-import { type LinkFixture, linkTo } from '../helpers/link.js';
-import { captureLogs } from '../helpers/log-capture.js';
-import { connect, startSimulator } from '../helpers/simulator.js';
-import type { ClientOptions, Message, StreamClient } from '../helpers/stream-client.js';
+import { startSimulator } from '../helpers/simulator.js';
+import type { Message } from '../helpers/stream-client.js';
+import { data, hubFor, publishSynced } from '../helpers/stream-hub.js';
 
 const CRYPTO_PATH = 'v1beta3/crypto/us';
 const NEWS_PATH = 'v1beta1/news';
 const OPTIONS_PATH = 'v1beta1/indicative';
 const t0 = new Timestamp(1704205800, 123456789);
-
-interface StreamFixture {
-  hub: Hub;
-  link: LinkFixture;
-  /** a client of the hub, authenticated, that the teardown closes */
-  client(options?: ClientOptions): Promise<StreamClient>;
-}
-
-/** A hub and its link for `path` on `sim`, behind a WebSocket listener on 127.0.0.1:0; torn down with the test. */
-async function hubFor(t: Test, sim: VendorSimulator, path: string, encoding: 'json' | 'msgpack' = 'msgpack'): Promise<StreamFixture> {
-  let hub: Hub | undefined;
-  const link = linkTo(t, sim, { url: sim.url(path), encoding, onData: (units) => hub?.onData(units) });
-  const { logger } = captureLogs('info');
-  hub = new Hub({ clients: loadConfig({}).clients, upstreamMaxSymbols: 0, link: link.manager, logger, clock: link.clock });
-  const server = new WebSocketServer({ host: '127.0.0.1', port: 0 });
-  await new Promise<void>((resolve) => server.once('listening', resolve));
-  server.on('connection', (socket, request: IncomingMessage) => {
-    const msgpack = (request.headers['content-type'] ?? '').startsWith('application/msgpack');
-    hub.accept(socket, { encoding: msgpack ? 'msgpack' : 'json', options: { snapshot: false, events: false }, remoteAddress: '127.0.0.1' });
-  });
-  t.teardown(async () => {
-    await hub.closeAll();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
-  });
-  link.manager.start();
-  await link.manager.whenLive();
-  const url = `ws://127.0.0.1:${(server.address() as { port: number }).port}/${path}`;
-  let n = 0;
-  return {
-    hub,
-    link,
-    client: async (options = {}) => {
-      const c = await connect(t, url, options);
-      await c.auth(`client-${n++}`, 'secret');
-      return c;
-    },
-  };
-}
-
-/** Data messages (no control replies) a client has received. */
-const data = (c: StreamClient): Message[] => c.messages.filter((m) => !['success', 'subscription', 'error'].includes(m.T as string));
-
-/** Publishes on `path` once the vendor holds what the link was asked for, so nothing is lost to a subscribe in flight. */
-async function publishSynced(f: StreamFixture, sim: VendorSimulator, path: string, messages: MarketMessage[]): Promise<void> {
-  await f.link.manager.whenSynced();
-  sim.publish(messages, path);
-}
 
 t.test('crypto: a client gets exactly its pairs, 64-bit trade ids lossless, every order-book update in order', async (t) => {
   const sim = await startSimulator(t);
