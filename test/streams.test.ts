@@ -269,3 +269,20 @@ t.test('a vendor drop on one stream leaves the clients of the others untouched',
   );
   t.same(Object.fromEntries(vendorSessions(sim)), { [STOCKS]: 1, [CRYPTO]: 1, [OPTIONS]: 1, [NEWS]: 1 }, 'still one session per path');
 });
+
+t.test('MAX_CLIENTS counts the clients of every stream together', async (t) => {
+  const gw = await startGateway(t, { STREAMS: `${STOCKS},${CRYPTO}`, MAX_CLIENTS: '2' });
+  const a = await gw.connect({ stream: STOCKS });
+  const b = await gw.connect({ stream: CRYPTO });
+  t.same([await a.auth('a', 's'), await b.auth('b', 's')], [
+    { T: 'success', msg: 'authenticated' },
+    { T: 'success', msg: 'authenticated' },
+  ]);
+  const c = await gw.connect({ stream: CRYPTO });
+  t.same(await c.auth('c', 's'), { T: 'error', code: 406, msg: 'connection limit exceeded' }, 'the third client, on either stream, is refused');
+  t.equal(await c.closed, 1008);
+  await a.close();
+  await eventually(() => gw.gateway.stream(STOCKS)!.hub.stats.authenticated === 0, 'the stock client gone');
+  const d = await gw.connect({ stream: CRYPTO });
+  t.same(await d.auth('d', 's'), { T: 'success', msg: 'authenticated' }, 'a place freed on one stream serves another');
+});
