@@ -23,21 +23,61 @@ const CLOSING_CODES = new Set([402, 404, 406, 407]);
 
 type Wire = Record<string, unknown>;
 
-/** One human line per message: time, type, symbol and the fields that matter for it. */
+/**
+ * One human line per message: time, type, symbol(s) and the fields that matter for it. The kinds
+ * share type letters (`t` is a stock, crypto or option trade), so a line shows the fields the
+ * message has rather than asking which stream it came from.
+ */
 export function formatMessage(m: Wire): string {
-  const head = `${String(m.t ?? '-')}  ${String(m.T)}  ${String(m.S ?? '')}`.trimEnd();
+  const symbols = Array.isArray(m.symbols) ? m.symbols.join(',') : '';
+  const head = `${String(m.t ?? m.created_at ?? '-')}  ${String(m.T)}  ${String(m.S ?? symbols)}`.trimEnd();
   switch (m.T) {
     case 't':
-      return `${head}  ${m.p} x ${m.s}  id=${m.i}  ${m.x}`;
+      return joinParts(head, `${m.p} x ${m.s}`, m.i !== undefined && `id=${m.i}`, m.x, m.tks !== undefined && `taker=${m.tks}`, conditions(m.c));
     case 'q':
-      return `${head}  bid ${m.bp} x ${m.bs} (${m.bx})  ask ${m.ap} x ${m.as} (${m.ax})`;
+      return joinParts(head, `bid ${m.bp} x ${m.bs}${venue(m.bx)}`, `ask ${m.ap} x ${m.as}${venue(m.ax)}`, conditions(m.c));
     case 'b':
     case 'u':
     case 'd':
       return `${head}  o ${m.o}  h ${m.h}  l ${m.l}  c ${m.c}  v ${m.v}`;
+    case 'o':
+      return joinParts(head, m.r === true ? 'reset' : 'update', bookSide('bids', m.b, Math.max), bookSide('asks', m.a, Math.min));
+    case 'n':
+      return joinParts(head, m.headline, `source=${m.source}`, `id=${m.id}`);
     default:
       return `${head}  ${JSON.stringify(m)}`;
   }
+}
+
+/** The parts a message has, two spaces apart; absent ones (undefined, false) leave no gap. */
+function joinParts(...parts: unknown[]): string {
+  return parts.filter((p) => p !== undefined && p !== false).join('  ');
+}
+
+/** ` (V)` for a quote side's exchange; crypto quotes have none. */
+function venue(exchange: unknown): string {
+  return exchange === undefined ? '' : ` (${exchange})`;
+}
+
+/**
+ * `c S`: an option's one condition, a string. Stock trades and quotes carry a list of conditions
+ * that their lines have always left to `--json`; crypto carries none.
+ */
+function conditions(c: unknown): string | undefined {
+  return typeof c === 'string' ? `c ${c}` : undefined;
+}
+
+/**
+ * `bids 10 (top 64000.1 x 0.5)`: how many levels a book message sets on a side and the innermost
+ * one — the best bid or ask of a reset, the level nearest the spread that an update changes
+ * (`x 0` removes it).
+ */
+function bookSide(name: string, levels: unknown, inner: (...prices: number[]) => number): string {
+  const list = Array.isArray(levels) ? (levels as { p: number; s: number }[]) : [];
+  if (list.length === 0) return `${name} 0`;
+  const price = inner(...list.map((l) => l.p));
+  const top = list.find((l) => l.p === price) as { p: number; s: number };
+  return `${name} ${list.length} (top ${top.p} x ${top.s})`;
 }
 
 /** Parses one JSON unit for display, keeping 64-bit integers as their exact digits. */
