@@ -1,17 +1,21 @@
 /**
  * `tickmux tail`: prints the live stream of a gateway (or of the vendor itself), for operators
  * and for trying things out. It speaks JSON so what it prints is the wire's own text: every
- * nanosecond and every digit of a 64-bit id, as sent.
+ * nanosecond and every digit of a 64-bit id, as sent. Any stream path works; the options path
+ * only through a gateway, since the vendor serves options as msgpack alone.
  */
 import { WebSocket } from 'ws';
 import { ProtocolError } from './errors.js';
 import { type MessageUnit, splitFrame } from './protocol/frame.js';
+import type { Channel } from './protocol/streams.js';
 
 export interface TailOptions {
+  /** the stream's own URL (`ws://127.0.0.1:8080/v1beta3/crypto/us`) */
   url: string;
   key: string;
   secret: string;
-  channels: Partial<Record<'trades' | 'quotes' | 'bars', string[]>>;
+  /** symbols per channel, only channels of the stream's kind */
+  channels: Partial<Record<Channel, string[]>>;
   json: boolean;
   /** stop after this many data messages */
   count: number | undefined;
@@ -86,6 +90,11 @@ function display(unit: MessageUnit): Wire {
   return JSON.parse(text.replace(/([:[,])(-?\d{16,})(?=[,\]}])/g, '$1"$2"')) as Wire;
 }
 
+/** The reply's lists for the channels tail asked for: the rest of a kind's reply (corrections, …) is noise here. */
+function confirmed(reply: Wire, asked: TailOptions['channels']): Wire {
+  return Object.fromEntries(Object.keys(asked).map((channel) => [channel, reply[channel]]));
+}
+
 /** Runs until interrupted, `count` messages were printed, or the gateway closes; resolves the exit code. */
 export function tail(options: TailOptions): Promise<number> {
   return new Promise((resolve) => {
@@ -120,7 +129,7 @@ export function tail(options: TailOptions): Promise<number> {
           options.err(`tickmux tail: ${message.code} ${message.msg}`);
           if (CLOSING_CODES.has(Number(message.code))) stop(1);
         } else if (message.T === 'subscription') {
-          options.err(`subscribed: ${JSON.stringify({ trades: message.trades, quotes: message.quotes, bars: message.bars })}`);
+          options.err(`subscribed: ${JSON.stringify(confirmed(message, options.channels))}`);
         } else {
           options.out(options.json ? unit.encoded('json').toString() : formatMessage(message));
           printed += 1;
