@@ -23,7 +23,13 @@ export interface TailOptions {
   err: (line: string) => void;
 }
 
-const CLOSING_CODES = new Set([402, 404, 406, 407]);
+/** Errors after which the server closes the session: 412 is a JSON session on the vendor's options path. */
+const CLOSING_CODES = new Set([402, 404, 406, 407, 412]);
+
+/** What to do about an error, where tail itself is the cause. */
+const HINTS: Readonly<Record<number, string>> = {
+  412: 'tail speaks JSON; point it at a tickmux gateway, which serves options as JSON too',
+};
 
 type Wire = Record<string, unknown>;
 
@@ -126,7 +132,8 @@ export function tail(options: TailOptions): Promise<number> {
         } else if (message.T === 'success' && message.msg === 'authenticated') {
           socket.send(JSON.stringify({ action: 'subscribe', ...options.channels }));
         } else if (message.T === 'error') {
-          options.err(`tickmux tail: ${message.code} ${message.msg}`);
+          const hint = HINTS[Number(message.code)];
+          options.err(`tickmux tail: ${message.code} ${message.msg}${hint === undefined ? '' : ` (${hint})`}`);
           if (CLOSING_CODES.has(Number(message.code))) stop(1);
         } else if (message.T === 'subscription') {
           options.err(`subscribed: ${JSON.stringify(confirmed(message, options.channels))}`);

@@ -149,6 +149,14 @@ t.test('tickmux tail takes a full stream URL as before, alone or with the same -
   }
 });
 
+t.test('tickmux tail on the vendor’s options path says the vendor refused JSON (412) and exits 1', async (t) => {
+  const sim = await startSimulator(t);
+  const proc = spawnNode(t, ['dist/src/cli.js', 'tail', '--url', baseOf(sim), '--stream', 'v1beta1/indicative', '--trades', 'AAPL250117C00150000']);
+  t.equal(await proc.exited, 1);
+  t.equal(proc.stderr(), 'tickmux tail: 412 option messages are only available in MsgPack format (tail speaks JSON; point it at a tickmux gateway, which serves options as JSON too)\n');
+  t.equal(proc.stdout(), '');
+});
+
 t.test('tickmux tail refuses an unknown stream, a channel the stream lacks and a --stream its --url contradicts, with exit 2', async (t) => {
   const cases: [string[], string][] = [
     [['--stream', 'v1beta2/crypto', '--trades', 'AAPL'], 'tickmux: unknown stream "v1beta2/crypto"; known: v2/iex, v2/sip, v2/delayed_sip, v2/test, v1beta1/boats, v1beta1/overnight, v1beta3/crypto/us, v1beta3/crypto/us-1, v1beta3/crypto/eu-1, v1beta1/indicative, v1beta1/opra, v1beta1/news'],
