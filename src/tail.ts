@@ -7,6 +7,7 @@
 import { WebSocket } from 'ws';
 import { ProtocolError } from './errors.js';
 import { type MessageUnit, splitFrame } from './protocol/frame.js';
+import { JsonNumber, JsonObject, type JsonValue, parseJson } from './protocol/json.js';
 import type { Channel } from './protocol/streams.js';
 
 export interface TailOptions {
@@ -90,10 +91,21 @@ function bookSide(name: string, levels: unknown, inner: (...prices: number[]) =>
   return `${name} ${list.length} (top ${top.p} x ${top.s})`;
 }
 
-/** Parses one JSON unit for display, keeping 64-bit integers as their exact digits. */
+/**
+ * Parses one JSON unit for display with the lossless parser, so 64-bit integers keep their exact
+ * digits; quoting long digit runs in the text before `JSON.parse` also hit them inside strings (a
+ * news headline) and broke the parse.
+ */
 function display(unit: MessageUnit): Wire {
-  const text = unit.encoded('json').toString();
-  return JSON.parse(text.replace(/([:[,])(-?\d{16,})(?=[,\]}])/g, '$1"$2"')) as Wire;
+  return plain(parseJson(unit.encoded('json'))) as Wire;
+}
+
+/** A parsed JSON value as plain JavaScript; an integer a double cannot hold exactly stays as its digits. */
+function plain(value: JsonValue): unknown {
+  if (value instanceof JsonNumber) return value.integer && !Number.isSafeInteger(Number(value.raw)) ? value.raw : Number(value.raw);
+  if (value instanceof JsonObject) return Object.fromEntries(value.keys.map((key, i) => [key, plain(value.values[i] as JsonValue)]));
+  if (Array.isArray(value)) return value.map(plain);
+  return value;
 }
 
 /** The reply's lists for the channels tail asked for: the rest of a kind's reply (corrections, …) is noise here. */

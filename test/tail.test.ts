@@ -1,5 +1,8 @@
-import t from 'tap';
-import { formatMessage } from '../src/tail.js';
+import { once } from 'node:events';
+import type { AddressInfo } from 'node:net';
+import t, { type Test } from 'tap';
+import { WebSocketServer } from 'ws';
+import { formatMessage, tail } from '../src/tail.js';
 
 // Messages as `tail` hands them to formatMessage: parsed JSON with 64-bit ids kept as digit strings.
 
@@ -80,4 +83,35 @@ t.test('a news item shows when it was created, its symbols, headline, source and
   };
   t.equal(formatMessage(item), '2022-01-05T22:00:37Z  n  CRSR,VFS  Corsair Reports Purchase Of Majority Ownership In iDisplay  source=benzinga  id=24918784');
   t.equal(formatMessage({ ...item, symbols: [] }), '2022-01-05T22:00:37Z  n  Corsair Reports Purchase Of Majority Ownership In iDisplay  source=benzinga  id=24918784', 'an item about no symbol in particular');
+});
+
+/** A one-connection stream server on 127.0.0.1:0 that greets, accepts any key, confirms the subscription and then sends `data`. */
+async function fakeStream(t: Test, data: string): Promise<string> {
+  const server = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  server.on('connection', (socket) => {
+    socket.send('[{"T":"success","msg":"connected"}]');
+    socket.on('message', (raw: Buffer) => {
+      const request = JSON.parse(raw.toString()) as { action: string };
+      if (request.action === 'auth') socket.send('[{"T":"success","msg":"authenticated"}]');
+      if (request.action === 'subscribe') socket.send(`[{"T":"subscription","news":["*"],"trades":["BTC/USD"]}]`, () => socket.send(data));
+    });
+  });
+  await once(server, 'listening');
+  return `ws://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
+t.test('tail prints a headline with a long digit run as sent, and a trade id beyond 2^63 exactly', async (t) => {
+  const item = '{"T":"n","id":24918784,"headline":"Fund [1234567890123456] files 8-K","created_at":"2024-01-05T22:00:37Z","updated_at":"2024-01-05T22:00:37Z","symbols":["AAPL"],"source":"benzinga"}';
+  const trade = '{"T":"t","S":"BTC/USD","p":47.299,"s":29.205707815,"t":"2024-03-12T10:27:48.858228144Z","i":18446744073709551615,"tks":"B"}';
+  const url = await fakeStream(t, `[${item},${trade}]`);
+  const out: string[] = [];
+  const err: string[] = [];
+  const code = await tail({ url, key: 'k', secret: 's', channels: { news: ['*'], trades: ['BTC/USD'] }, json: false, count: 2, out: (l) => out.push(l), err: (l) => err.push(l) });
+  t.equal(code, 0);
+  t.same(out, [
+    '2024-01-05T22:00:37Z  n  AAPL  Fund [1234567890123456] files 8-K  source=benzinga  id=24918784',
+    '2024-03-12T10:27:48.858228144Z  t  BTC/USD  47.299 x 29.205707815  id=18446744073709551615  taker=B',
+  ]);
+  t.same(err, ['subscribed: {"news":["*"],"trades":["BTC/USD"]}']);
 });
