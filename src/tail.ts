@@ -125,7 +125,8 @@ export function tail(options: TailOptions): Promise<number> {
       stopped = true;
       socket.close();
     };
-    process.once('SIGINT', () => stop(0));
+    const interrupted = (): void => stop(0);
+    process.once('SIGINT', interrupted);
     socket.on('message', (data: Buffer) => {
       // Frames already on the way while the close handshake runs are not printed.
       if (stopped) return;
@@ -163,6 +164,10 @@ export function tail(options: TailOptions): Promise<number> {
       options.err(`tickmux tail: ${err.message}`);
       exitCode = 1;
     });
-    socket.on('close', () => resolve(exitCode));
+    socket.on('close', () => {
+      // A caller that runs tail again (a test, a script) must not collect one SIGINT listener per run.
+      process.off('SIGINT', interrupted);
+      resolve(exitCode);
+    });
   });
 }

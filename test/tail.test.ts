@@ -101,12 +101,13 @@ async function fakeStream(t: Test, data: string): Promise<string> {
   return `ws://127.0.0.1:${(server.address() as AddressInfo).port}`;
 }
 
-t.test('tail prints a headline with a long digit run as sent, and a trade id beyond 2^63 exactly', async (t) => {
+t.test('tail prints a headline with a long digit run as sent and a trade id beyond 2^63 exactly, and leaves no SIGINT listener behind', async (t) => {
   const item = '{"T":"n","id":24918784,"headline":"Fund [1234567890123456] files 8-K","created_at":"2024-01-05T22:00:37Z","updated_at":"2024-01-05T22:00:37Z","symbols":["AAPL"],"source":"benzinga"}';
   const trade = '{"T":"t","S":"BTC/USD","p":47.299,"s":29.205707815,"t":"2024-03-12T10:27:48.858228144Z","i":18446744073709551615,"tks":"B"}';
   const url = await fakeStream(t, `[${item},${trade}]`);
   const out: string[] = [];
   const err: string[] = [];
+  const interruptListeners = process.listenerCount('SIGINT');
   const code = await tail({ url, key: 'k', secret: 's', channels: { news: ['*'], trades: ['BTC/USD'] }, json: false, count: 2, out: (l) => out.push(l), err: (l) => err.push(l) });
   t.equal(code, 0);
   t.same(out, [
@@ -114,4 +115,5 @@ t.test('tail prints a headline with a long digit run as sent, and a trade id bey
     '2024-03-12T10:27:48.858228144Z  t  BTC/USD  47.299 x 29.205707815  id=18446744073709551615  taker=B',
   ]);
   t.same(err, ['subscribed: {"news":["*"],"trades":["BTC/USD"]}']);
+  t.equal(process.listenerCount('SIGINT'), interruptListeners, 'its SIGINT listener is gone once it ends');
 });
