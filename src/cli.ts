@@ -6,6 +6,7 @@
 import { parseArgs } from 'node:util';
 import closeWithGrace from 'close-with-grace';
 import { createLogger } from './logger.js';
+import { CHANNELS, type Channel, STREAM_PATHS, type StreamKind, streamKindOf, streamPathOfUrl } from './protocol/streams.js';
 import { VendorSimulator } from './simulator/index.js';
 import { tail } from './tail.js';
 
@@ -21,9 +22,19 @@ commands:
              --key K --secret S   accept only this key pair (default: any)
              --max-buffer-mb M    unsent MiB per connection before 407 (default 16)
   tail       print the live stream of a gateway
-             --url U    (default ws://127.0.0.1:8080/v2/iex)
+             --url U      the gateway's base (default ws://127.0.0.1:8080), or a full stream URL
+                          (ws://127.0.0.1:8080/v2/iex) that names the stream itself
+             --stream P   the stream path (default v2/iex): v2/{iex,sip,delayed_sip,test},
+                          v1beta1/{boats,overnight}, v1beta3/crypto/{us,us-1,eu-1},
+                          v1beta1/{indicative,opra}, v1beta1/news
              --key K --secret S   (default: $APCA_API_KEY_ID / $APCA_API_SECRET_KEY, else "tail")
-             --trades SYM  --quotes SYM  --bars SYM   (repeat, or comma-separate; "*" for all)
+             channels (repeat, or comma-separate; "*" for all), those of the stream's kind:
+               stocks   --trades --quotes --bars --updated-bars --daily-bars --statuses --lulds
+                        --imbalances SYM
+               crypto   --trades --quotes --bars --updated-bars --daily-bars --orderbooks BTC/USD
+               options  --trades --quotes AAPL250117C00150000   (a gateway's: the vendor's is
+                        msgpack only, which tail does not speak)
+               news     --news SYM or '*'
              --json     print each message as the wire's JSON   --count N   stop after N messages
 `;
 
@@ -79,20 +90,66 @@ async function simulate(args: string[]): Promise<void> {
   });
 }
 
+/** A channel's command-line option: `updatedBars` → `updated-bars`. */
+function channelOption(channel: Channel): string {
+  return channel.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+}
+
+const DEFAULT_BASE = 'ws://127.0.0.1:8080';
+const DEFAULT_STREAM = 'v2/iex';
+
+/**
+ * The URL tail connects to and its stream's kind. `--url` is a base the stream path is appended
+ * to, or — as before tail knew streams — a full stream URL, which then names the stream itself.
+ */
+function tailTarget(url: string, stream: string | undefined): { url: string; path: string; kind: StreamKind } {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch (err) {
+    if (err instanceof TypeError) usageError('--url must be a ws:// or wss:// URL');
+    throw err;
+  }
+  if (parsed.protocol !== 'ws:' && parsed.protocol !== 'wss:') usageError('--url must be a ws:// or wss:// URL');
+  const asked = stream?.replace(/^\/+/, '');
+  if (asked !== undefined && streamKindOf(asked) === undefined) usageError(`unknown stream ${JSON.stringify(stream)}; known: ${STREAM_PATHS.join(', ')}`);
+  const named = streamPathOfUrl(url);
+  if (named !== undefined) {
+    if (asked !== undefined && asked !== named) usageError(`--url names the stream ${named}; --stream ${asked} differs (give --url as a base to choose the stream)`);
+    return { url, path: named, kind: streamKindOf(named) as StreamKind };
+  }
+  const path = asked ?? DEFAULT_STREAM;
+  parsed.pathname = `${parsed.pathname.replace(/\/+$/, '')}/${path}`;
+  return { url: parsed.toString(), path, kind: streamKindOf(path) as StreamKind };
+}
+
+/** The symbols given for each channel option; a channel the stream's kind lacks is a usage error. */
+function tailChannels(values: Record<string, unknown>, path: string, kind: StreamKind): Partial<Record<Channel, string[]>> {
+  const own = kind.channels.map((c) => `--${channelOption(c)}`).join(', ');
+  const channels: Partial<Record<Channel, string[]>> = {};
+  for (const channel of CHANNELS) {
+    const given = values[channelOption(channel)] as string[] | undefined;
+    if (given === undefined) continue;
+    if (!kind.channels.includes(channel)) usageError(`${path} has no --${channelOption(channel)}; its channels: ${own}`);
+    channels[channel] = given.flatMap((s) => s.split(',')).map((s) => s.trim()).filter(Boolean);
+  }
+  if (Object.keys(channels).length === 0) usageError(`tail needs at least one of ${own}`);
+  return channels;
+}
+
 async function runTail(args: string[]): Promise<void> {
   let values;
   try {
     ({ values } = parseArgs({
       args,
       options: {
-        url: { type: 'string', default: 'ws://127.0.0.1:8080/v2/iex' },
+        url: { type: 'string', default: DEFAULT_BASE },
+        stream: { type: 'string' },
         key: { type: 'string' },
         secret: { type: 'string' },
-        trades: { type: 'string', multiple: true },
-        quotes: { type: 'string', multiple: true },
-        bars: { type: 'string', multiple: true },
         json: { type: 'boolean', default: false },
         count: { type: 'string' },
+        ...Object.fromEntries(CHANNELS.map((c) => [channelOption(c), { type: 'string', multiple: true } as const])),
       },
       strict: true,
     }));
@@ -100,12 +157,10 @@ async function runTail(args: string[]): Promise<void> {
     if (err instanceof TypeError) usageError(err.message);
     throw err;
   }
-  const list = (v: string[] | undefined): string[] | undefined => v?.flatMap((s) => s.split(',')).map((s) => s.trim()).filter(Boolean);
-  const channels = { trades: list(values.trades), quotes: list(values.quotes), bars: list(values.bars) };
-  if (Object.values(channels).every((c) => c === undefined)) usageError('tail needs at least one of --trades, --quotes, --bars');
-  if (!/^wss?:\/\//.test(values.url)) usageError('--url must be a ws:// or wss:// URL');
+  const target = tailTarget(values.url, values.stream);
+  const channels = tailChannels(values, target.path, target.kind);
   const code = await tail({
-    url: values.url,
+    url: target.url,
     key: values.key ?? process.env.APCA_API_KEY_ID ?? 'tail',
     secret: values.secret ?? process.env.APCA_API_SECRET_KEY ?? 'tail',
     channels,

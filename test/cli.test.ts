@@ -1,5 +1,6 @@
 import t from 'tap';
 import { spawnNode } from './helpers/processes.js';
+import { startSimulator } from './helpers/simulator.js';
 import { StreamClient } from './helpers/stream-client.js';
 
 t.test('tickmux simulate serves the vendor protocol as a process and stops on SIGTERM', async (t) => {
@@ -71,12 +72,13 @@ t.test('tickmux tail prints a gateway’s stream, losslessly with --json, and fa
   const { startGateway } = await import('./helpers/gateway.js');
   const gw = await startGateway(t, { SIMULATOR_RATE: '1000', CLIENT_KEYS: 'ops:ops-secret' });
   await gw.gateway.defaultStream.link.whenLive(10_000);
-  const human = spawnNode(t, ['dist/src/cli.js', 'tail', '--url', gw.url(), '--key', 'ops', '--secret', 'ops-secret', '--trades', 'AAPL', '--quotes', 'MSFT,NVDA', '--count', '6']);
+  // The gateway's base: tail appends the default stream path, v2/iex.
+  const human = spawnNode(t, ['dist/src/cli.js', 'tail', '--url', gw.base.replace(/^http/, 'ws'), '--key', 'ops', '--secret', 'ops-secret', '--trades', 'AAPL', '--quotes', 'MSFT,NVDA', '--count', '6']);
   t.equal(await human.exited, 0);
   const lines = human.stdout().trim().split('\n');
   t.equal(lines.length, 6, 'six messages, then it stops');
   t.ok(lines.every((l) => /^\d{4}-\d\d-\d\dT[\d:.]+Z {2}[tq] {2}(AAPL|MSFT|NVDA) /.test(l)), lines.join('\n'));
-  t.match(human.stderr(), 'subscribed: {"trades":["AAPL"],"quotes":["MSFT","NVDA"],"bars":[]}');
+  t.match(human.stderr(), 'subscribed: {"trades":["AAPL"],"quotes":["MSFT","NVDA"]}', 'the reply’s lists of the channels it asked for');
 
   const json = spawnNode(t, ['dist/src/cli.js', 'tail', '--url', gw.url(), '--key', 'ops', '--secret', 'ops-secret', '--trades', 'AAPL', '--json', '--count', '10']);
   t.equal(await json.exited, 0);
@@ -93,5 +95,83 @@ t.test('tickmux tail prints a gateway’s stream, losslessly with --json, and fa
 
   const usage = spawnNode(t, ['dist/src/cli.js', 'tail', '--url', gw.url()]);
   t.equal(await usage.exited, 2);
-  t.match(usage.stderr(), 'tail needs at least one of --trades, --quotes, --bars');
+  t.match(usage.stderr(), 'tail needs at least one of --trades, --quotes, --bars, --updated-bars, --daily-bars, --statuses, --lulds, --imbalances\n');
+});
+
+/** The simulator's base URL, `ws://127.0.0.1:PORT`, which serves every stream path. */
+function baseOf(simulator: { port: number }): string {
+  return `ws://127.0.0.1:${simulator.port}`;
+}
+
+/** The lines a finished process printed on stdout. */
+function linesOf(proc: { stdout: () => string }): string[] {
+  return proc.stdout().trim().split('\n');
+}
+
+t.test('tickmux tail --stream v1beta3/crypto/us prints the asked pair’s trades with exact 64-bit ids, and a book from its reset', async (t) => {
+  const sim = await startSimulator(t, { rate: 1000, tradeIdBase: 2n ** 62n });
+  const trades = spawnNode(t, ['dist/src/cli.js', 'tail', '--url', baseOf(sim), '--stream', 'v1beta3/crypto/us', '--trades', 'BTC/USD', '--count', '5']);
+  t.equal(await trades.exited, 0);
+  t.match(trades.stderr(), 'subscribed: {"trades":["BTC/USD"]}\n');
+  const lines = linesOf(trades);
+  t.equal(lines.length, 5, 'five trades, then it stops');
+  t.ok(lines.every((l) => /^\d{4}-\d\d-\d\dT[\d:.]+Z {2}t {2}BTC\/USD {2}[\d.]+ x [\d.]+ {2}id=\d+ {2}taker=[BS]$/.test(l)), lines.join('\n'));
+  const ids = lines.map((l) => /id=(\d+)/.exec(l)![1]);
+  t.same(ids, [0n, 1n, 2n, 3n, 4n].map((n) => String(2n ** 62n + n)), 'the pair’s ids in sequence from 2^62, every digit exact');
+
+  const book = spawnNode(t, ['dist/src/cli.js', 'tail', '--url', baseOf(sim), '--stream', 'v1beta3/crypto/us', '--orderbooks', 'ETH/USD', '--count', '2']);
+  t.equal(await book.exited, 0);
+  const [reset, update] = linesOf(book);
+  t.match(reset, /^\S+Z {2}o {2}ETH\/USD {2}reset {2}bids 10 \(top [\d.]+ x [\d.]+\) {2}asks 10 \(top [\d.]+ x [\d.]+\)$/, 'the whole book first, flagged as a reset');
+  t.match(update, /^\S+Z {2}o {2}ETH\/USD {2}update {2}bids [01]( \(top [\d.]+ x [\d.]+\))? {2}asks [01]/, 'then level updates');
+});
+
+t.test('tickmux tail --stream v1beta1/news prints the items about the asked symbols', async (t) => {
+  const sim = await startSimulator(t, { newsIntervalMs: 10 });
+  const news = spawnNode(t, ['dist/src/cli.js', 'tail', '--url', baseOf(sim), '--stream', 'v1beta1/news', '--news', 'AAPL', '--news', 'TSLA', '--count', '3']);
+  t.equal(await news.exited, 0);
+  t.match(news.stderr(), 'subscribed: {"news":["AAPL","TSLA"]}\n');
+  const lines = linesOf(news);
+  t.equal(lines.length, 3);
+  for (const line of lines) {
+    const [, symbols] = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ {2}n {2}(\S+) {2}.+ {2}source=benzinga {2}id=\d+$/.exec(line) ?? [];
+    t.ok(symbols?.split(',').some((s) => s === 'AAPL' || s === 'TSLA'), `about AAPL or TSLA: ${line}`);
+  }
+});
+
+t.test('tickmux tail takes a full stream URL as before, alone or with the same --stream', async (t) => {
+  const sim = await startSimulator(t, { rate: 1000 });
+  const url = sim.url('v1beta3/crypto/us');
+  for (const extra of [[], ['--stream', 'v1beta3/crypto/us']]) {
+    const proc = spawnNode(t, ['dist/src/cli.js', 'tail', '--url', url, ...extra, '--quotes', 'ETH/USD', '--count', '3']);
+    t.equal(await proc.exited, 0);
+    t.ok(linesOf(proc).every((l) => /^\S+Z {2}q {2}ETH\/USD {2}bid [\d.]+ x [\d.]+ {2}ask [\d.]+ x [\d.]+$/.test(l)), `${extra.join(' ') || 'no --stream'}: ${proc.stdout()}`);
+  }
+});
+
+t.test('tickmux tail on the vendor’s options path says the vendor refused JSON (412) and exits 1', async (t) => {
+  const sim = await startSimulator(t);
+  const proc = spawnNode(t, ['dist/src/cli.js', 'tail', '--url', baseOf(sim), '--stream', 'v1beta1/indicative', '--trades', 'AAPL250117C00150000']);
+  t.equal(await proc.exited, 1);
+  t.equal(proc.stderr(), 'tickmux tail: 412 option messages are only available in MsgPack format (tail speaks JSON; point it at a tickmux gateway, which serves options as JSON too)\n');
+  t.equal(proc.stdout(), '');
+});
+
+t.test('tickmux tail refuses an unknown stream, a channel the stream lacks and a --stream its --url contradicts, with exit 2', async (t) => {
+  const cases: [string[], string][] = [
+    [['--stream', 'v1beta2/crypto', '--trades', 'AAPL'], 'tickmux: unknown stream "v1beta2/crypto"; known: v2/iex, v2/sip, v2/delayed_sip, v2/test, v1beta1/boats, v1beta1/overnight, v1beta3/crypto/us, v1beta3/crypto/us-1, v1beta3/crypto/eu-1, v1beta1/indicative, v1beta1/opra, v1beta1/news'],
+    [['--stream', 'v1beta1/news', '--trades', 'AAPL'], 'tickmux: v1beta1/news has no --trades; its channels: --news'],
+    [['--stream', 'v1beta3/crypto/us', '--statuses', 'BTC/USD'], 'tickmux: v1beta3/crypto/us has no --statuses; its channels: --trades, --quotes, --bars, --updated-bars, --daily-bars, --orderbooks'],
+    [['--stream', 'v1beta1/opra', '--bars', 'AAPL250117C00150000'], 'tickmux: v1beta1/opra has no --bars; its channels: --trades, --quotes'],
+    [['--orderbooks', 'BTC/USD'], 'tickmux: v2/iex has no --orderbooks; its channels: --trades, --quotes, --bars, --updated-bars, --daily-bars, --statuses, --lulds, --imbalances'],
+    [['--stream', 'v1beta1/news'], 'tickmux: tail needs at least one of --news'],
+    [['--url', 'ws://127.0.0.1:8080/v2/iex', '--stream', 'v2/sip', '--trades', 'AAPL'], 'tickmux: --url names the stream v2/iex; --stream v2/sip differs (give --url as a base to choose the stream)'],
+    [['--url', 'http://127.0.0.1:8080', '--trades', 'AAPL'], 'tickmux: --url must be a ws:// or wss:// URL'],
+  ];
+  const runs = cases.map(([args, first]) => ({ args, first, proc: spawnNode(t, ['dist/src/cli.js', 'tail', ...args]) }));
+  for (const { args, first, proc } of runs) {
+    t.equal(await proc.exited, 2, args.join(' '));
+    t.equal(proc.stderr().split('\n')[0], first, 'one line saying why');
+    t.match(proc.stderr(), 'usage: tickmux', 'with the usage');
+  }
 });

@@ -231,10 +231,10 @@ export function upstreamEncodingOf(kind: StreamKind, configured: Encoding): Enco
 }
 
 /**
- * The kind of the stream a vendor URL points at: its path ends in a known stream path
- * (`wss://host/v1beta3/crypto/us`, or behind a proxy's prefix), else undefined.
+ * The stream path a URL points at: the known path its path ends in (`wss://host/v1beta3/crypto/us`,
+ * or behind a proxy's prefix), else undefined (a bare base, an unknown path, not a URL).
  */
-export function streamKindOfUrl(url: string): StreamKind | undefined {
+export function streamPathOfUrl(url: string): string | undefined {
   let pathname: string;
   try {
     pathname = new URL(url).pathname.replace(/\/+$/, '');
@@ -242,7 +242,12 @@ export function streamKindOfUrl(url: string): StreamKind | undefined {
     if (err instanceof TypeError) return undefined;
     throw err;
   }
-  const path = STREAM_PATHS.find((p) => pathname === `/${p}` || pathname.endsWith(`/${p}`));
+  return STREAM_PATHS.find((p) => pathname === `/${p}` || pathname.endsWith(`/${p}`));
+}
+
+/** The kind of the stream a vendor URL points at (see `streamPathOfUrl`), else undefined. */
+export function streamKindOfUrl(url: string): StreamKind | undefined {
+  const path = streamPathOfUrl(url);
   return path === undefined ? undefined : streamKindOf(path);
 }
 

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { decodeFrame, encodeFrame, joinFrame, splitFrame } from '../../src/protocol/frame.js';
-import { CRYPTO, NEWS, OPTIONS, parseChannels, STOCKS, STREAM_KINDS, STREAM_PATHS, streamKindOf, streamKindOfUrl, subscriptionReply, upstreamEncodingOf } from '../../src/protocol/streams.js';
+import { CRYPTO, NEWS, OPTIONS, parseChannels, STOCKS, STREAM_KINDS, STREAM_PATHS, streamKindOf, streamKindOfUrl, streamPathOfUrl, subscriptionReply, upstreamEncodingOf } from '../../src/protocol/streams.js';
 import { Timestamp } from '../../src/protocol/timestamp.js';
 
 t.test('every stream path of DESIGN §9 maps to its kind, and nothing else does', async (t) => {
@@ -112,7 +112,7 @@ function empty(): Record<string, string[]> {
   return { trades: [], quotes: [], bars: [], updatedBars: [], dailyBars: [], statuses: [], lulds: [], imbalances: [], orderbooks: [], news: [] };
 }
 
-t.test('a vendor URL names its stream kind by its path, behind a prefix too; an unknown path names none', async (t) => {
+t.test('a vendor URL names its stream path and kind by its path, behind a prefix too; an unknown or bare one names none', async (t) => {
   t.equal(streamKindOfUrl('wss://stream.data.alpaca.markets/v2/sip'), STOCKS);
   t.equal(streamKindOfUrl('ws://127.0.0.1:9/v1beta3/crypto/us-1/'), CRYPTO);
   t.equal(streamKindOfUrl('wss://proxy.example/alpaca/v1beta1/opra'), OPTIONS);
@@ -120,6 +120,9 @@ t.test('a vendor URL names its stream kind by its path, behind a prefix too; an 
   t.equal(streamKindOfUrl('ws://127.0.0.1:9/iex'), undefined, 'a bare feed segment is no stream path');
   t.equal(streamKindOfUrl('wss://host/v2/iexx'), undefined);
   t.equal(streamKindOfUrl('not a url'), undefined);
+  t.equal(streamPathOfUrl('ws://127.0.0.1:8080/v1beta3/crypto/us?events=1'), 'v1beta3/crypto/us', 'the path itself, without the query');
+  t.equal(streamPathOfUrl('ws://127.0.0.1:8080'), undefined, 'a bare base names no stream');
+  t.equal(streamPathOfUrl('ws://127.0.0.1:8080/'), undefined);
 });
 
 t.test('a link runs the configured encoding upstream where the kind has it, else the kind’s own', async (t) => {
