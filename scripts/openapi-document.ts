@@ -130,7 +130,7 @@ function ordered(object: Json, keys: readonly string[]): Json {
  * would be a route saying something else under the same name) and becomes a `$ref` to it.
  */
 class Shared {
-  readonly components: Json = {};
+  readonly #found = new Map<string, Json>();
 
   constructor(
     readonly section: string,
@@ -140,10 +140,15 @@ class Shared {
   refer(item: Json): Json {
     const name = Object.keys(this.named).find((n) => this.named[n]?.(item));
     if (name === undefined) return item;
-    const first = this.components[name];
-    if (first === undefined) this.components[name] = item;
+    const first = this.#found.get(name);
+    if (first === undefined) this.#found.set(name, item);
     else if (JSON.stringify(first) !== JSON.stringify(item)) throw new Error(`two different ${this.section} are ${name}: ${JSON.stringify(first)} and ${JSON.stringify(item)}`);
     return { $ref: `#/components/${this.section}/${name}` };
+  }
+
+  /** The components found, in the order they are named (not the order of the routes). */
+  get components(): Json {
+    return Object.fromEntries(Object.keys(this.named).flatMap((name) => (this.#found.has(name) ? [[name, this.#found.get(name)]] : [])));
   }
 }
 
