@@ -15,6 +15,7 @@ import {
   NotServed,
   RestartAccepted,
   RestartRequest,
+  TooLarge,
   Unauthorized,
   UnsupportedMediaType,
 } from '../src/schemas.js';
@@ -41,6 +42,7 @@ const restartRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
           401: Unauthorized,
           403: Forbidden,
           404: NotServed,
+          413: TooLarge,
           415: UnsupportedMediaType,
         },
       },

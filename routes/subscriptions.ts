@@ -73,7 +73,7 @@ const subscriptionRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
         security: ControlTokenSecurity,
         headers: CorrelationHeaders,
         querystring: StreamQuery,
-        response: { 200: answer(SubscriptionState, "The stream's subscription state."), 401: Unauthorized, 403: Forbidden, 404: NotServed },
+        response: { 200: answer(SubscriptionState, "The stream's subscription state."), 400: BadRequest, 401: Unauthorized, 403: Forbidden, 404: NotServed },
       },
       preHandler: fastify.requireControlToken,
     },
