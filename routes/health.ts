@@ -6,7 +6,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { Static } from '@sinclair/typebox';
 import type { Gateway } from '../src/hub/gateway.js';
-import { CorrelationHeaders, Health, Liveness, Problem } from '../src/schemas.js';
+import { answer, CorrelationHeaders, Forbidden, Health, Liveness } from '../src/schemas.js';
 import { VERSION } from '../src/version.js';
 import { streamStatus } from './streams.js';
 
@@ -30,20 +30,61 @@ function health(gateway: Gateway): { code: 200 | 503; body: Static<typeof Health
   };
 }
 
+const healthy = answer(Health, "Every served stream's vendor link is live (authenticated, subscriptions restored).");
+const degraded = answer(Health, 'At least one vendor link is not live (down, reconnecting, failed or behind an open breaker); `streams` says which.');
+
 const healthRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
-  const schema = { headers: CorrelationHeaders, response: { 200: Health, 403: Problem, 503: Health } };
-  fastify.get('/health', { schema }, async (_request, reply) => {
-    const { code, body } = health(fastify.gateway);
-    return reply.code(code).send(body);
-  });
-  fastify.get('/health/ready', { schema }, async (_request, reply) => {
-    const { code, body } = health(fastify.gateway);
-    return reply.code(code).send(body);
-  });
-  fastify.get('/health/live', { schema: { headers: CorrelationHeaders, response: { 200: Liveness, 403: Problem } } }, async () => ({
-    status: 'ok' as const,
-    uptimeSeconds: Math.round((Date.now() - fastify.gateway.startedAt) / 1000),
-  }));
+  const response = { 200: healthy, 403: Forbidden, 503: degraded };
+  fastify.get(
+    '/health',
+    {
+      schema: {
+        tags: ['health'],
+        operationId: 'getHealth',
+        summary: 'Health of every vendor link (200 only while all are live)',
+        description:
+          "For monitoring: each served stream's link state, since when, its last failure, last message, reconnects, breaker and clients, with the client totals, version and uptime.",
+        headers: CorrelationHeaders,
+        response,
+      },
+    },
+    async (_request, reply) => {
+      const { code, body } = health(fastify.gateway);
+      return reply.code(code).send(body);
+    },
+  );
+  fastify.get(
+    '/health/ready',
+    {
+      schema: {
+        tags: ['health'],
+        operationId: 'getReady',
+        summary: 'Readiness for load-balancer rotation (the same status and body as /health)',
+        headers: CorrelationHeaders,
+        response,
+      },
+    },
+    async (_request, reply) => {
+      const { code, body } = health(fastify.gateway);
+      return reply.code(code).send(body);
+    },
+  );
+  fastify.get(
+    '/health/live',
+    {
+      schema: {
+        tags: ['health'],
+        operationId: 'getLive',
+        summary: 'Liveness (200 while the process answers; does not fail on a vendor outage)',
+        headers: CorrelationHeaders,
+        response: { 200: answer(Liveness, 'The process is responsive.'), 403: Forbidden },
+      },
+    },
+    async () => ({
+      status: 'ok' as const,
+      uptimeSeconds: Math.round((Date.now() - fastify.gateway.startedAt) / 1000),
+    }),
+  );
 };
 
 export default healthRoutes;

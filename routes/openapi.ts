@@ -1,8 +1,8 @@
-/** GET /openapi.yaml: the control plane's description, served as written. */
+/** GET /openapi.yaml: the control plane's description, served as `npm run openapi` generated it. */
 import { readFile } from 'node:fs/promises';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
-import { Problem } from '../src/schemas.js';
+import { answer, Forbidden } from '../src/schemas.js';
 
 /** openapi.yaml sits at the repository root: two levels up from routes/ in dist/, one from source. */
 async function readSpec(): Promise<string> {
@@ -18,7 +18,19 @@ async function readSpec(): Promise<string> {
 
 const openapiRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   const spec = await readSpec();
-  fastify.get('/openapi.yaml', { schema: { response: { 200: Type.String(), 403: Problem } } }, async (_request, reply) => reply.type('application/yaml').send(spec));
+  fastify.get(
+    '/openapi.yaml',
+    {
+      schema: {
+        tags: ['observability'],
+        operationId: 'getOpenapi',
+        summary: 'This document',
+        produces: ['application/yaml'],
+        response: { 200: answer(Type.String(), 'The OpenAPI description.'), 403: Forbidden },
+      },
+    },
+    async (_request, reply) => reply.type('application/yaml').send(spec),
+  );
 };
 
 export default openapiRoutes;

@@ -6,7 +6,19 @@
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { unknownStream } from '../src/plugins/problems.js';
-import { CorrelationHeaders, Problem, RestartAccepted, RestartRequest, StreamProblem } from '../src/schemas.js';
+import {
+  answer,
+  BadRequest,
+  ControlTokenSecurity,
+  CorrelationHeaders,
+  Forbidden,
+  NotServed,
+  RestartAccepted,
+  RestartRequest,
+  TooLarge,
+  Unauthorized,
+  UnsupportedMediaType,
+} from '../src/schemas.js';
 
 const restartRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   const { gateway } = fastify;
@@ -14,9 +26,25 @@ const restartRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
     '/restart',
     {
       schema: {
+        tags: ['control'],
+        operationId: 'restart',
+        summary: 'Restart vendor links (stop → start, subscriptions restored; clears a failed state)',
+        description:
+          'Restarts the stream named in the body, or every served stream when none is (a body-less POST does that too). Calls while a link restarts, or within RESTART_COALESCE_MS after its restart settled, join it: the same `restartId`, `joined: true`, no second reconnect.',
+        security: ControlTokenSecurity,
         headers: CorrelationHeaders,
         body: RestartRequest,
-        response: { 202: RestartAccepted, 400: Problem, 401: Problem, 403: Problem, 404: StreamProblem, 415: Problem },
+        // For the spec: the body may be left out (preValidation below); @fastify/swagger copies `x-` keys onto the operation.
+        'x-body-optional': true,
+        response: {
+          202: answer(RestartAccepted, 'The restarts are under way, one per stream.'),
+          400: BadRequest,
+          401: Unauthorized,
+          403: Forbidden,
+          404: NotServed,
+          413: TooLarge,
+          415: UnsupportedMediaType,
+        },
       },
       // `curl -X POST …/restart` sends no body: that means every stream.
       preValidation: async (request) => {

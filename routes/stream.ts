@@ -9,11 +9,15 @@ import type { WebSocket } from 'ws';
 import { Type } from '@sinclair/typebox';
 import type { ServedStream } from '../src/hub/gateway.js';
 import { notServed, problemBody } from '../src/plugins/problems.js';
-import { STREAM_PATHS } from '../src/protocol/streams.js';
-import { Problem, StreamProblem } from '../src/schemas.js';
+import { STREAM_PATHS, streamKindOf } from '../src/protocol/streams.js';
+import { answer, BadRequest, Forbidden, NotServed, Problem } from '../src/schemas.js';
 
-const Flag = Type.Optional(Type.Union([Type.Literal('1'), Type.Literal('0'), Type.Literal('true'), Type.Literal('false')]));
-const Query = Type.Object({ snapshot: Flag, events: Flag });
+const flag = (description: string) =>
+  Type.Optional(Type.Union([Type.Literal('1'), Type.Literal('0'), Type.Literal('true'), Type.Literal('false')], { description }));
+const Query = Type.Object({
+  snapshot: flag('`1` or `true`: the last values of newly subscribed symbols, sent on subscribe'),
+  events: flag('`1` or `true`: `{"T":"gateway",…}` notices when the vendor link goes down and comes back'),
+});
 
 type StreamRequest = FastifyRequest<{ Params: Record<string, string>; Querystring: { snapshot?: string; events?: string } }>;
 
@@ -26,9 +30,23 @@ const TEMPLATES: readonly (readonly [string, string])[] = [
   ['v1beta1', 'feed'],
   ['v1beta3/crypto', 'loc'],
 ];
+const fits = (prefix: string, path: string): boolean => path.startsWith(`${prefix}/`) && !path.slice(prefix.length + 1).includes('/');
 for (const path of STREAM_PATHS) {
-  if (!TEMPLATES.some(([prefix]) => path.startsWith(`${prefix}/`) && !path.slice(prefix.length + 1).includes('/'))) throw new Error(`no route template for ${path}`);
+  if (!TEMPLATES.some(([prefix]) => fits(prefix, path))) throw new Error(`no route template for ${path}`);
 }
+
+/** The known last segments under `prefix`, by kind: `stocks: boats, overnight; options: indicative, opra; news: news`. */
+function knownUnder(prefix: string): string {
+  const byKind = new Map<string, string[]>();
+  for (const path of STREAM_PATHS.filter((p) => fits(prefix, p))) {
+    const kind = streamKindOf(path)?.name as string;
+    byKind.set(kind, [...(byKind.get(kind) ?? []), path.slice(prefix.length + 1)]);
+  }
+  return [...byKind].map(([kind, names]) => `${kind}: ${names.join(', ')}`).join('; ');
+}
+
+const DESCRIPTION =
+  "Upgrade to WebSocket and speak the vendor's stream protocol of the path's kind (stocks, crypto, options or news), as the vendor does: a `connected` greeting, auth by message or by the APCA-API-KEY-ID / APCA-API-SECRET-KEY headers, subscribe/unsubscribe with this client's own set in every reply. JSON text frames by default, msgpack with `Content-Type: application/msgpack` on the upgrade; options are served as JSON too, transcoded losslessly from the vendor's msgpack. Only the stream paths in STREAMS are served; any other path answers 404 naming those that are.";
 
 function header(request: FastifyRequest, name: string): string | undefined {
   const value = request.headers[name];
@@ -70,7 +88,24 @@ export default async function streamRoutes(fastify: FastifyInstance): Promise<vo
       method: 'GET',
       url: `/${prefix}/:${param}`,
       config: { stream: true },
-      schema: { params: Type.Object({ [param]: Type.String() }), querystring: Query, response: { 400: Problem, 403: Problem, 404: StreamProblem, 426: Problem, 503: Problem } },
+      schema: {
+        tags: ['stream'],
+        operationId: `stream${prefix.split('/').map((part) => part[0]?.toUpperCase() + part.slice(1)).join('')}`,
+        summary: `The vendor's ${prefix} streams over WebSocket (${knownUnder(prefix)})`,
+        description: DESCRIPTION,
+        params: Type.Object({ [param]: Type.String({ description: `the last segment of a stream path (${knownUnder(prefix)}), served if STREAMS lists it` }) }),
+        querystring: Query,
+        response: {
+          400: BadRequest,
+          403: Forbidden,
+          404: NotServed,
+          426: answer(Problem, 'A plain HTTP request to the WebSocket endpoint (the answer carries `Upgrade: websocket`).', { upgrade: Type.Literal('websocket') }),
+          503: answer(
+            Problem,
+            'MAX_PENDING_AUTH connections are already waiting to authenticate: the upgrade is refused and the socket closed after this answer. Try again later.',
+          ),
+        },
+      },
       preValidation: [
         async (request, reply) => {
           if (gateway.stream(pathOf(request)) === undefined) await notServed(request, reply, pathOf(request), served);

@@ -5,7 +5,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { Static } from '@sinclair/typebox';
 import type { ServedStream } from '../src/hub/gateway.js';
-import { CorrelationHeaders, Problem, Streams, type StreamStatus } from '../src/schemas.js';
+import { answer, CorrelationHeaders, Forbidden, Streams, type StreamStatus } from '../src/schemas.js';
 
 const iso = (ms: number | undefined): string | null => (ms === undefined ? null : new Date(ms).toISOString());
 
@@ -28,9 +28,22 @@ export function streamStatus(stream: ServedStream): Static<typeof StreamStatus> 
 }
 
 const streamsRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
-  fastify.get('/streams', { schema: { headers: CorrelationHeaders, response: { 200: Streams, 403: Problem } } }, async () => ({
-    streams: fastify.gateway.streams.map(streamStatus),
-  }));
+  fastify.get(
+    '/streams',
+    {
+      schema: {
+        tags: ['observability'],
+        operationId: 'getStreams',
+        summary: "Every served stream with its vendor link's state and its clients",
+        description: 'Open like /health, for dashboards and probes: link state, since when, the last failure, last message, reconnects, breaker and client counts; no subscription lists.',
+        headers: CorrelationHeaders,
+        response: { 200: answer(Streams, 'The served streams, in STREAMS order (the first is the default stream).'), 403: Forbidden },
+      },
+    },
+    async () => ({
+      streams: fastify.gateway.streams.map(streamStatus),
+    }),
+  );
 };
 
 export default streamsRoutes;

@@ -11,7 +11,20 @@ import type { ServedStream } from '../src/hub/gateway.js';
 import { unknownStream } from '../src/plugins/problems.js';
 import { pairsOf } from '../src/protocol/channel-set.js';
 import { type ChannelSymbols, parseChannels, type StreamKind } from '../src/protocol/streams.js';
-import { CorrelationHeaders, Problem, StreamProblem, StreamQuery, SubscriptionChange, SubscriptionState } from '../src/schemas.js';
+import {
+  answer,
+  BadRequest,
+  ControlTokenSecurity,
+  CorrelationHeaders,
+  Forbidden,
+  NotServed,
+  StreamQuery,
+  SubscriptionChange,
+  SubscriptionState,
+  TooLarge,
+  Unauthorized,
+  UnsupportedMediaType,
+} from '../src/schemas.js';
 
 /** The lists of the kind's own channels (the other kinds' keys would always be empty). */
 function own(lists: Partial<ChannelSymbols>, kind: StreamKind): Partial<ChannelSymbols> {
@@ -52,7 +65,16 @@ const subscriptionRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.get(
     '/subscriptions',
     {
-      schema: { headers: CorrelationHeaders, querystring: StreamQuery, response: { 200: SubscriptionState, 401: Problem, 403: Problem, 404: StreamProblem } },
+      schema: {
+        tags: ['control'],
+        operationId: 'getSubscriptions',
+        summary: "One stream's pinned set, union of client sets, and the desired, acknowledged and refused sets",
+        description: "`?stream=` names the stream (default: the first served). The lists are the stream kind's own channels.",
+        security: ControlTokenSecurity,
+        headers: CorrelationHeaders,
+        querystring: StreamQuery,
+        response: { 200: answer(SubscriptionState, "The stream's subscription state."), 400: BadRequest, 401: Unauthorized, 403: Forbidden, 404: NotServed },
+      },
       preHandler: fastify.requireControlToken,
     },
     async (request, reply) => {
@@ -66,9 +88,24 @@ const subscriptionRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
     '/subscriptions',
     {
       schema: {
+        tags: ['control'],
+        operationId: 'changeSubscriptions',
+        summary: "Change one stream's operator-pinned set (kept even with no client)",
+        description:
+          "Like the stream's own subscribe message, with an optional `stream` (default: the first served). Answers with the resulting state once the vendor acknowledged the change (200), or 202 while the vendor link is down or slow to answer; the change is then applied on reconnect. A channel the stream's kind does not carry, or a symbol not valid on it, is 400.",
+        security: ControlTokenSecurity,
         headers: CorrelationHeaders,
         body: SubscriptionChange,
-        response: { 200: SubscriptionState, 202: SubscriptionState, 400: Problem, 401: Problem, 403: Problem, 404: StreamProblem, 413: Problem, 415: Problem },
+        response: {
+          200: answer(SubscriptionState, 'Applied and acknowledged by the vendor (`applied: true`).'),
+          202: answer(SubscriptionState, 'Accepted; the vendor has not acknowledged it yet, the link being down or slow (`applied: false`).'),
+          400: BadRequest,
+          401: Unauthorized,
+          403: Forbidden,
+          404: NotServed,
+          413: TooLarge,
+          415: UnsupportedMediaType,
+        },
       },
       preHandler: fastify.requireControlToken,
     },

@@ -1,8 +1,12 @@
 /**
- * TypeBox schemas of the control plane, in one place: route bodies, headers and every response.
- * `openapi.yaml` describes the same shapes; a test keeps the two in agreement.
+ * TypeBox schemas of the control plane, in one place: route bodies, headers and every response,
+ * with the answers the routes share. `openapi.yaml` is generated from them and the routes
+ * (`npm run openapi`); a test fails when it is stale.
  */
-import { type Static, type TOptional, Type } from '@sinclair/typebox';
+// Type only, erased from the build: @fastify/swagger's declarations let a route schema carry its
+// OpenAPI operation (summary, description, tags, operationId, security); the server never loads it.
+import type {} from '@fastify/swagger';
+import { type Static, type TOptional, type TSchema, Type } from '@sinclair/typebox';
 import { CHANNELS } from './protocol/streams.js';
 
 /** RFC 9457 problem details, with the request's correlation id. */
@@ -19,7 +23,11 @@ export type ProblemBody = Static<typeof Problem>;
 /** A path that serves no stream: the problem names it and the stream paths served. */
 export const StreamProblem = Type.Intersect([Problem, Type.Object({ stream: Type.String(), served: Type.Array(Type.String()) })]);
 
-const Symbols = Type.Array(Type.String({ pattern: '^(\\*|[A-Z0-9][A-Z0-9./\\-^=]{0,20})$' }), { maxItems: 10_000 });
+/** One channel's symbols: tickers, crypto pairs, option contracts, or `*` where the channel allows it. */
+export const Symbols = Type.Array(Type.String({ pattern: '^(\\*|[A-Z0-9][A-Z0-9./\\-^=]{0,20})$' }), {
+  maxItems: 10_000,
+  description: 'tickers (AAPL), crypto pairs (BTC/USD), option contracts (AAPL250117C00150000), or * for all where the channel allows it',
+});
 
 type ChannelName = (typeof CHANNELS)[number];
 
@@ -50,23 +58,22 @@ export const SubscriptionState = Type.Object({
   desired: ChannelLists,
   acknowledged: ChannelLists,
   refused: ChannelLists,
-  upstream: Type.String(),
-  /** POST only: whether the vendor acknowledged the change before the answer */
-  applied: Type.Optional(Type.Boolean()),
+  upstream: Type.String({ description: "the stream's vendor link state" }),
+  applied: Type.Optional(Type.Boolean({ description: 'POST only: whether the vendor acknowledged the change before the answer' })),
 });
 
 const Clients = Type.Object({ connected: Type.Integer(), authenticated: Type.Integer() });
 
 /** One served stream: its vendor link and its clients (GET /streams, /health). */
 export const StreamStatus = Type.Object({
-  stream: Type.String(),
-  kind: Type.String(),
-  state: Type.String(),
-  since: Type.String(),
-  reason: Type.Union([Type.String(), Type.Null()]),
-  lastMessageAt: Type.Union([Type.String(), Type.Null()]),
+  stream: Type.String({ description: 'the stream path, e.g. v2/iex' }),
+  kind: Type.String({ description: 'stocks, crypto, options or news' }),
+  state: Type.String({ description: "the vendor link's state: stopped, connecting, authenticating, live, backoff, breaker-open, failed or stopping" }),
+  since: Type.String({ description: 'when the link entered that state (ISO 8601)' }),
+  reason: Type.Union([Type.String(), Type.Null()], { description: 'why the link left live (or failed), until it is live again' }),
+  lastMessageAt: Type.Union([Type.String(), Type.Null()], { description: 'the last vendor message (ISO 8601); null before the first' }),
   reconnects: Type.Integer(),
-  breaker: Type.String(),
+  breaker: Type.String({ description: 'the connect breaker: closed, half-open or open' }),
   clients: Clients,
 });
 
@@ -92,3 +99,32 @@ export const RestartAccepted = Type.Object({
 export const CorrelationHeaders = Type.Object({
   'x-correlation-id': Type.Optional(Type.String({ description: '1–128 of A-Za-z0-9._:- ; replaced by a UUID when absent or invalid' })),
 });
+
+/**
+ * `schema` as one status's answer, described for the spec: @fastify/swagger takes
+ * `x-response-description` as the response's description and `headers` as its headers; Fastify's
+ * serializer ignores both, so the answer serializes exactly like `schema`.
+ */
+export function answer<T extends TSchema>(schema: T, description: string, headers?: Record<string, TSchema>): T {
+  return { ...schema, 'x-response-description': description, ...(headers === undefined ? {} : { headers }) };
+}
+
+/** Routes behind `Authorization: Bearer $CONTROL_TOKEN` (the spec's `bearer` scheme). */
+export const ControlTokenSecurity = [{ bearer: [] }];
+
+export const BadRequest = answer(Problem, 'The request does not match its schema (malformed JSON, a wrong type, an unknown field or query parameter); the detail names the field.');
+
+export const Unauthorized = answer(Problem, 'A bearer token is missing or wrong (CONTROL_TOKEN is set).', {
+  'www-authenticate': Type.Literal('Bearer realm="tickmux"'),
+});
+
+export const Forbidden = answer(
+  Problem,
+  'A browser request: the `Origin` header names an origin not listed in ALLOWED_ORIGINS, or, on an open loopback gateway (CLIENT_KEYS or CONTROL_TOKEN unset), the `Host` header is not a loopback name (DNS rebinding). A refused WebSocket upgrade gets this answer and its socket is closed.',
+);
+
+export const NotServed = answer(StreamProblem, 'The stream named is not served here: the problem names it (`stream`) and the stream paths this gateway serves (`served`).');
+
+export const TooLarge = answer(Problem, 'The body is larger than the limit (1 MiB).');
+
+export const UnsupportedMediaType = answer(Problem, 'The body is declared as something other than application/json (a body-less POST needs no content type).');

@@ -180,6 +180,23 @@ t.test('bad input on the control plane gets a problem and changes nothing', asyn
   t.equal(feed.statusCode, 404);
 });
 
+t.test('a bad query on GET /subscriptions is 400 and an oversized body on POST /restart is 413, as openapi.yaml says', async (t) => {
+  const gw = await startGateway(t, { CONTROL_TOKEN: TOKEN });
+  for (const [url, detail] of [
+    [`/subscriptions?stream=${'v'.repeat(65)}`, /querystring\.stream must NOT have more than 64 characters/],
+    ['/subscriptions?stream=v2/iex&feed=sip', /querystring\.feed is not a known field/],
+  ] as const) {
+    const r = await call(t, gw, '/subscriptions', { method: 'GET', url, headers: AUTH });
+    t.equal(r.statusCode, 400, url.slice(0, 40));
+    t.match(r.json(), { status: 400, detail });
+  }
+  const before = gw.simulator?.stats.connections;
+  const huge = await call(t, gw, '/restart', { method: 'POST', url: '/restart', headers: { ...AUTH, 'content-type': 'application/json' }, payload: JSON.stringify({ stream: 'x'.repeat(2_000_000) }) });
+  t.equal(huge.statusCode, 413);
+  t.match(huge.json(), { status: 413, title: 'Content Too Large' });
+  t.equal(gw.simulator?.stats.connections, before, 'nothing restarted');
+});
+
 t.test('metrics are present and move', async (t) => {
   const gw = await startGateway(t, { SIMULATOR_RATE: '2000' });
   await gw.gateway.defaultStream.link.whenLive(10_000);
