@@ -144,7 +144,7 @@ t.test('concurrent restarts share one restart and one id; its log lines carry th
 });
 
 t.test('bad input on the control plane gets a problem and changes nothing', async (t) => {
-  const gw = await startGateway(t, { CONTROL_TOKEN: TOKEN });
+  const gw = await startGateway(t, { CONTROL_TOKEN: TOKEN, STREAMS: 'v2/iex,v1beta3/crypto/us' });
   const post = (payload: string, headers: Record<string, string> = { 'content-type': 'application/json' }) =>
     call(t, gw, '/subscriptions', { method: 'POST', url: '/subscriptions', headers: { ...AUTH, ...headers }, payload });
   const cases: [string, string, Record<string, string> | undefined, number, RegExp][] = [
@@ -153,8 +153,8 @@ t.test('bad input on the control plane gets a problem and changes nothing', asyn
     ['a wrong symbol', '{"action":"subscribe","trades":["aapl"]}', undefined, 400, /body\.trades\[0\] must match pattern/],
     ['an unknown channel', '{"action":"subscribe","trade":["AAPL"]}', undefined, 400, /body\.trade is not a known field/],
     ['a channel the stream lacks', '{"action":"subscribe","orderbooks":["AAPL"]}', undefined, 400, /a channel v2\/iex does not carry has symbols; its channels are trades, quotes/],
-    ['a symbol of another kind', '{"action":"subscribe","trades":["BTC/USD"]}', undefined, 400, /a symbol is not valid on v2\/iex \(a stocks stream\)/],
-    ['a stream not served', '{"action":"subscribe","stream":"v2/sip","trades":["AAPL"]}', undefined, 404, /stream "v2\/sip" is not served; this gateway serves v2\/iex/],
+    ['a symbol of another kind', '{"action":"subscribe","stream":"v1beta3/crypto/us","trades":["AAPL"]}', undefined, 400, /a symbol is not valid on v1beta3\/crypto\/us \(a crypto stream\)/],
+    ['a stream not served', '{"action":"subscribe","stream":"v2/sip","trades":["AAPL"]}', undefined, 404, /stream "v2\/sip" is not served; this gateway serves v2\/iex, v1beta3\/crypto\/us/],
     ['an unknown action', '{"action":"pin","trades":["AAPL"]}', undefined, 400, /body\.action/],
     ['no action', '{"trades":["AAPL"]}', undefined, 400, /action/],
     ['the wrong content type', 'action=subscribe', { 'content-type': 'application/x-www-form-urlencoded' }, 415, /Unsupported Media Type|content-type/i],
@@ -166,7 +166,7 @@ t.test('bad input on the control plane gets a problem and changes nothing', asyn
     t.equal(r.headers['content-type'], 'application/problem+json; charset=utf-8', `${name}: problem+json`);
     t.match(r.json(), { status, detail, correlationId: r.headers['x-correlation-id'] }, name);
   }
-  t.ok(gw.gateway.defaultStream.hub.pinned.isEmpty, 'nothing was pinned');
+  t.ok(gw.gateway.streams.every((stream) => stream.hub.pinned.isEmpty), 'nothing was pinned on any stream');
   const restartBody = await call(t, gw, '/restart', { method: 'POST', url: '/restart', headers: { ...AUTH, 'content-type': 'application/json' }, payload: '{oops' });
   t.equal(restartBody.statusCode, 400, 'a malformed body on /restart');
   const unknown = await gw.app.inject({ method: 'DELETE', url: '/subscriptions' });
