@@ -40,6 +40,8 @@ const MEASURE_MS = Number(values.seconds) * 1000;
 const IDLE = Number(values.idle);
 const RATES = (values.rates ?? '').split(',').map(Number);
 const FILTERED_RATE = Number(values['filtered-rate']);
+/** The stream path of each kind the gateway serves here. */
+const STREAMS = { stocks: 'v2/iex', crypto: 'v1beta3/crypto/us', options: 'v1beta1/indicative', news: 'v1beta1/news' } as const;
 const BROADCAST_SYMBOLS = Array.from({ length: 20 }, (_, i) => `B${String(i).padStart(2, '0')}`);
 
 /** Resolves with the first stdout line of `child` that parses as JSON and passes `accept`. */
@@ -141,12 +143,15 @@ async function step(target: { url: string; pid: number | undefined }, control: s
 
 async function main(): Promise<void> {
   const simulator = node(['dist/src/cli.js', 'simulate', '--port', '0', '--rate', '0', '--max-buffer-mb', '1024'], { LOG_LEVEL: 'info' });
-  const { url: vendorUrl } = await jsonLine<{ url: string }>(simulator, (v) => v.msg === 'simulated vendor ready');
-  const control = vendorUrl.replace('ws://', 'http://').replace('/v2/iex', '');
+  const { base: vendorBase } = await jsonLine<{ base: string }>(simulator, (v) => v.msg === 'simulated vendor ready');
+  const control = vendorBase.replace('ws://', 'http://');
 
+  // One gateway serving every stream the scenarios use, as it is deployed: the stock-only
+  // scenarios run with the other links connected and idle.
   const gatewayProcess = node(['dist/src/server.js'], {
     PORT: '0',
-    UPSTREAM_URL: vendorUrl,
+    UPSTREAM_URL: vendorBase,
+    STREAMS: Object.values(STREAMS).join(','),
     APCA_API_KEY_ID: 'bench',
     APCA_API_SECRET_KEY: 'bench',
     LOG_LEVEL: 'info',
@@ -154,12 +159,17 @@ async function main(): Promise<void> {
     CLIENT_MAX_BUFFER_BYTES: String(Number(values['max-buffer-mb']) * 1048576),
     CLIENT_HIGH_WATER_BYTES: String(Number(values['high-water-mb']) * 1048576),
   }, values.profile === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', values.profile]);
-  const { stream: gatewayUrl } = await jsonLine<{ stream: string }>(gatewayProcess, (v) => v.msg === 'tickmux ready');
+  const { streams: gatewayUrls } = await jsonLine<{ streams: string[] }>(gatewayProcess, (v) => v.msg === 'tickmux ready');
   if (values['gateway-log'] === undefined) gatewayProcess.stdout?.resume();
   else gatewayProcess.stdout?.pipe(createWriteStream(values['gateway-log']));
-  const gateway = { url: gatewayUrl, pid: gatewayProcess.pid };
+  const gatewayUrl = (path: string): string => {
+    const url = gatewayUrls.find((u) => u.endsWith(`/${path}`));
+    if (url === undefined) throw new Error(`the gateway does not serve ${path}: ${gatewayUrls.join(', ')}`);
+    return url;
+  };
+  const gateway = { url: gatewayUrl(STREAMS.stocks), pid: gatewayProcess.pid };
 
-  const baselineProcess = node(['dist/bench/baseline.js', vendorUrl.replace('/v2/iex', '/v2/sip'), BROADCAST_SYMBOLS.join(',')]);
+  const baselineProcess = node(['dist/bench/baseline.js', `${vendorBase}/v2/sip`, BROADCAST_SYMBOLS.join(',')]);
   const { port: baselinePort } = await jsonLine<{ port: number }>(baselineProcess, (v) => typeof v.port === 'number');
   const baseline = { url: `ws://127.0.0.1:${baselinePort}/`, pid: baselineProcess.pid };
 
