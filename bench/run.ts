@@ -44,6 +44,9 @@ const FILTERED_RATE = Number(values['filtered-rate']);
 const STREAMS = { stocks: 'v2/iex', crypto: 'v1beta3/crypto/us', options: 'v1beta1/indicative', news: 'v1beta1/news' } as const;
 const BROADCAST_SYMBOLS = Array.from({ length: 20 }, (_, i) => `B${String(i).padStart(2, '0')}`);
 
+// A signal ends the run through process.exit, so the child registry kills the simulator, gateway and baseline.
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => process.exit(130));
+
 /** Resolves with the first stdout line of `child` that parses as JSON and passes `accept`. */
 function jsonLine<T>(child: ChildProcess, accept: (v: Record<string, unknown>) => boolean): Promise<T> {
   return new Promise((resolve, reject) => {
