@@ -3,7 +3,7 @@
  * clients and the baseline (a bare `ws` broadcaster of pre-encoded frames) run as separate
  * processes on this machine; everything goes over 127.0.0.1. Prints one JSON object.
  *
- *   npm run bench [-- --clients 1000 --seconds 5 --idle 1000 --rates 250,500,1000,2000,4000,8000
+ *   npm run bench [-- --clients 1000 --seconds 5 --warmup 1.5 --idle 1000 --rates 250,500,1000,2000,4000,8000
  *                    --high-water-mb 8 --max-buffer-mb 256 --filtered-rate 5000 --mixed-rate 400
  *                    --profile DIR]
  *
@@ -30,6 +30,8 @@ const { values } = parseArgs({
   options: {
     clients: { type: 'string', default: '1000' },
     seconds: { type: 'string', default: '5' },
+    /** seconds between a step's clients subscribing (and the rate being set) and its window */
+    warmup: { type: 'string', default: '1.5' },
     idle: { type: 'string', default: '1000' },
     rates: { type: 'string', default: '250,500,1000,2000,4000,8000' },
     'filtered-rate': { type: 'string', default: '5000' },
@@ -45,6 +47,7 @@ const { values } = parseArgs({
 });
 const CLIENTS = Number(values.clients);
 const MEASURE_MS = Number(values.seconds) * 1000;
+const WARMUP_MS = Number(values.warmup) * 1000;
 const IDLE = Number(values.idle);
 const RATES = (values.rates ?? '').split(',').map(Number);
 const FILTERED_RATE = Number(values['filtered-rate']);
@@ -188,7 +191,7 @@ async function stopClients(child: ChildProcess): Promise<void> {
 async function step(target: Target, control: string, rate: number, groups: readonly PlannedGroup[]): Promise<StepResult> {
   const clients = await startClients(target, groups);
   await setRate(control, rate);
-  await new Promise((resolve) => setTimeout(resolve, 1500));
+  await new Promise((resolve) => setTimeout(resolve, WARMUP_MS));
   const totalsBefore = target.metrics === undefined ? undefined : await streamTotals(target.metrics);
   const before = target.pid === undefined ? undefined : usage(target.pid);
   const loadBefore = cpuSeconds(clients.pid as number);
