@@ -1,30 +1,63 @@
 /**
  * The benchmark's load: N WebSocket clients in one process (forked by bench/run.ts, driven over
- * IPC). Every client is an msgpack client like the SDKs; counting reads only each frame's array
- * header, and a few sampled clients decode fully to measure latency from the vendor timestamp.
+ * IPC), in groups that each hold one stream path, one encoding and one subscription shape.
+ * Counting reads only each frame's array header (msgpack) or its message openings (JSON), and a
+ * few sampled clients per group decode fully to measure latency from the vendor timestamp.
  */
 import { WebSocket } from 'ws';
 import { systemClock } from '../src/clock.js';
-import { decodeFrame } from '../src/protocol/frame.js';
+import { decodeFrame, type Encoding } from '../src/protocol/frame.js';
+import { type Channel, STOCKS, streamKindOfUrl } from '../src/protocol/streams.js';
 import { Timestamp } from '../src/protocol/timestamp.js';
 
-interface Plan {
+/** What a client subscribes to: channel → symbols, as in the vendor's subscribe request. */
+export type Subscription = Partial<Record<Channel, string[]>>;
+
+/** Clients alike but for their symbols: one stream path, one encoding. */
+export interface ClientGroup {
+  /** the name its figures are reported under */
+  name: string;
+  /** the gateway's URL of the stream (`ws://…/v2/iex`) */
   url: string;
   clients: number;
-  /** per client: the symbols it subscribes to for trades and quotes; empty = idle (auth only) */
-  symbols: string[][];
+  encoding: Encoding;
+  /** per client, cycled: what it subscribes to after auth; undefined = idle (auth only) */
+  subscriptions: (Subscription | undefined)[];
+  /** the first this many clients decode every frame to measure latency */
   sampled: number;
 }
 
-type Command = { type: 'start'; plan: Plan } | { type: 'measure'; ms: number } | { type: 'stop' };
+export interface Latency {
+  p50: number | null;
+  p99: number | null;
+  p999: number | null;
+  samples: number;
+}
+
+/** One window's figures: in total, and per group by name. */
+export interface Measured {
+  deliveredPerSecond: number;
+  /** data frames received: the gateway's cost goes more with frames (socket writes) than with messages */
+  framesPerSecond: number;
+  latencyMs: Latency;
+  groups: Record<string, { clients: number; deliveredPerSecond: number; framesPerSecond: number; latencyMs: Latency }>;
+}
+
+type Command = { type: 'start'; plan: { groups: ClientGroup[] } } | { type: 'measure'; ms: number } | { type: 'stop' };
+
+interface Counter {
+  readonly group: ClientGroup;
+  delivered: number;
+  frames: number;
+  latencies: number[];
+}
 
 const sockets: WebSocket[] = [];
+const counters: Counter[] = [];
 let counting = false;
-let delivered = 0;
-let latencies: number[] = [];
 
 /** Messages in an msgpack frame, from its array header alone. */
-function countMessages(data: Buffer): number {
+function countMsgpack(data: Buffer): number {
   const b = data[0] as number;
   if (b >= 0x90 && b <= 0x9f) return b & 0x0f;
   if (b === 0xdc) return data.readUInt16BE(1);
@@ -32,25 +65,43 @@ function countMessages(data: Buffer): number {
   return 0;
 }
 
-function connect(url: string, symbols: string[], sampled: boolean): Promise<void> {
+const MESSAGE_OPENING = Buffer.from('{"T":');
+
+/**
+ * Messages in a JSON frame: the gateway writes each one with `T` first and no spaces, and a
+ * string holding `{"T":` would carry its quotes escaped, so every opening is a message.
+ */
+function countJson(data: Buffer): number {
+  let n = 0;
+  for (let at = data.indexOf(MESSAGE_OPENING); at >= 0; at = data.indexOf(MESSAGE_OPENING, at + MESSAGE_OPENING.length)) n += 1;
+  return n;
+}
+
+function connect(counter: Counter, subscription: Subscription | undefined, sampled: boolean): Promise<void> {
+  const { url, encoding } = counter.group;
+  const kind = streamKindOfUrl(url) ?? STOCKS;
+  const count = encoding === 'msgpack' ? countMsgpack : countJson;
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, { headers: { 'Content-Type': 'application/msgpack' }, perMessageDeflate: false });
+    const headers: Record<string, string> = encoding === 'msgpack' ? { 'Content-Type': 'application/msgpack' } : {};
+    const ws = new WebSocket(url, { headers, perMessageDeflate: false });
     sockets.push(ws);
     let greeted = false;
     ws.on('message', (data: Buffer) => {
       if (!greeted) {
         greeted = true;
         ws.send(JSON.stringify({ action: 'auth', key: 'bench', secret: 'bench' }));
-        if (symbols.length > 0) ws.send(JSON.stringify({ action: 'subscribe', trades: symbols, quotes: symbols }));
+        if (subscription !== undefined) ws.send(JSON.stringify({ action: 'subscribe', ...subscription }));
         resolve();
         return;
       }
       if (!counting) return;
-      delivered += countMessages(data);
+      counter.delivered += count(data);
+      counter.frames += 1;
       if (sampled) {
         const now = systemClock.nanos();
-        for (const m of decodeFrame(data, 'msgpack') as { t?: unknown }[]) {
-          if (m.t instanceof Timestamp) latencies.push(Number(now - m.t.toEpochNanos()) / 1e6);
+        for (const m of decodeFrame(data, encoding, kind) as { t?: unknown }[]) {
+          // News items carry no `t` (only whole-second dates): they count but give no latency.
+          if (m.t instanceof Timestamp) counter.latencies.push(Number(now - m.t.toEpochNanos()) / 1e6);
         }
       }
     });
@@ -58,38 +109,51 @@ function connect(url: string, symbols: string[], sampled: boolean): Promise<void
   });
 }
 
-function percentile(sorted: number[], p: number): number | null {
-  if (sorted.length === 0) return null;
-  return Number(sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!.toFixed(3));
+function percentiles(values: number[]): Latency {
+  const sorted = [...values].sort((a, b) => a - b);
+  const at = (p: number): number | null => (sorted.length === 0 ? null : Number(sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!.toFixed(3)));
+  return { p50: at(0.5), p99: at(0.99), p999: at(0.999), samples: sorted.length };
 }
 
 process.on('message', async (command: Command) => {
   switch (command.type) {
     case 'start': {
-      const { plan } = command;
       const batch = 200; // connect in waves, not 10,000 handshakes at once
-      for (let i = 0; i < plan.clients; i += batch) {
-        const wave: Promise<void>[] = [];
-        for (let j = i; j < Math.min(plan.clients, i + batch); j++) wave.push(connect(plan.url, plan.symbols[j % plan.symbols.length] ?? [], j < plan.sampled));
-        await Promise.all(wave);
+      for (const group of command.plan.groups) {
+        const counter: Counter = { group, delivered: 0, frames: 0, latencies: [] };
+        counters.push(counter);
+        for (let i = 0; i < group.clients; i += batch) {
+          const wave: Promise<void>[] = [];
+          for (let j = i; j < Math.min(group.clients, i + batch); j++) {
+            wave.push(connect(counter, group.subscriptions[j % group.subscriptions.length], j < group.sampled));
+          }
+          await Promise.all(wave);
+        }
       }
       process.send?.({ type: 'ready', clients: sockets.length });
       return;
     }
     case 'measure': {
-      delivered = 0;
-      latencies = [];
+      for (const counter of counters) {
+        counter.delivered = 0;
+        counter.frames = 0;
+        counter.latencies = [];
+      }
       counting = true;
       const started = process.hrtime.bigint();
       await new Promise((resolve) => setTimeout(resolve, command.ms));
       counting = false;
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-      latencies.sort((a, b) => a - b);
-      process.send?.({
-        type: 'measured',
-        deliveredPerSecond: Math.round(delivered / seconds),
-        latencyMs: { p50: percentile(latencies, 0.5), p99: percentile(latencies, 0.99), p999: percentile(latencies, 0.999), samples: latencies.length },
-      });
+      const perSecond = (n: number): number => Math.round(n / seconds);
+      const measured: Measured = {
+        deliveredPerSecond: perSecond(counters.reduce((sum, c) => sum + c.delivered, 0)),
+        framesPerSecond: perSecond(counters.reduce((sum, c) => sum + c.frames, 0)),
+        latencyMs: percentiles(counters.flatMap((c) => c.latencies)),
+        groups: Object.fromEntries(
+          counters.map((c) => [c.group.name, { clients: c.group.clients, deliveredPerSecond: perSecond(c.delivered), framesPerSecond: perSecond(c.frames), latencyMs: percentiles(c.latencies) }]),
+        ),
+      };
+      process.send?.({ type: 'measured', ...measured });
       return;
     }
     case 'stop':

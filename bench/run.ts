@@ -3,13 +3,17 @@
  * clients and the baseline (a bare `ws` broadcaster of pre-encoded frames) run as separate
  * processes on this machine; everything goes over 127.0.0.1. Prints one JSON object.
  *
- *   npm run bench [-- --clients 1000 --seconds 5 --idle 1000 --rates 250,500,1000,2000,4000,8000
- *                    --high-water-mb 8 --max-buffer-mb 256 --filtered-rate 5000 --profile DIR]
+ *   npm run bench [-- --clients 1000 --seconds 5 --warmup 1.5 --idle 1000 --rates 250,500,1000,2000,4000,8000
+ *                    --high-water-mb 8 --max-buffer-mb 256 --filtered-rate 5000 --mixed-rate 400
+ *                    --profile DIR]
  *
  * Scenarios: "broadcast" (every client on the same 20 symbols, trades and quotes) ramped until
  * the gateway saturates, against the baseline at the same offered loads; latency at a quarter
- * of the gateway's saturation rate; "filtered" (each client on 10 random symbols of 500); and
- * memory per idle connection (gateway RSS at 0 and at N authenticated, idle clients).
+ * of the gateway's saturation rate; "filtered" (each client on 10 random symbols of 500);
+ * memory per idle connection (gateway RSS at 0 and at N authenticated, idle clients); and
+ * "mixed" (issue #9), on by default, `--mixed-rate 0` leaves it out: the N clients spread over
+ * four streams at once (bench/mixed-plan.ts), each group also alone, against the same N clients
+ * on the stock stream alone offered as many deliveries per second.
  */
 import { type ChildProcess, fork, spawn } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
@@ -17,6 +21,8 @@ import { cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { seededRandom } from '../src/random.js';
+import type { ClientGroup, Measured } from './load-clients.js';
+import { deliveriesPerVendorMessage, mixedPlan, type PlannedGroup, STREAMS, stocksOnlyGroup } from './mixed-plan.js';
 import { cpuSeconds, rssBytes, track } from './processes.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -24,9 +30,13 @@ const { values } = parseArgs({
   options: {
     clients: { type: 'string', default: '1000' },
     seconds: { type: 'string', default: '5' },
+    /** seconds between a step's clients subscribing (and the rate being set) and its window */
+    warmup: { type: 'string', default: '1.5' },
     idle: { type: 'string', default: '1000' },
     rates: { type: 'string', default: '250,500,1000,2000,4000,8000' },
     'filtered-rate': { type: 'string', default: '5000' },
+    /** vendor messages/s of each kind in the mixed scenario; 0 leaves the scenario out */
+    'mixed-rate': { type: 'string', default: '400' },
     'gateway-log': { type: 'string' },
     /** a directory: the gateway writes a V8 CPU profile there when it stops */
     profile: { type: 'string' },
@@ -37,10 +47,15 @@ const { values } = parseArgs({
 });
 const CLIENTS = Number(values.clients);
 const MEASURE_MS = Number(values.seconds) * 1000;
+const WARMUP_MS = Number(values.warmup) * 1000;
 const IDLE = Number(values.idle);
 const RATES = (values.rates ?? '').split(',').map(Number);
 const FILTERED_RATE = Number(values['filtered-rate']);
+const MIXED_RATE = Number(values['mixed-rate']);
 const BROADCAST_SYMBOLS = Array.from({ length: 20 }, (_, i) => `B${String(i).padStart(2, '0')}`);
+
+// A signal ends the run through process.exit, so the child registry kills the simulator, gateway and baseline.
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => process.exit(130));
 
 /** Resolves with the first stdout line of `child` that parses as JSON and passes `accept`. */
 function jsonLine<T>(child: ChildProcess, accept: (v: Record<string, unknown>) => boolean): Promise<T> {
@@ -84,19 +99,72 @@ async function setRate(controlBase: string, rate: number): Promise<void> {
   if (!res.ok) throw new Error(`could not set the simulator rate: ${res.status}`);
 }
 
-interface Measured {
-  deliveredPerSecond: number;
-  latencyMs: { p50: number | null; p99: number | null; p999: number | null; samples: number };
+/** A process the clients connect to: the gateway (a URL per stream path) or the baseline (one for all). */
+interface Target {
+  url: (path: string) => string;
+  pid: number | undefined;
+  /** the gateway's `/metrics` URL */
+  metrics?: string;
 }
 
-/** Starts a load process with `symbols` per client against `url`; resolves once every client is in. */
-async function startClients(url: string, symbols: string[][], sampled: number): Promise<ChildProcess> {
+/** Per stream path, over a window: vendor messages the gateway received, and messages it sent to clients. */
+type StreamRates = Record<string, { vendorPerSecond: number; sentPerSecond: number }>;
+
+/**
+ * What a step reports: the window's figures (per group when there are several), the target's CPU
+ * and RSS, the load process's CPU, and for the gateway its own counts per stream.
+ */
+type StepResult = Omit<Measured, 'groups'> & { groups?: Measured['groups']; cpuPercent: number | null; rssMb: number | null; loadCpuPercent: number; streams?: StreamRates };
+
+/** The gateway's running totals per stream: vendor messages in, messages out to clients. */
+async function streamTotals(metricsUrl: string): Promise<Map<string, { vendor: number; sent: number }>> {
+  const res = await fetch(metricsUrl);
+  if (!res.ok) throw new Error(`could not read the gateway's metrics: ${res.status}`);
+  const totals = new Map<string, { vendor: number; sent: number }>();
+  for (const line of (await res.text()).split('\n')) {
+    const m = /^tickmux_(upstream|downstream)_messages_total\{stream="([^"]+)"\} (\d+)/.exec(line);
+    if (m === null) continue;
+    const entry = totals.get(m[2] as string) ?? { vendor: 0, sent: 0 };
+    entry[m[1] === 'upstream' ? 'vendor' : 'sent'] = Number(m[3]);
+    totals.set(m[2] as string, entry);
+  }
+  return totals;
+}
+
+/** Per-second rates between two readings of `streamTotals`, for the streams that moved. */
+function streamRates(before: Map<string, { vendor: number; sent: number }>, after: Map<string, { vendor: number; sent: number }>, seconds: number): StreamRates {
+  const rates: StreamRates = {};
+  for (const [path, end] of after) {
+    const start = before.get(path) ?? { vendor: 0, sent: 0 };
+    if (end.vendor === start.vendor && end.sent === start.sent) continue;
+    rates[path] = { vendorPerSecond: Number(((end.vendor - start.vendor) / seconds).toFixed(1)), sentPerSecond: Math.round((end.sent - start.sent) / seconds) };
+  }
+  return rates;
+}
+
+/** N msgpack clients on the stock stream, each on trades and quotes of its symbols (`symbols` cycled), 10 of them sampled. */
+function stockGroup(symbols: string[][]): PlannedGroup {
+  return {
+    name: 'stocks',
+    path: STREAMS.stocks,
+    clients: CLIENTS,
+    encoding: 'msgpack',
+    subscriptions: symbols.map((s) => ({ trades: s, quotes: s })),
+    sampled: 10,
+    holds: 'trades + quotes',
+    symbols,
+  };
+}
+
+/** Starts a load process with `groups` against `target`; resolves once every client is in. */
+async function startClients(target: Target, groups: readonly PlannedGroup[]): Promise<ChildProcess> {
   const child = track(fork(new URL('./load-clients.js', import.meta.url), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }));
   const ready = new Promise<void>((resolve, reject) => {
     child.on('message', (m: { type: string }) => m.type === 'ready' && resolve());
     child.once('exit', (code) => reject(new Error(`load clients exited (${code})`)));
   });
-  child.send({ type: 'start', plan: { url, clients: CLIENTS, symbols, sampled } });
+  const plan: ClientGroup[] = groups.map((g) => ({ name: g.name, url: target.url(g.path), clients: g.clients, encoding: g.encoding, subscriptions: g.subscriptions, sampled: g.sampled }));
+  child.send({ type: 'start', plan: { groups: plan } });
   await ready;
   return child;
 }
@@ -106,7 +174,7 @@ function measure(child: ChildProcess, ms: number): Promise<Measured> {
     const onMessage = (m: { type: string } & Measured): void => {
       if (m.type !== 'measured') return;
       child.off('message', onMessage);
-      resolve({ deliveredPerSecond: m.deliveredPerSecond, latencyMs: m.latencyMs });
+      resolve({ deliveredPerSecond: m.deliveredPerSecond, framesPerSecond: m.framesPerSecond, latencyMs: m.latencyMs, groups: m.groups });
     };
     child.on('message', onMessage);
     child.send({ type: 'measure', ms });
@@ -120,33 +188,43 @@ async function stopClients(child: ChildProcess): Promise<void> {
 }
 
 /** One measured step: clients connect, the vendor runs at `rate`, a warm-up, then a window. */
-async function step(target: { url: string; pid: number | undefined }, control: string, rate: number, symbols: string[][]): Promise<Measured & { cpuPercent: number | null; rssMb: number | null }> {
-  const clients = await startClients(target.url, symbols, 10);
+async function step(target: Target, control: string, rate: number, groups: readonly PlannedGroup[]): Promise<StepResult> {
+  const clients = await startClients(target, groups);
   await setRate(control, rate);
-  await new Promise((resolve) => setTimeout(resolve, 1500));
+  await new Promise((resolve) => setTimeout(resolve, WARMUP_MS));
+  const totalsBefore = target.metrics === undefined ? undefined : await streamTotals(target.metrics);
   const before = target.pid === undefined ? undefined : usage(target.pid);
+  const loadBefore = cpuSeconds(clients.pid as number);
   const started = process.hrtime.bigint();
-  const result = await measure(clients, MEASURE_MS);
+  const { groups: perGroup, ...result } = await measure(clients, MEASURE_MS);
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   const after = target.pid === undefined ? undefined : usage(target.pid);
+  const loadAfter = cpuSeconds(clients.pid as number);
+  const totalsAfter = target.metrics === undefined ? undefined : await streamTotals(target.metrics);
   await setRate(control, 0);
   await stopClients(clients);
   await new Promise((resolve) => setTimeout(resolve, 500));
   return {
     ...result,
+    ...(groups.length > 1 ? { groups: perGroup } : {}),
     cpuPercent: before && after ? Math.round(((after.cpuSeconds - before.cpuSeconds) / seconds) * 100) : null,
     rssMb: after ? Math.round(after.rssBytes / 1048576) : null,
+    loadCpuPercent: Math.round(((loadAfter - loadBefore) / seconds) * 100),
+    ...(totalsBefore && totalsAfter ? { streams: streamRates(totalsBefore, totalsAfter, seconds) } : {}),
   };
 }
 
 async function main(): Promise<void> {
   const simulator = node(['dist/src/cli.js', 'simulate', '--port', '0', '--rate', '0', '--max-buffer-mb', '1024'], { LOG_LEVEL: 'info' });
-  const { url: vendorUrl } = await jsonLine<{ url: string }>(simulator, (v) => v.msg === 'simulated vendor ready');
-  const control = vendorUrl.replace('ws://', 'http://').replace('/v2/iex', '');
+  const { base: vendorBase } = await jsonLine<{ base: string }>(simulator, (v) => v.msg === 'simulated vendor ready');
+  const control = vendorBase.replace('ws://', 'http://');
 
+  // One gateway serving every stream the scenarios use, as it is deployed: the stock-only
+  // scenarios run with the other links connected and idle.
   const gatewayProcess = node(['dist/src/server.js'], {
     PORT: '0',
-    UPSTREAM_URL: vendorUrl,
+    UPSTREAM_URL: vendorBase,
+    STREAMS: Object.values(STREAMS).join(','),
     APCA_API_KEY_ID: 'bench',
     APCA_API_SECRET_KEY: 'bench',
     LOG_LEVEL: 'info',
@@ -154,21 +232,26 @@ async function main(): Promise<void> {
     CLIENT_MAX_BUFFER_BYTES: String(Number(values['max-buffer-mb']) * 1048576),
     CLIENT_HIGH_WATER_BYTES: String(Number(values['high-water-mb']) * 1048576),
   }, values.profile === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', values.profile]);
-  const { stream: gatewayUrl } = await jsonLine<{ stream: string }>(gatewayProcess, (v) => v.msg === 'tickmux ready');
+  const { address: gatewayAddress, streams: gatewayUrls } = await jsonLine<{ address: string; streams: string[] }>(gatewayProcess, (v) => v.msg === 'tickmux ready');
   if (values['gateway-log'] === undefined) gatewayProcess.stdout?.resume();
   else gatewayProcess.stdout?.pipe(createWriteStream(values['gateway-log']));
-  const gateway = { url: gatewayUrl, pid: gatewayProcess.pid };
+  const gatewayUrl = (path: string): string => {
+    const url = gatewayUrls.find((u) => u.endsWith(`/${path}`));
+    if (url === undefined) throw new Error(`the gateway does not serve ${path}: ${gatewayUrls.join(', ')}`);
+    return url;
+  };
+  const gateway: Target = { url: gatewayUrl, pid: gatewayProcess.pid, metrics: `${gatewayAddress}/metrics` };
 
-  const baselineProcess = node(['dist/bench/baseline.js', vendorUrl.replace('/v2/iex', '/v2/sip'), BROADCAST_SYMBOLS.join(',')]);
+  const baselineProcess = node(['dist/bench/baseline.js', `${vendorBase}/v2/sip`, BROADCAST_SYMBOLS.join(',')]);
   const { port: baselinePort } = await jsonLine<{ port: number }>(baselineProcess, (v) => typeof v.port === 'number');
-  const baseline = { url: `ws://127.0.0.1:${baselinePort}/`, pid: baselineProcess.pid };
+  const baseline: Target = { url: () => `ws://127.0.0.1:${baselinePort}/`, pid: baselineProcess.pid };
 
   const out: Record<string, unknown> = {
     machine: { cpus: cpus().length, model: cpus()[0]?.model, node: process.version },
     clients: CLIENTS,
     measureSeconds: MEASURE_MS / 1000,
     method:
-      'separate processes on 127.0.0.1: simulator → gateway (or baseline) → one load process of msgpack clients; delivered = messages counted from frame headers over the window; latency = client receipt − vendor timestamp on 10 sampled clients (wall clocks from performance.timeOrigin)',
+      'separate processes on 127.0.0.1: simulator → gateway (or baseline) → one load process of clients (msgpack, and JSON in the mixed scenario); delivered = messages counted from frame headers (JSON: message openings) over the window; latency = client receipt − vendor timestamp on 10 sampled clients per group (wall clocks from performance.timeOrigin)',
   };
 
   // Memory per idle connection.
@@ -177,7 +260,8 @@ async function main(): Promise<void> {
     const before = usage(gatewayProcess.pid as number).rssBytes;
     const idle = track(fork(new URL('./load-clients.js', import.meta.url), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }));
     const ready = new Promise<void>((resolve) => idle.on('message', (m: { type: string }) => m.type === 'ready' && resolve()));
-    idle.send({ type: 'start', plan: { url: gateway.url, clients: IDLE, symbols: [[]], sampled: 0 } });
+    const idleGroup: ClientGroup = { name: 'idle', url: gateway.url(STREAMS.stocks), clients: IDLE, encoding: 'msgpack', subscriptions: [undefined], sampled: 0 };
+    idle.send({ type: 'start', plan: { groups: [idleGroup] } });
     await ready;
     await new Promise((resolve) => setTimeout(resolve, 1500));
     const after = usage(gatewayProcess.pid as number).rssBytes;
@@ -190,8 +274,11 @@ async function main(): Promise<void> {
     };
   }
 
+  // Before the broadcast ramp, whose overload step leaves the gateway's heap grown for the rest of the run.
+  if (MIXED_RATE > 0) out.mixed = await mixed(gateway, control);
+
   // Broadcast: ramp until the gateway saturates.
-  const broadcastPlan = [BROADCAST_SYMBOLS];
+  const broadcastPlan = [stockGroup([BROADCAST_SYMBOLS])];
   const ramp: Record<string, unknown>[] = [];
   let gatewaySaturation = 0;
   let baselineSaturation = 0;
@@ -201,9 +288,12 @@ async function main(): Promise<void> {
     const base = await step(baseline, control, rate, broadcastPlan);
     gatewaySaturation = Math.max(gatewaySaturation, gw.deliveredPerSecond);
     baselineSaturation = Math.max(baselineSaturation, base.deliveredPerSecond);
-    ramp.push({ vendorRate: rate, offeredPerSecond: offered, gateway: gw, baseline: base, ratio: Number((gw.deliveredPerSecond / base.deliveredPerSecond).toFixed(3)) });
-    process.stderr.write(`broadcast ${rate}/s: gateway ${gw.deliveredPerSecond}/s, baseline ${base.deliveredPerSecond}/s\n`);
-    if (gw.deliveredPerSecond < offered * 0.9 && base.deliveredPerSecond < offered * 0.9) break;
+    // What the vendor really sent, from the gateway's link: on a loaded machine the simulator's
+    // timer slips and it falls short of `rate`, which is no sign of saturation downstream.
+    const sent = (gw.streams?.[STREAMS.stocks]?.vendorPerSecond ?? rate) * CLIENTS;
+    ramp.push({ vendorRate: rate, offeredPerSecond: offered, vendorSentOfferedPerSecond: Math.round(sent), gateway: gw, baseline: base, ratio: Number((gw.deliveredPerSecond / base.deliveredPerSecond).toFixed(3)) });
+    process.stderr.write(`broadcast ${rate}/s: gateway ${gw.deliveredPerSecond}/s, baseline ${base.deliveredPerSecond}/s (the vendor's sends offered ${Math.round(sent)}/s)\n`);
+    if (gw.deliveredPerSecond < sent * 0.9 && base.deliveredPerSecond < sent * 0.9) break;
   }
   const quarterRate = Math.max(1, Math.round(gatewaySaturation / CLIENTS / 4));
   const quarterGateway = await step(gateway, control, quarterRate, broadcastPlan);
@@ -232,7 +322,7 @@ async function main(): Promise<void> {
   const random = seededRandom(7);
   const universe = Array.from({ length: 500 }, (_, i) => `F${String(i).padStart(3, '0')}`);
   const filteredPlan = Array.from({ length: CLIENTS }, () => Array.from({ length: 10 }, () => universe[Math.floor(random() * universe.length)] as string));
-  const filtered = await step(gateway, control, FILTERED_RATE, filteredPlan);
+  const filtered = await step(gateway, control, FILTERED_RATE, [stockGroup(filteredPlan)]);
   out.filtered = {
     universe: universe.length,
     symbolsPerClient: 10,
@@ -243,6 +333,74 @@ async function main(): Promise<void> {
 
   process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
   for (const child of [baselineProcess, gatewayProcess, simulator]) child.kill('SIGTERM');
+}
+
+/**
+ * The mixed scenario: the gateway's CPU with no client; the plan's groups on four streams at
+ * once; each group alone (its CPU and RSS; news alone would not show); and as a baseline the same
+ * number of clients on the stock stream alone (5 of the 20 broadcast symbols each, as the mix's
+ * stock clients) at the vendor rate that offers them as many deliveries per second as the mix's
+ * rate offers the mix. Offered deliveries are counted from what the gateway's links actually
+ * received (the simulator's rate slips when its timer is starved), times each group's share.
+ */
+async function mixed(gateway: Target, control: string): Promise<Record<string, unknown>> {
+  // What the gateway spends with no client (its links' heartbeats, timers, GC): a share of every step's CPU.
+  const idleBefore = cpuSeconds(gateway.pid as number);
+  await new Promise((resolve) => setTimeout(resolve, MEASURE_MS));
+  const idleCpuPercent = Math.round(((cpuSeconds(gateway.pid as number) - idleBefore) / (MEASURE_MS / 1000)) * 100);
+
+  const plan = mixedPlan(CLIENTS, BROADCAST_SYMBOLS);
+  const together = report(plan, await step(gateway, control, MIXED_RATE, plan));
+  process.stderr.write(`mixed ${MIXED_RATE}/s per kind: clients got ${together.deliveredPerSecond}/s of ${together.offeredPerSecond}/s offered\n`);
+
+  const alone: Record<string, unknown> = {};
+  for (const group of plan) {
+    if (group.path === STREAMS.news) continue;
+    alone[group.name] = report([group], await step(gateway, control, MIXED_RATE, [group]));
+  }
+
+  const stocksOnlyPlan = [stocksOnlyGroup(CLIENTS, BROADCAST_SYMBOLS)];
+  const mixShare = deliveriesPerVendorMessage(plan);
+  const nominal = plan.filter((g) => g.path !== STREAMS.news).reduce((sum, g) => sum + MIXED_RATE * (mixShare[g.name] as number), 0);
+  const stocksOnlyRate = Math.max(1, Math.round(nominal / (deliveriesPerVendorMessage(stocksOnlyPlan).stocks as number)));
+  const stocksOnly = report(stocksOnlyPlan, await step(gateway, control, stocksOnlyRate, stocksOnlyPlan));
+  process.stderr.write(`stocks only ${stocksOnlyRate}/s: clients got ${stocksOnly.deliveredPerSecond}/s of ${stocksOnly.offeredPerSecond}/s offered\n`);
+
+  const ratio = (a: number | null, b: number | null): number | null => (a === null || b === null || b === 0 ? null : Number((a / b).toFixed(3)));
+  return {
+    vendorRatePerKind: MIXED_RATE,
+    idleCpuPercent,
+    groups: plan.map((g) => ({ name: g.name, stream: g.path, encoding: g.encoding, clients: g.clients, holds: g.holds })),
+    together,
+    alone,
+    stocksOnly: { clients: CLIENTS, holds: stocksOnlyPlan[0]?.holds, vendorRate: stocksOnlyRate, ...stocksOnly },
+    ratio: {
+      delivered: ratio(together.deliveredPerSecond, stocksOnly.deliveredPerSecond),
+      sent: ratio(together.sentPerSecond, stocksOnly.sentPerSecond),
+      cpu: ratio(together.cpuPercent, stocksOnly.cpuPercent),
+      cpuPerMessageSent: ratio(together.cpuMicrosPerMessageSent, stocksOnly.cpuMicrosPerMessageSent),
+      rss: ratio(together.rssMb, stocksOnly.rssMb),
+      p99: ratio(together.latencyMs.p99, stocksOnly.latencyMs.p99),
+    },
+  };
+}
+
+/**
+ * A step's result with what the groups were offered (each group's share of what its stream's link
+ * received), what the gateway sent in all, and its CPU per message sent.
+ */
+function report(groups: readonly PlannedGroup[], result: StepResult) {
+  const share = deliveriesPerVendorMessage(groups);
+  const offered = Object.fromEntries(groups.map((g) => [g.name, Math.round((result.streams?.[g.path]?.vendorPerSecond ?? 0) * (share[g.name] as number))]));
+  const sentPerSecond = Object.values(result.streams ?? {}).reduce((sum, s) => sum + s.sentPerSecond, 0);
+  const perGroup = result.groups === undefined ? undefined : Object.fromEntries(Object.entries(result.groups).map(([name, g]) => [name, { offeredPerSecond: offered[name], ...g }]));
+  return {
+    offeredPerSecond: Object.values(offered).reduce((sum, n) => sum + n, 0),
+    ...result,
+    sentPerSecond,
+    cpuMicrosPerMessageSent: result.cpuPercent === null || sentPerSecond === 0 ? null : Number((((result.cpuPercent / 100) * 1e6) / sentPerSecond).toFixed(2)),
+    groups: perGroup,
+  };
 }
 
 function diff(a: number | null, b: number | null): number | null {

@@ -116,10 +116,10 @@ function lineHub(): { on: (fn: (line: string) => void) => void; emit: (line: str
   return { on: (fn) => listeners.push(fn), emit: (line) => listeners.forEach((fn) => fn(line)) };
 }
 
-/** The value of one unlabelled Prometheus sample, or undefined. */
+/** A Prometheus metric's value summed over its samples (the per-stream ones carry a `stream` label), or undefined. */
 function metric(text: string, name: string): number | undefined {
-  const m = new RegExp(`^${name} ([0-9.eE+-]+|NaN)$`, 'm').exec(text);
-  return m === null ? undefined : Number(m[1]);
+  const values = [...text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? ([0-9.eE+-]+|NaN)$`, 'gm'))].map((m) => Number(m[1]));
+  return values.length === 0 ? undefined : values.reduce((sum, v) => sum + v, 0);
 }
 
 async function getJson(url: string): Promise<Record<string, number>> {
@@ -203,7 +203,9 @@ async function main(): Promise<void> {
     },
     gatewayLines.emit,
   );
-  const { address: gatewayHttp, streams: [gatewayUrl] } = await readyLine<{ address: string; streams: [string] }>(gateway.child, gatewayLines, 'tickmux ready');
+  // UPSTREAM_URL names one stream, so the gateway serves that one: the first and only of its streams.
+  const { address: gatewayHttp, streams: [gatewayUrl] } = await readyLine<{ address: string; streams: string[] }>(gateway.child, gatewayLines, 'tickmux ready');
+  if (gatewayUrl === undefined) throw new Error('the gateway serves no stream');
   let gatewayExit: { code: number | null; signal: string | null; at: number } | undefined;
   let stopping = false;
   const gatewayDied = new Promise<void>((resolve) =>

@@ -1,15 +1,28 @@
 import t from 'tap';
 import { spawnNode } from './helpers/processes.js';
 
+interface Step {
+  deliveredPerSecond: number;
+  latencyMs: { samples: number };
+  streams?: Record<string, { vendorPerSecond: number; sentPerSecond: number }>;
+}
+
 /** The benchmark is measured by hand (`npm run bench`); this only proves it still runs end to end. */
 t.test('npm run bench runs end to end on a tiny load and prints one JSON object', async (t) => {
-  const proc = spawnNode(t, ['dist/bench/run.js', '--clients', '20', '--seconds', '1', '--idle', '20', '--rates', '200', '--filtered-rate', '200']);
+  const proc = spawnNode(t, ['dist/bench/run.js', '--clients', '20', '--seconds', '1', '--warmup', '0.5', '--idle', '20', '--rates', '200', '--filtered-rate', '200', '--mixed-rate', '200']);
   t.equal(await proc.exited, 0, proc.stderr());
   const result = JSON.parse(proc.stdout()) as {
     clients: number;
     memory: { idleConnections: number; bytesPerConnection: number };
-    broadcast: { ramp: { gateway: { deliveredPerSecond: number; latencyMs: { samples: number } }; baseline: { deliveredPerSecond: number } }[]; saturation: { ratio: number } };
-    filtered: { gateway: { deliveredPerSecond: number } };
+    broadcast: { ramp: { gateway: Step; baseline: Step }[]; saturation: { ratio: number } };
+    filtered: { gateway: Step };
+    mixed: {
+      groups: { name: string; stream: string; clients: number }[];
+      together: Step & { groups: Record<string, Step> };
+      alone: Record<string, Step>;
+      stocksOnly: Step;
+      ratio: { delivered: number };
+    };
   };
   t.equal(result.clients, 20);
   t.equal(result.memory.idleConnections, 20);
@@ -19,4 +32,23 @@ t.test('npm run bench runs end to end on a tiny load and prints one JSON object'
   t.ok(step.gateway.latencyMs.samples > 0, 'latency was sampled');
   t.ok(result.broadcast.saturation.ratio > 0);
   t.ok(result.filtered.gateway.deliveredPerSecond > 0, 'the filtered scenario delivered');
+
+  const { mixed } = result;
+  t.same(
+    mixed.groups.map((g) => g.stream),
+    ['v2/iex', 'v1beta3/crypto/us', 'v1beta1/indicative', 'v1beta1/indicative', 'v1beta1/news'],
+    'the mixed scenario spreads its clients over the four streams',
+  );
+  t.equal(mixed.groups.reduce((sum, g) => sum + g.clients, 0), 20, 'and over all of them');
+  for (const name of ['stocks', 'crypto', 'options (msgpack)', 'options (JSON)']) {
+    const group = mixed.together.groups[name]!;
+    t.ok(group.deliveredPerSecond > 0, `${name} clients received data alongside the others`);
+    t.ok(group.latencyMs.samples > 0, `${name} latency was sampled`);
+    t.ok(mixed.alone[name]!.deliveredPerSecond > 0, `${name} clients received data alone`);
+  }
+  for (const path of ['v2/iex', 'v1beta3/crypto/us', 'v1beta1/indicative']) {
+    t.ok(mixed.together.streams![path]!.sentPerSecond > 0, `the gateway counted what it sent on ${path}`);
+  }
+  t.ok(mixed.stocksOnly.deliveredPerSecond > 0, 'the stocks-only baseline delivered');
+  t.ok(mixed.ratio.delivered > 0);
 });
