@@ -4,6 +4,7 @@
  * `/health/live` is 200 while the process answers at all.
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import type { FastifyReply } from 'fastify';
 import type { Static } from '@sinclair/typebox';
 import type { Gateway } from '../src/hub/gateway.js';
 import { answer, CorrelationHeaders, Forbidden, Health, Liveness } from '../src/schemas.js';
@@ -35,6 +36,11 @@ const degraded = answer(Health, 'At least one vendor link is not live (down, rec
 
 const healthRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   const response = { 200: healthy, 403: Forbidden, 503: degraded };
+  /** `/health` and `/health/ready` answer alike. */
+  const answerHealth = async (_request: unknown, reply: FastifyReply): Promise<void> => {
+    const { code, body } = health(fastify.gateway);
+    reply.code(code).send(body);
+  };
   fastify.get(
     '/health',
     {
@@ -48,10 +54,7 @@ const healthRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
         response,
       },
     },
-    async (_request, reply) => {
-      const { code, body } = health(fastify.gateway);
-      return reply.code(code).send(body);
-    },
+    answerHealth,
   );
   fastify.get(
     '/health/ready',
@@ -64,10 +67,7 @@ const healthRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
         response,
       },
     },
-    async (_request, reply) => {
-      const { code, body } = health(fastify.gateway);
-      return reply.code(code).send(body);
-    },
+    answerHealth,
   );
   fastify.get(
     '/health/live',

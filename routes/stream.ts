@@ -1,8 +1,8 @@
 /**
  * `GET /{stream path}` (`/v2/iex`, `/v1beta3/crypto/us`…): the vendor's stream protocol, served to
  * clients (DESIGN.md §3, §9). A served path hands the socket to its stream's hub; any other
- * answers 404 naming those that are. The route only checks the
- * path, the pending-auth cap and the upgrade headers; the hub does the rest.
+ * answers 404 naming those that are. The route only checks the path, the pending-auth cap and
+ * the upgrade headers; the hub does the rest.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { WebSocket } from 'ws';
