@@ -148,6 +148,8 @@ export class VendorSimulator extends EventEmitter {
   #wss: WebSocketServer | undefined;
   #rate: number;
   #tick: NodeJS.Timeout | undefined;
+  /** when the markets last flowed: each tick's budget is the time since, not the nominal tick */
+  #lastFlow = 0;
   #lastBars = 0;
   #lastStatuses = 0;
   #lastNews = 0;
@@ -208,6 +210,7 @@ export class VendorSimulator extends EventEmitter {
       });
     });
     const now = this.#clock.now();
+    this.#lastFlow = now;
     this.#lastBars = now;
     this.#lastStatuses = now;
     this.#lastNews = now;
@@ -522,17 +525,25 @@ export class VendorSimulator extends EventEmitter {
 
   /** One tick of every market: flow at the configured rate, bars, statuses and news on their intervals. */
   #generate(): void {
-    if (this.stalled) return;
     const now = this.#clock.now();
+    if (this.stalled) {
+      this.#lastFlow = now; // a mute vendor owes nothing when it speaks again
+      return;
+    }
     const barsDue = now - this.#lastBars >= this.#options.barIntervalMs;
     const statusesDue = now - this.#lastStatuses >= this.#options.statusIntervalMs;
     const newsDue = now - this.#lastNews >= this.#options.newsIntervalMs;
     if (barsDue) this.#lastBars = now;
     if (statusesDue) this.#lastStatuses = now;
     if (newsDue) this.#lastNews = now;
+    // A timer that fires late (a busy machine) must not lower the rate: the budget is the time
+    // that really passed — up to MAX_CATCH_UP_MS, so a machine that cannot keep up is not driven
+    // into ever larger batches and a long pause does not come out as one burst.
+    const elapsedMs = Math.min(Math.max(now - this.#lastFlow, 0), MAX_CATCH_UP_MS);
+    this.#lastFlow = now;
     const t = timestampNow(this.#clock);
     for (const [kind, entry] of this.#markets) {
-      entry.budget += (this.#rate * this.#options.tickMs) / 1000;
+      entry.budget += (this.#rate * elapsedMs) / 1000;
       const count = Math.floor(entry.budget);
       entry.budget -= count;
       const held = this.#heldSymbols(kind, entry.market.universe);
@@ -587,6 +598,9 @@ function addExpanded(set: ChannelSet, channel: Channel, symbol: string, universe
   if (symbol === WILDCARD) for (const s of universe) set.add(channel, s);
   else set.add(channel, symbol);
 }
+
+/** The most time one tick makes up for (a late timer's slip, not a stall). */
+const MAX_CATCH_UP_MS = 100;
 
 /** A stream path from a path or a stock feed's name. */
 function streamPath(stream: string): string {

@@ -1,6 +1,7 @@
 import { encode } from '@msgpack/msgpack';
 import t from 'tap';
 import { Timestamp } from '../../src/protocol/timestamp.js';
+import { FakeClock } from '../helpers/fake-clock.js';
 import { connect, startSimulator } from '../helpers/simulator.js';
 import { StreamClient } from '../helpers/stream-client.js';
 
@@ -316,4 +317,20 @@ t.test('stop() closes every connection and leaves the port free', async (t) => {
   t.pass('stop() twice is safe');
   const again = await startSimulator(t, { port });
   t.equal(again.port, port, 'the port can be bound again');
+});
+
+t.test('the market flows at its rate by the clock when its timer fires late, making up for 100 ms at most', async (t) => {
+  const clock = new FakeClock();
+  const sim = await startSimulator(t, { clock, rate: 1000 });
+  const c = await connect(t, sim.url('iex'));
+  await c.auth();
+  await c.request({ action: 'subscribe', quotes: ['AAPL'] });
+  const quotes = (): number => c.messages.filter((m) => m.T === 'q').length;
+  t.equal(quotes(), 0, 'no time passed on the clock: nothing is due, whatever the timer does');
+  clock.advance(80); // one timer tick sees 80 ms: a timer 8 ticks late
+  await c.until(() => quotes() === 80, '80 quotes for 80 ms at 1,000/s');
+  clock.advance(60_000); // a minute unseen: 100 ms' worth, not a minute's burst
+  await c.until(() => quotes() === 180, '100 ms’ worth more');
+  clock.advance(1);
+  await c.until(() => quotes() === 181, 'then on at the rate');
 });
