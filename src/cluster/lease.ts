@@ -3,7 +3,7 @@
  * `${CLUSTER_NAME}-leases`, whose max age is the lease TTL.
  *
  * - acquire: `create` (succeeds only while the key is absent, deleted or expired);
- * - renew: revision-checked `update` every TTL/3;
+ * - renew: revision-checked `update` every TTL/3 (a failed one is retried after TTL/12);
  * - fencing: an owner that has not renewed for TTL − TTL/3 calls `onLost` and stops counting
  *   itself owner; the key cannot expire (and pass on) before a full TTL after that write, so the
  *   last third of the TTL is the owner's margin to close its vendor link;
@@ -103,6 +103,8 @@ export class Lease {
   #value = '';
   /** clock time at which the last write that NATS confirmed was sent */
   #lastWriteAt = 0;
+  /** clock time at which the first renewal since the last confirmed write was sent */
+  #unconfirmedSince: number | undefined;
   #busy = false;
   #renewTimer: unknown;
   #fenceTimer: unknown;
@@ -189,14 +191,12 @@ export class Lease {
         await this.#o.kv.delete(this.key, { previousSeq: revision }).catch((err: unknown) => this.#log.warn({ err }, 'could not delete a lease acquired after stop'));
         return;
       }
-      this.#revision = revision;
       this.#value = value;
-      this.#lastWriteAt = sentAt;
       this.#o.clock.clearTimeout(this.#pollTimer);
       this.#pollTimer = undefined;
+      this.#confirmed(revision, sentAt);
       this.#to('owning', 'acquired', { via });
       this.#scheduleRenew();
-      this.#armFence();
       this.#o.onAcquired?.(via);
     } catch (err) {
       if (!isWrongLastSequence(err)) this.#log.warn({ err, via }, 'lease acquire failed');
@@ -205,8 +205,9 @@ export class Lease {
     }
   }
 
-  #scheduleRenew(): void {
-    this.#renewTimer = this.#o.clock.setTimeout(() => void this.#renew(), this.#renewMs);
+  #scheduleRenew(delayMs = this.#renewMs): void {
+    this.#o.clock.clearTimeout(this.#renewTimer);
+    this.#renewTimer = this.#o.clock.setTimeout(() => void this.#renew(), delayMs);
   }
 
   /** Fencing: TTL − renew interval after the last confirmed write, strictly before it can expire. */
@@ -216,32 +217,43 @@ export class Lease {
     this.#fenceTimer = this.#o.clock.setTimeout(() => this.#lose(`not renewed for ${this.#o.ttlMs - this.#renewMs} ms (fencing)`), fenceAt - this.#o.clock.now());
   }
 
+  #confirmed(revision: number, sentAt: number): void {
+    this.#revision = revision;
+    this.#lastWriteAt = sentAt;
+    this.#unconfirmedSince = undefined;
+    this.#armFence();
+  }
+
   async #renew(): Promise<void> {
-    if (this.#state !== 'owning') return;
-    this.#scheduleRenew();
-    if (this.#busy) return;
+    if (this.#state !== 'owning' || this.#busy) return;
     this.#busy = true;
     const sentAt = this.#o.clock.now();
+    this.#unconfirmedSince ??= sentAt;
+    let next = this.#renewMs;
     try {
-      // A renewal that outlives the interval is abandoned, so the next one can try.
-      const revision = await this.#o.kv.update(this.key, this.#value, this.#revision, this.#renewMs);
+      // Half an interval, so a lost answer leaves time for retries before the fence.
+      const revision = await this.#o.kv.update(this.key, this.#value, this.#revision, Math.max(1, Math.floor(this.#renewMs / 2)));
       if (this.#state !== 'owning') return;
-      this.#revision = revision;
-      this.#lastWriteAt = sentAt;
-      this.#armFence();
+      this.#confirmed(revision, sentAt);
+      next = Math.max(0, sentAt + this.#renewMs - this.#o.clock.now());
     } catch (err) {
       if (this.#state !== 'owning') return;
       if (isWrongLastSequence(err)) await this.#onRevisionMismatch();
-      else this.#log.warn({ err: String(err), revision: this.#revision }, 'lease renewal failed; retrying until fenced');
+      else {
+        this.#log.warn({ err: String(err), revision: this.#revision }, 'lease renewal failed; retrying until fenced');
+        next = Math.floor(this.#renewMs / 4);
+      }
     } finally {
       this.#busy = false;
+      if (this.#state === 'owning') this.#scheduleRenew(next);
     }
   }
 
   /**
-   * The key moved on without us knowing the revision. A renewal that timed out here may still have
-   * been written: then the key holds our own bytes and we adopt its revision (the fence keeps
-   * counting from the last write we saw confirmed). Anything else means the lease is gone.
+   * The key moved on without us knowing the revision. A renewal that timed out may still have
+   * been written: then the key holds our own bytes and we adopt its revision, counting the fence
+   * from the first renewal sent since the last confirmed one (that write cannot be older).
+   * Anything else means the lease is gone.
    */
   async #onRevisionMismatch(): Promise<void> {
     let entry: KvEntry | null;
@@ -252,9 +264,9 @@ export class Lease {
       return;
     }
     if (this.#state !== 'owning') return;
-    if (entry !== null && entry.operation === 'PUT' && entry.string() === this.#value) {
+    if (entry !== null && entry.operation === 'PUT' && entry.string() === this.#value && this.#unconfirmedSince !== undefined) {
       this.#log.info({ from: this.#revision, to: entry.revision }, 'lease renewal landed after its timeout; adopting its revision');
-      this.#revision = entry.revision;
+      this.#confirmed(entry.revision, this.#unconfirmedSince);
       return;
     }
     this.#lose(`the key changed under us (revision ${entry?.revision ?? 'none'})`);
@@ -265,6 +277,7 @@ export class Lease {
     this.#clearOwnerTimers();
     this.#to('following', 'lost', { reason });
     this.#revision = 0;
+    this.#unconfirmedSince = undefined;
     this.#schedulePoll();
     this.#o.onLost?.(reason);
   }
