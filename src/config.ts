@@ -4,8 +4,10 @@
  * variable, what is wrong and what is allowed — and never echoes a secret.
  */
 import { isIP } from 'node:net';
+import { hostname } from 'node:os';
 import { type TSchema, Type } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
+import { SAFE_NAME } from './cluster/subjects.js';
 import { ConfigError } from './errors.js';
 import { STREAM_PATHS, streamKindOf } from './protocol/streams.js';
 import { Secret } from './secret.js';
@@ -62,6 +64,11 @@ export const EnvSchema = Type.Object({
   CLIENT_MAX_BUFFER_BYTES: count(8_388_608, 1024, 1_073_741_824),
   SHUTDOWN_GRACE_MS: ms(10_000),
   SIMULATOR_RATE: count(200, 0, 10_000_000),
+  NATS_URL: Type.Optional(Type.String({ minLength: 1 })),
+  CLUSTER_NAME: Type.String({ pattern: SAFE_NAME.source, default: 'tickmux' }),
+  NODE_ID: Type.Optional(Type.String({ pattern: SAFE_NAME.source })),
+  // Renewals run every TTL/3; below a second they would race the NATS round trip.
+  LEASE_TTL_MS: count(3000, 1000, 60_000),
 });
 
 /** Variables whose values never appear in an error or log. */
@@ -117,6 +124,18 @@ export interface ClientsConfig {
   readonly maxBufferBytes: number;
 }
 
+/** Membership of a cluster on NATS (DESIGN.md §10); absent when `NATS_URL` is unset. */
+export interface ClusterConfig {
+  /** NATS server URLs (`nats://host:port`), tried in turn by the client */
+  readonly servers: readonly string[];
+  /** prefixes every subject and bucket name */
+  readonly name: string;
+  /** this node's id, unique in the cluster */
+  readonly nodeId: string;
+  /** how long a stream lease outlives its last renewal (the lease bucket's max age) */
+  readonly leaseTtlMs: number;
+}
+
 export interface Config {
   /** the stream paths served, each on its own vendor link (`v2/iex`, `v1beta3/crypto/us`…); the first is the control plane's default */
   readonly streams: readonly string[];
@@ -133,6 +152,8 @@ export interface Config {
   readonly shutdownGraceMs: number;
   /** messages per second of the embedded simulator's market */
   readonly simulatorRate: number;
+  /** undefined: standalone */
+  readonly cluster: ClusterConfig | undefined;
 }
 
 /** Whether a host binds only to this machine (protected mode allows open access there). */
@@ -146,6 +167,7 @@ function allowed(schema: TSchema): string {
   if (Array.isArray(schema.anyOf)) return `one of ${schema.anyOf.map((s: TSchema) => s.const).join(', ')}`;
   if (schema.type === 'integer') return `an integer from ${schema.minimum} to ${schema.maximum}`;
   if (schema.pattern === '^wss?://') return 'a ws:// or wss:// URL';
+  if (schema.pattern === SAFE_NAME.source) return '1 to 64 letters, digits, "-" or "_"';
   return 'a non-empty string';
 }
 
@@ -268,7 +290,49 @@ function buildConfig(v: Record<string, unknown>): Config {
     restartCoalesceMs: num('RESTART_COALESCE_MS'),
     shutdownGraceMs: num('SHUTDOWN_GRACE_MS'),
     simulatorRate: num('SIMULATOR_RATE'),
+    cluster: parseCluster(v),
   };
+}
+
+/** The cluster settings, or undefined (standalone) when `NATS_URL` is unset. */
+function parseCluster(v: Record<string, unknown>): ClusterConfig | undefined {
+  const url = v.NATS_URL as string | undefined;
+  if (url === undefined) return undefined;
+  return Object.freeze({
+    servers: Object.freeze(parseNatsUrls(url)),
+    name: v.CLUSTER_NAME as string,
+    nodeId: (v.NODE_ID as string | undefined) ?? defaultNodeId(),
+    leaseTtlMs: v.LEASE_TTL_MS as number,
+  });
+}
+
+/** hostname-pid, with anything that is not a safe token character replaced, at most 64 long. */
+export function defaultNodeId(host = hostname(), pid = process.pid): string {
+  const suffix = `-${pid}`;
+  const safeHost = host.replace(/[^A-Za-z0-9_-]/g, '-').slice(0, 64 - suffix.length) || 'node';
+  return `${safeHost}${suffix}`;
+}
+
+/** `nats://host:port[,nats://host2:port]`; credentials are refused so no value needs hiding. */
+function parseNatsUrls(text: string): string[] {
+  return text.split(',').map((raw, index) => {
+    const entry = raw.trim();
+    const bad = (why: string): ConfigError => new ConfigError('NATS_URL', `entry ${index + 1} ${why}`);
+    let parsed: URL;
+    try {
+      parsed = new URL(entry);
+    } catch (err) {
+      if (err instanceof TypeError) throw bad(`${JSON.stringify(entry)} is not a URL; expected nats://host:port`);
+      throw err;
+    }
+    // Checked before anything is echoed: the entry may carry a password.
+    if (parsed.username !== '' || parsed.password !== '') throw bad('carries credentials, which tickmux does not support yet');
+    if (parsed.protocol !== 'nats:' && parsed.protocol !== 'tls:') throw bad(`${JSON.stringify(entry)} is not a nats:// or tls:// URL`);
+    if (parsed.hostname === '' || !['', '/'].includes(parsed.pathname) || parsed.search !== '' || parsed.hash !== '') {
+      throw bad(`${JSON.stringify(entry)} is not of the form nats://host:port`);
+    }
+    return `${parsed.protocol}//${parsed.host}`;
+  });
 }
 
 /** The known stream paths, for error messages. */

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { isLoopback, loadConfig } from '../src/config.js';
+import { defaultNodeId, isLoopback, loadConfig } from '../src/config.js';
 import { ConfigError } from '../src/errors.js';
 import { STREAM_PATHS } from '../src/protocol/streams.js';
 
@@ -184,4 +184,38 @@ t.test('configuration errors never echo a secret', async (t) => {
     errorOf({ HOST: '0.0.0.0', CONTROL_TOKEN: 'control-token-value' }),
   ];
   for (const message of messages) for (const secret of secretValues) t.notMatch(message, secret);
+});
+
+t.test('cluster: NATS_URL unset is standalone; set, it brings the cluster settings with their defaults', async (t) => {
+  t.equal(loadConfig({}).cluster, undefined, 'standalone, as before');
+  const c = loadConfig({ NATS_URL: 'nats://127.0.0.1:4222' }).cluster;
+  t.same(c?.servers, ['nats://127.0.0.1:4222']);
+  t.equal(c?.name, 'tickmux');
+  t.equal(c?.leaseTtlMs, 3000, 'DESIGN.md §10');
+  t.match(c?.nodeId, new RegExp(`^[A-Za-z0-9_-]+-${process.pid}$`), 'hostname-pid');
+  t.ok(Object.isFrozen(c) && Object.isFrozen(c?.servers));
+  const several = loadConfig({ NATS_URL: ' nats://a:4222 , tls://b.example:4443/ ', CLUSTER_NAME: 'prod_east-1', NODE_ID: 'gw-1', LEASE_TTL_MS: '5000' }).cluster;
+  t.same(several?.servers, ['nats://a:4222', 'tls://b.example:4443'], 'comma-separated, trimmed, trailing slash dropped');
+  t.same([several?.name, several?.nodeId, several?.leaseTtlMs], ['prod_east-1', 'gw-1', 5000]);
+});
+
+t.test('cluster: the default NODE_ID is hostname-pid made token-safe and at most 64 long', async (t) => {
+  t.equal(defaultNodeId('gw.example.com', 42), 'gw-example-com-42');
+  t.equal(defaultNodeId('', 7), 'node-7');
+  const long = defaultNodeId('h'.repeat(100), 123456);
+  t.equal(long.length, 64);
+  t.ok(long.endsWith('-123456'));
+});
+
+t.test('cluster: wrong values are refused in one line that names the variable', async (t) => {
+  t.match(errorOf({ NATS_URL: 'http://a:4222' }), /^NATS_URL: entry 1 "http:\/\/a:4222" is not a nats:\/\/ or tls:\/\/ URL$/);
+  t.match(errorOf({ NATS_URL: 'nats://a:4222,nats://b:4222/x' }), /^NATS_URL: entry 2 .* is not of the form nats:\/\/host:port$/);
+  t.match(errorOf({ NATS_URL: 'not a url' }), /^NATS_URL: entry 1 "not a url" is not a URL/);
+  const withPassword = errorOf({ NATS_URL: 'nats://user:hunter2@a:4222' });
+  t.match(withPassword, /^NATS_URL: entry 1 carries credentials/);
+  t.notMatch(withPassword, /hunter2/, 'a password is never echoed');
+  t.match(errorOf({ CLUSTER_NAME: 'a.b' }), /^CLUSTER_NAME: "a\.b" is not allowed; expected 1 to 64 letters, digits, "-" or "_"$/);
+  t.match(errorOf({ NODE_ID: 'node>1' }), /^NODE_ID: "node>1" is not allowed/);
+  t.match(errorOf({ LEASE_TTL_MS: '500' }), /^LEASE_TTL_MS: "500" is not allowed; expected an integer from 1000 to 60000$/);
+  t.match(errorOf({ LEASE_TTL_MS: '600000' }), /^LEASE_TTL_MS: /);
 });

@@ -1,0 +1,62 @@
+/**
+ * Names the cluster puts into NATS (DESIGN.md §10). A stream path or a symbol becomes one token
+ * that is valid both as a NATS subject token and as a JetStream KV key, and the mapping is
+ * injective and reversible, so two different inputs never share a key or a subject.
+ *
+ * The escaping: ASCII letters, digits and `-` stand for themselves; every other UTF-8 byte,
+ * `_` included, becomes `_` and two upper-case hex digits (`v2/iex` → `v2_2Fiex`). Because `_`
+ * only ever starts an escape, decoding is unambiguous.
+ */
+import { TickmuxError } from '../errors.js';
+
+const PLAIN = /^[A-Za-z0-9-]$/;
+
+/** The name is not one `escapeToken` could have produced. */
+export class TokenError extends TickmuxError {
+  constructor(message: string) {
+    super('ERR_CLUSTER_TOKEN', message);
+  }
+}
+
+/** Escapes any non-empty string into a single NATS-subject and KV-key safe token. */
+export function escapeToken(text: string): string {
+  if (text === '') throw new TokenError('cannot escape an empty name');
+  let out = '';
+  for (const byte of Buffer.from(text, 'utf8')) {
+    const char = String.fromCharCode(byte);
+    out += byte < 0x80 && PLAIN.test(char) ? char : `_${byte.toString(16).toUpperCase().padStart(2, '0')}`;
+  }
+  return out;
+}
+
+/** Reverses `escapeToken`; anything it could not have produced is a `TokenError`. */
+export function unescapeToken(token: string): string {
+  if (!/^(?:[A-Za-z0-9-]|_[0-9A-F]{2})+$/.test(token)) throw new TokenError(`${JSON.stringify(token)} is not an escaped token`);
+  const bytes: number[] = [];
+  for (let i = 0; i < token.length; i++) {
+    if (token[i] === '_') {
+      const byte = Number.parseInt(token.slice(i + 1, i + 3), 16);
+      if (byte < 0x80 && PLAIN.test(String.fromCharCode(byte))) throw new TokenError(`${JSON.stringify(token)} escapes a plain character`);
+      bytes.push(byte);
+      i += 2;
+    } else {
+      bytes.push(token.charCodeAt(i));
+    }
+  }
+  const text = Buffer.from(bytes).toString('utf8');
+  if (escapeToken(text) !== token) throw new TokenError(`${JSON.stringify(token)} is not valid UTF-8 once unescaped`);
+  return text;
+}
+
+/** A name usable as-is as a NATS subject token and KV bucket prefix (`CLUSTER_NAME`, `NODE_ID`). */
+export const SAFE_NAME = /^[A-Za-z0-9_-]{1,64}$/;
+
+/** The KV bucket holding one lease per stream path. */
+export function leaseBucketName(clusterName: string): string {
+  return `${clusterName}-leases`;
+}
+
+/** The lease key of a stream path (`v2/iex` → `v2_2Fiex`). */
+export function leaseKey(streamPath: string): string {
+  return escapeToken(streamPath);
+}
