@@ -138,7 +138,9 @@ export class Lease {
   async start(): Promise<void> {
     if (this.#state !== 'idle') return;
     this.#to('following', 'started');
-    this.#startWatch();
+    // The watch exists before the first attempt: a delete from then on is seen, not only polled.
+    await this.#startWatch();
+    if (this.state === 'stopped') return; // stopped while the watch started
     this.#schedulePoll();
     await this.#tryAcquire('start');
   }
@@ -317,9 +319,8 @@ export class Lease {
     this.#log.warn({ key: this.key, revision: entry.revision, bytes: entry.length }, 'lease key holds a value tickmux did not write; treated as held until it expires');
   }
 
-  #startWatch(): void {
-    const starting = this.#o.kv.watch({ key: this.key });
-    starting.then(
+  #startWatch(): Promise<void> {
+    return this.#o.kv.watch({ key: this.key }).then(
       (watch) => {
         if (this.#state === 'stopped') return watch.stop();
         this.#watch = watch;

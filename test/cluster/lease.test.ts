@@ -144,7 +144,6 @@ t.test('leases on a real nats-server', { skip: NATS_SKIP }, async (t) => {
     await a.lease.start();
     await b.lease.start();
     t.same(c.owners(), ['a']);
-    await delay(50); // b's watch is established
     const last = await a.kv.get(KEY);
     await a.lease.release();
     t.equal(a.lease.state, 'stopped');
