@@ -122,9 +122,10 @@ export class ClientSession {
     });
     socket.on('close', () => this.#onClose());
     socket.on('error', (err) => {
-      // ws refused a frame (too big, not the protocol) and is closing the socket: release now.
-      this.#host.logger.debug({ client: this.id, err: { message: err.message } }, 'client socket error');
+      // ws refused a frame (too big, not the protocol) and has sent its close code: release and cut.
+      this.#host.logger.debug({ client: this.id, err: { message: err.message, code: (err as { code?: string }).code } }, 'client socket error');
       this.close(1002, 'protocol error');
+      socket.terminate();
     });
   }
 
