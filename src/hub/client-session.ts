@@ -134,6 +134,22 @@ export class ClientSession {
     return this.#set.clone();
   }
 
+  /**
+   * What this session holds beyond its fixed fields, by name: per-channel sets, symbol counts,
+   * encoded reply lists, a backlog, a pending timer. An idle authenticated session holds none
+   * (issue #11): tests check that.
+   */
+  get footprint(): string[] {
+    const held = this.#set.allocatedChannels.map((channel) => `set:${channel}`);
+    if (this.#symbols.allocated) held.push('symbolCount');
+    if (this.#reply.allocated) held.push('replyLists');
+    if (this.queue.hasBacklog) held.push('backlog');
+    if (this.#authTimer !== undefined) held.push('authTimer');
+    if (this.#killTimer !== undefined) held.push('killTimer');
+    if (this.#restoreReceiveLimit !== undefined) held.push('receiveLimit');
+    return held;
+  }
+
   get closing(): boolean {
     return this.#closing;
   }

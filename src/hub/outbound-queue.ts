@@ -78,6 +78,11 @@ export class OutboundQueue {
     return this.#inFlight + this.#backlogBytes;
   }
 
+  /** Whether the backlog exists: not until the client first lags. */
+  get hasBacklog(): boolean {
+    return this.#backlog !== undefined;
+  }
+
   /** Adds a data unit to this turn's batch. */
   enqueue(unit: MessageUnit): void {
     if (!this.#closed) this.#batch.push(unit);

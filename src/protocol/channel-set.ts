@@ -52,6 +52,11 @@ export class ChannelSet {
     if (set.size === 0) this.#sets[channel] = undefined;
   }
 
+  /** The channels that have a Set now: the others cost nothing (tests check an emptied one lets go). */
+  get allocatedChannels(): Channel[] {
+    return CHANNELS.filter((c) => this.#sets[c] !== undefined);
+  }
+
   /** Adds every pair of `other`. */
   addAll(other: ChannelSet | Partial<ChannelSymbols>): void {
     for (const [channel, symbol] of pairsOf(other)) this.add(channel, symbol);
@@ -134,8 +139,14 @@ export class SymbolCount {
     const channels = this.#channels;
     if (symbol === WILDCARD || channels === undefined) return;
     const left = (channels.get(symbol) ?? 1) - 1;
-    if (left === 0) channels.delete(symbol);
-    else channels.set(symbol, left);
+    if (left > 0) channels.set(symbol, left);
+    else if (channels.size === 1 && channels.has(symbol)) this.#channels = undefined;
+    else channels.delete(symbol);
+  }
+
+  /** Whether the count holds its Map (only while it counts a symbol). */
+  get allocated(): boolean {
+    return this.#channels !== undefined;
   }
 
   clear(): void {

@@ -98,6 +98,11 @@ export class SubscriptionReplyCache {
     this.#kind = kind;
   }
 
+  /** Whether this cache holds encoded lists or a frame of its own (an empty set's reply is shared). */
+  get allocated(): boolean {
+    return this.#lists !== undefined || this.#frame !== undefined;
+  }
+
   /** `channel` changed: its list is encoded again on the next reply, the others are kept. */
   changed(channel: Channel): void {
     this.#lists?.delete(channel);
