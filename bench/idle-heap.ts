@@ -11,7 +11,7 @@ import { fork } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { getHeapStatistics, writeHeapSnapshot } from 'node:v8';
+import { getHeapSpaceStatistics, getHeapStatistics, writeHeapSnapshot } from 'node:v8';
 import Fastify, { type FastifyBaseLogger } from 'fastify';
 import fp from 'fastify-plugin';
 import { pino } from 'pino';
@@ -32,6 +32,8 @@ interface Point {
   arrayBuffers: number;
   rss: number;
   totalHeap: number;
+  /** physical bytes committed per V8 heap space */
+  spaces: Record<string, number>;
 }
 
 async function settle(): Promise<Point> {
@@ -40,7 +42,8 @@ async function settle(): Promise<Point> {
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
   const m = process.memoryUsage();
-  return { heapUsed: m.heapUsed, external: m.external, arrayBuffers: m.arrayBuffers, rss: m.rss, totalHeap: getHeapStatistics().total_heap_size };
+  const spaces = Object.fromEntries(getHeapSpaceStatistics().map((space) => [space.space_name, space.physical_space_size]));
+  return { heapUsed: m.heapUsed, external: m.external, arrayBuffers: m.arrayBuffers, rss: m.rss, totalHeap: getHeapStatistics().total_heap_size, spaces };
 }
 
 /** Self size and count per constructor name of a .heapsnapshot file. */
@@ -93,13 +96,16 @@ await new Promise((resolve) => setTimeout(resolve, 1500));
 
 const after = await settle();
 const snapshotAfter = values.snapshot === undefined ? undefined : writeHeapSnapshot(join(values.snapshot, 'idle-after.heapsnapshot'));
-const per = (key: keyof Point): number => Math.round((after[key] - before[key]) / N);
+const per = (key: Exclude<keyof Point, 'spaces'>): number => Math.round((after[key] - before[key]) / N);
+const mb = (n: number): number => Math.round(n / 104857.6) / 10;
 const report: Record<string, unknown> = {
   clients: N,
   authenticated: hub.stats.authenticated,
   perConnectionBytes: { heapUsed: per('heapUsed'), external: per('external'), arrayBuffers: per('arrayBuffers'), rss: per('rss'), totalHeap: per('totalHeap') },
-  beforeMb: Object.fromEntries(Object.entries(before).map(([k, v]) => [k, Math.round(v / 1048576)])),
-  afterMb: Object.fromEntries(Object.entries(after).map(([k, v]) => [k, Math.round(v / 1048576)])),
+  beforeMb: { heapUsed: mb(before.heapUsed), rss: mb(before.rss), totalHeap: mb(before.totalHeap) },
+  afterMb: { heapUsed: mb(after.heapUsed), rss: mb(after.rss), totalHeap: mb(after.totalHeap) },
+  /** committed MB per V8 space, at 0 → at N (new_space grows with the handshakes' garbage, once) */
+  heapSpacesMb: Object.fromEntries(Object.keys(after.spaces).map((name) => [name, `${mb(before.spaces[name] ?? 0)} → ${mb(after.spaces[name] ?? 0)}`])),
 };
 if (snapshotBefore !== undefined && snapshotAfter !== undefined) {
   const b = byConstructor(snapshotBefore);
