@@ -5,7 +5,7 @@
  *
  *   npm run bench [-- --clients 1000 --seconds 5 --warmup 1.5 --idle 1000 --rates 250,500,1000,2000,4000,8000
  *                    --high-water-mb 8 --max-buffer-mb 256 --filtered-rate 5000 --mixed-rate 400
- *                    --profile DIR]
+ *                    --profile DIR --idle-only]
  *
  * Scenarios: "broadcast" (every client on the same 20 symbols, trades and quotes) ramped until
  * the gateway saturates, against the baseline at the same offered loads; latency at a quarter
@@ -33,6 +33,8 @@ const { values } = parseArgs({
     /** seconds between a step's clients subscribing (and the rate being set) and its window */
     warmup: { type: 'string', default: '1.5' },
     idle: { type: 'string', default: '1000' },
+    /** run the idle-connection scenario alone (issue #11: quick to repeat at 1,000 and 10,000) */
+    'idle-only': { type: 'boolean', default: false },
     rates: { type: 'string', default: '250,500,1000,2000,4000,8000' },
     'filtered-rate': { type: 'string', default: '5000' },
     /** vendor messages/s of each kind in the mixed scenario; 0 leaves the scenario out */
@@ -272,6 +274,12 @@ async function main(): Promise<void> {
       rssWithIdleMb: Math.round(after / 1048576),
       bytesPerConnection: Math.round((after - before) / IDLE),
     };
+  }
+
+  if (values['idle-only'] === true) {
+    process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+    for (const child of [baselineProcess, gatewayProcess, simulator]) child.kill('SIGTERM');
+    return;
   }
 
   // Before the broadcast ramp, whose overload step leaves the gateway's heap grown for the rest of the run.

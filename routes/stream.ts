@@ -9,6 +9,7 @@ import type { WebSocket } from 'ws';
 import { Type } from '@sinclair/typebox';
 import type { ServedStream } from '../src/hub/gateway.js';
 import { notServed, problemBody } from '../src/plugins/problems.js';
+import { releaseUpgrade } from '../src/plugins/websocket.js';
 import { STREAM_PATHS, streamKindOf } from '../src/protocol/streams.js';
 import { answer, BadRequest, Forbidden, NotServed, Problem } from '../src/schemas.js';
 
@@ -73,6 +74,7 @@ export default async function streamRoutes(fastify: FastifyInstance): Promise<vo
 
   function accept(stream: ServedStream, socket: WebSocket, request: StreamRequest): void {
     const contentType = (header(request, 'content-type') ?? '').toLowerCase();
+    releaseUpgrade(socket, request);
     stream.hub.accept(socket, {
       encoding: contentType.startsWith('application/msgpack') ? 'msgpack' : 'json',
       options: { snapshot: enabled(request.query.snapshot), events: enabled(request.query.events) },

@@ -79,7 +79,6 @@ export class ClientSession {
   key: string | undefined;
   readonly #socket: WebSocket;
   readonly #host: SessionHost;
-  readonly #log: Logger;
   #set = new ChannelSet();
   /** the distinct explicit symbols of `#set` (MAX_SYMBOLS_PER_CLIENT counts them) */
   readonly #symbols = new SymbolCount();
@@ -98,7 +97,6 @@ export class ClientSession {
     this.remoteAddress = remoteAddress;
     this.#host = host;
     this.#reply = new SubscriptionReplyCache(encoding, host.kind);
-    this.#log = host.logger.child({ client: this.id });
     const binary = encoding === 'msgpack';
     this.queue = new OutboundQueue(
       encoding,
@@ -118,21 +116,38 @@ export class ClientSession {
       } catch (err) {
         // The one deliberate catch-all: a fault in handling one client's request costs that
         // client its request (the vendor's 500), not every client their gateway.
-        this.#log.error({ err }, 'client request failed');
+        this.#host.logger.error({ client: this.id, err }, 'client request failed');
         this.fail(500);
       }
     });
     socket.on('close', () => this.#onClose());
     socket.on('error', (err) => {
-      // ws refused a frame (too big, not the protocol) and is closing the socket: release now.
-      this.#log.debug({ err: { message: err.message } }, 'client socket error');
+      // ws refused a frame (too big, not the protocol) and has sent its close code: release and cut.
+      this.#host.logger.debug({ client: this.id, err: { message: err.message, code: (err as { code?: string }).code } }, 'client socket error');
       this.close(1002, 'protocol error');
+      socket.terminate();
     });
   }
 
   /** This client's own subscription set. */
   get subscriptions(): ChannelSet {
     return this.#set.clone();
+  }
+
+  /**
+   * What this session holds beyond its fixed fields, by name: per-channel sets, symbol counts,
+   * encoded reply lists, a backlog, a pending timer. An idle authenticated session holds none
+   * (issue #11): tests check that.
+   */
+  get footprint(): string[] {
+    const held = this.#set.allocatedChannels.map((channel) => `set:${channel}`);
+    if (this.#symbols.allocated) held.push('symbolCount');
+    if (this.#reply.allocated) held.push('replyLists');
+    if (this.queue.hasBacklog) held.push('backlog');
+    if (this.#authTimer !== undefined) held.push('authTimer');
+    if (this.#killTimer !== undefined) held.push('killTimer');
+    if (this.#restoreReceiveLimit !== undefined) held.push('receiveLimit');
+    return held;
   }
 
   get closing(): boolean {
@@ -165,7 +180,7 @@ export class ClientSession {
   /** Sends the vendor's error for `code`; for the codes the vendor disconnects on, closes. */
   fail(code: number, detail?: string): void {
     if (this.#closing) return;
-    this.#log.info({ code, detail }, 'client error');
+    this.#host.logger.info({ client: this.id, code, detail }, 'client error');
     this.sendControl({ T: 'error', code, msg: vendorErrorMessage(code) });
     if (CLOSING_CODES.has(code)) this.close(1008, vendorErrorMessage(code));
   }
@@ -227,6 +242,7 @@ export class ClientSession {
 
   #onClose(): void {
     this.#host.clock.clearTimeout(this.#killTimer);
+    this.#killTimer = undefined;
     if (!this.#closing) this.#release();
     this.#host.onClosed(this);
   }
@@ -289,11 +305,12 @@ export class ClientSession {
       return;
     }
     this.#host.clock.clearTimeout(this.#authTimer);
+    this.#authTimer = undefined; // a cleared Timeout is still an object this session would keep
     this.authenticated = true;
     this.key = key;
     this.#restoreReceiveLimit?.();
     this.#restoreReceiveLimit = undefined;
-    this.#log.info({ clientKey: key, encoding: this.encoding, remote: this.remoteAddress }, 'client authenticated');
+    this.#host.logger.info({ client: this.id, clientKey: key, encoding: this.encoding, remote: this.remoteAddress }, 'client authenticated');
     this.#host.onAuthenticated(this);
     this.sendControl({ T: 'success', msg: 'authenticated' });
   }

@@ -129,6 +129,11 @@ export class Hub {
     return { ...this.#stats, connected: this.#sessions.size, authenticated: this.#authenticated.size };
   }
 
+  /** The connected sessions, for tests and diagnostics. */
+  get sessions(): ClientSession[] {
+    return [...this.#sessions];
+  }
+
   /** Unauthenticated connections (their own cap, MAX_PENDING_AUTH, is checked before the upgrade). */
   get pendingAuth(): number {
     return this.#sessions.size - this.#authenticated.size;

@@ -58,7 +58,8 @@ export class OutboundQueue {
   readonly #onOverflow: () => void;
   readonly #counters: QueueCounters;
   #batch: MessageUnit[] = [];
-  readonly #backlog = new Map<string | number, MessageUnit>();
+  /** created when the client first lags (an idle or keeping-up client never has one) */
+  #backlog: Map<string | number, MessageUnit> | undefined;
   #backlogBytes = 0;
   #seq = 0;
   #inFlight = 0;
@@ -75,6 +76,11 @@ export class OutboundQueue {
   /** Bytes written to the socket but not yet out, plus the backlog. */
   get bufferedBytes(): number {
     return this.#inFlight + this.#backlogBytes;
+  }
+
+  /** Whether the backlog exists: not until the client first lags. */
+  get hasBacklog(): boolean {
+    return this.#backlog !== undefined;
   }
 
   /** Adds a data unit to this turn's batch. */
@@ -94,7 +100,7 @@ export class OutboundQueue {
     const batch = this.#batch;
     if (batch.length === 0 || this.#closed) return;
     this.#batch = [];
-    if (this.#backlog.size === 0 && this.#inFlight < this.#limits.highWaterBytes) {
+    if ((this.#backlog === undefined || this.#backlog.size === 0) && this.#inFlight < this.#limits.highWaterBytes) {
       this.#send(shared ?? joinFrame(batch, this.encoding), batch.length);
       return;
     }
@@ -115,9 +121,11 @@ export class OutboundQueue {
   /** Drops queued data units `keep` rejects (an unsubscribe was acknowledged for them). */
   purge(keep: (unit: MessageUnit) => boolean): void {
     this.#batch = this.#batch.filter(keep);
-    for (const [key, unit] of this.#backlog) {
+    const backlog = this.#backlog;
+    if (backlog === undefined) return;
+    for (const [key, unit] of backlog) {
       if (keep(unit)) continue;
-      this.#backlog.delete(key);
+      backlog.delete(key);
       this.#backlogBytes -= unit.byteLength(this.encoding);
     }
   }
@@ -126,28 +134,29 @@ export class OutboundQueue {
   close(): void {
     this.#closed = true;
     this.#batch = [];
-    this.#backlog.clear();
+    this.#backlog = undefined;
     this.#backlogBytes = 0;
   }
 
   #toBacklog(unit: MessageUnit): void {
     const bytes = unit.byteLength(this.encoding);
     unit.detach(); // a backlog may outlive the vendor frame by far: keep only this message's bytes
+    const backlog = (this.#backlog ??= new Map());
     let key: string | number;
     // The unit's own kind says what may be replaced: never an order-book update (PROTOCOL-STREAMS §1.3).
     if (unit.type !== undefined && unit.kind.conflatable.has(unit.type) && unit.symbol !== undefined) {
       key = unit.stateKey;
-      const older = this.#backlog.get(key);
+      const older = backlog.get(key);
       if (older !== undefined) {
         // Delete first so the latest value takes the position of the latest update.
-        this.#backlog.delete(key);
+        backlog.delete(key);
         this.#backlogBytes -= older.byteLength(this.encoding);
         this.#counters.conflated += 1;
       }
     } else {
       key = this.#seq++;
     }
-    this.#backlog.set(key, unit);
+    backlog.set(key, unit);
     this.#backlogBytes += bytes;
   }
 
@@ -162,13 +171,15 @@ export class OutboundQueue {
   }
 
   #drain(): void {
-    while (!this.#closed && this.#backlog.size > 0 && this.#inFlight < this.#limits.highWaterBytes) {
+    const backlog = this.#backlog;
+    if (backlog === undefined) return;
+    while (!this.#closed && backlog.size > 0 && this.#inFlight < this.#limits.highWaterBytes) {
       const units: MessageUnit[] = [];
       let bytes = 0;
-      for (const [key, unit] of this.#backlog) {
+      for (const [key, unit] of backlog) {
         units.push(unit);
         bytes += unit.byteLength(this.encoding);
-        this.#backlog.delete(key);
+        backlog.delete(key);
         if (bytes >= DRAIN_FRAME_BYTES) break;
       }
       this.#backlogBytes -= bytes;

@@ -3,8 +3,12 @@
  * handshake on any path that serves no stream, and client protocol errors kept out of the error
  * log (a hostile client could otherwise flood it with stack traces).
  */
+import { ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import websocket from '@fastify/websocket';
+import type { FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
+import type { WebSocket } from 'ws';
 import { notServed } from './problems.js';
 
 declare module 'fastify' {
@@ -12,6 +16,22 @@ declare module 'fastify' {
     /** the route serves the vendor stream protocol over WebSocket */
     stream?: boolean;
   }
+}
+
+/**
+ * Lets go of the upgrade request once its socket is handed to a session. @fastify/websocket leaves
+ * the HTTP response it built for routing attached to the TCP socket, and its 'error' listener on
+ * the WebSocket closes over the request and reply, so each connection kept for its whole life its
+ * IncomingMessage, ServerResponse, Fastify Request and Reply, their child logger and headers
+ * (about 3 KB of heap; issue #11). The session's own 'error' listener does what that one did.
+ * Must be followed at once by a listener for 'error' (an unheard 'error' event throws).
+ */
+export function releaseUpgrade(socket: WebSocket, request: FastifyRequest): void {
+  socket.removeAllListeners('error');
+  // What Node does itself when a response finishes; this one never finishes.
+  const tcp = request.raw.socket as (Socket & { _httpMessage?: unknown }) | null;
+  const response = tcp?._httpMessage;
+  if (tcp !== null && response instanceof ServerResponse) response.detachSocket(tcp);
 }
 
 export default fp(

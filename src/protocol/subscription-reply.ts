@@ -65,10 +65,31 @@ function encodeList(symbols: ReadonlySet<string>, encoding: Encoding): Buffer {
   return writer.finish();
 }
 
+/** The reply for an empty set, by kind and encoding: every idle client shares it. */
+const EMPTY_REPLIES = new Map<StreamKind, Partial<Record<Encoding, Buffer>>>();
+
+function emptyReply(kind: StreamKind, encoding: Encoding, set: ChannelSet): Buffer {
+  let byEncoding = EMPTY_REPLIES.get(kind);
+  if (byEncoding === undefined) {
+    byEncoding = {};
+    EMPTY_REPLIES.set(kind, byEncoding);
+  }
+  return (byEncoding[encoding] ??= joinReply(kind, encoding, (channel) => encodeList(set.symbols(channel), encoding)));
+}
+
+function joinReply(kind: StreamKind, encoding: Encoding, list: (channel: Channel) => Buffer): Buffer {
+  const { head, keys, tail } = framingOf(kind, encoding);
+  const parts: Buffer[] = [head];
+  kind.replyKeys.forEach(([, channel], i) => parts.push(keys[i] as Buffer, list(channel)));
+  parts.push(tail);
+  return Buffer.concat(parts);
+}
+
 export class SubscriptionReplyCache {
   readonly #encoding: Encoding;
   readonly #kind: StreamKind;
-  readonly #lists = new Map<Channel, Buffer>();
+  /** encoded lists by channel, created with the first non-empty reply (an idle client has none) */
+  #lists: Map<Channel, Buffer> | undefined;
   #frame: Buffer | undefined;
 
   /** A cache for replies in `encoding` on a stream of `kind` (its reply keys, in its order). */
@@ -77,29 +98,35 @@ export class SubscriptionReplyCache {
     this.#kind = kind;
   }
 
+  /** Whether this cache holds encoded lists or a frame of its own (an empty set's reply is shared). */
+  get allocated(): boolean {
+    return this.#lists !== undefined || this.#frame !== undefined;
+  }
+
   /** `channel` changed: its list is encoded again on the next reply, the others are kept. */
   changed(channel: Channel): void {
-    this.#lists.delete(channel);
+    this.#lists?.delete(channel);
     this.#frame = undefined;
   }
 
   /** Forgets everything (the set was emptied). */
   clear(): void {
-    this.#lists.clear();
+    this.#lists = undefined;
     this.#frame = undefined;
   }
 
   /** The reply frame for `set`, which must be the set this cache was told about. */
   frame(set: ChannelSet): Buffer {
     if (this.#frame !== undefined) return this.#frame;
-    for (const channel of this.#kind.channels) {
-      if (!this.#lists.has(channel)) this.#lists.set(channel, encodeList(set.symbols(channel), this.#encoding));
+    if (set.isEmpty) {
+      this.#lists = undefined;
+      return emptyReply(this.#kind, this.#encoding, set);
     }
-    const { head, keys, tail } = framingOf(this.#kind, this.#encoding);
-    const parts: Buffer[] = [head];
-    this.#kind.replyKeys.forEach(([, channel], i) => parts.push(keys[i] as Buffer, this.#lists.get(channel) as Buffer));
-    parts.push(tail);
-    this.#frame = Buffer.concat(parts);
+    const lists = (this.#lists ??= new Map());
+    for (const channel of this.#kind.channels) {
+      if (!lists.has(channel)) lists.set(channel, encodeList(set.symbols(channel), this.#encoding));
+    }
+    this.#frame = joinReply(this.#kind, this.#encoding, (channel) => lists.get(channel) as Buffer);
     return this.#frame;
   }
 }
