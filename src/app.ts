@@ -6,6 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { type FastifyBaseLogger, type FastifyHttpOptions, type FastifyInstance, LogController } from 'fastify';
 import type { Server } from 'node:http';
+import clusterRoutes from '../routes/cluster.js';
 import healthRoutes from '../routes/health.js';
 import metricsRoutes from '../routes/metrics.js';
 import openapiRoutes from '../routes/openapi.js';
@@ -57,5 +58,6 @@ export default async function app(fastify: FastifyInstance, options: AppOptions)
   await fastify.register(metricsRoutes);
   await fastify.register(openapiRoutes);
   await fastify.register(streamsRoutes);
+  await fastify.register(clusterRoutes);
   await fastify.register(streamRoutes);
 }

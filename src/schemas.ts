@@ -79,6 +79,25 @@ export const StreamStatus = Type.Object({
 
 export const Streams = Type.Object({ streams: Type.Array(StreamStatus) });
 
+/** GET /cluster: this node, its NATS connection and who holds each stream's lease (DESIGN.md §10). */
+export const ClusterStatus = Type.Object({
+  cluster: Type.Union([Type.String(), Type.Null()], { description: 'CLUSTER_NAME; null on a standalone gateway (NATS_URL unset)' }),
+  node: Type.Union([Type.String(), Type.Null()], { description: "this node's NODE_ID; null when standalone" }),
+  nats: Type.Union([Type.Literal('connecting'), Type.Literal('connected'), Type.Literal('reconnecting'), Type.Literal('closed'), Type.Null()], {
+    description: 'the NATS connection: connecting (unreachable at start, retried with backoff), connected, reconnecting or closed; null when standalone',
+  }),
+  streams: Type.Array(
+    Type.Object({
+      stream: Type.String({ description: 'the stream path, e.g. v2/iex' }),
+      role: Type.Union([Type.Literal('owner'), Type.Literal('follower'), Type.Literal('unknown')], {
+        description: "owner: this node holds the stream's lease and runs its vendor link; follower: another node may; unknown: NATS not connected or the lease not started",
+      }),
+      owner: Type.Union([Type.String(), Type.Null()], { description: "the lease holder's NODE_ID as NATS has it now; null when none holds it or it cannot be read" }),
+    }),
+    { description: 'every served stream in STREAMS order; empty when standalone' },
+  ),
+});
+
 export const Health = Type.Object({
   status: Type.Union([Type.Literal('ok'), Type.Literal('degraded')]),
   streams: Type.Array(StreamStatus),

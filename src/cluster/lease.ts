@@ -80,7 +80,7 @@ function isWrongLastSequence(err: unknown): boolean {
 }
 
 /** The value in a lease entry, or undefined when it is not one tickmux wrote. */
-function parseValue(entry: KvEntry): LeaseValue | undefined {
+export function parseLeaseValue(entry: KvEntry): LeaseValue | undefined {
   let value: unknown;
   try {
     value = JSON.parse(entry.string());
@@ -314,7 +314,7 @@ export class Lease {
 
   /** Logs, once per revision, a value tickmux did not write: it counts as held until it expires. */
   #noteHolder(entry: KvEntry): void {
-    if (parseValue(entry) !== undefined || entry.revision === this.#loggedForeign) return;
+    if (parseLeaseValue(entry) !== undefined || entry.revision === this.#loggedForeign) return;
     this.#loggedForeign = entry.revision;
     this.#log.warn({ key: this.key, revision: entry.revision, bytes: entry.length }, 'lease key holds a value tickmux did not write; treated as held until it expires');
   }

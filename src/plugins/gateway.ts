@@ -4,12 +4,17 @@
  * links closed) when it closes. This is where configuration decides what the links connect to:
  * `UPSTREAM_URL`'s base, or — when it is unset — an embedded simulated vendor on 127.0.0.1:0 that
  * serves every stream path (`fastify.simulator`).
+ *
+ * In a cluster (`NATS_URL` set) the links are not started here: `fastify.cluster` starts each one
+ * when this node acquires that stream's lease, and stops it when the lease is lost.
  */
 import fp from 'fastify-plugin';
 import type { Clock } from '../clock.js';
+import { ClusterNode } from '../cluster/cluster-node.js';
 import type { Config } from '../config.js';
 import { Gateway } from '../hub/gateway.js';
 import { VendorSimulator } from '../simulator/index.js';
+import { VERSION } from '../version.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -17,6 +22,8 @@ declare module 'fastify' {
     config: Config;
     /** the embedded vendor when `UPSTREAM_URL` is unset */
     simulator: VendorSimulator | undefined;
+    /** this node's part in the cluster; undefined when standalone */
+    cluster: ClusterNode | undefined;
   }
 }
 
@@ -39,14 +46,23 @@ export default fp<GatewayPluginOptions>(
     fastify.decorate('gateway', gateway);
     fastify.decorate('config', config);
     fastify.decorate('simulator', simulator);
+    const cluster =
+      config.cluster === undefined
+        ? undefined
+        : new ClusterNode({ cluster: config.cluster, streams: gateway.streams, logger: fastify.log as never, clock: options.clock, version: VERSION });
+    fastify.decorate('cluster', cluster);
     fastify.addHook('onReady', async () => {
-      gateway.start();
+      if (cluster === undefined) gateway.start();
+      else cluster.start();
     });
-    // preClose runs before the WebSocket plugin closes clients: the links are told first.
+    // preClose runs before the WebSocket plugin closes clients: the links are told first, and the
+    // cluster releases its leases as soon as they are down so another node takes over at once.
     fastify.addHook('preClose', async () => {
       void gateway.beginShutdown();
+      void cluster?.stop();
     });
     fastify.addHook('onClose', async () => {
+      await cluster?.stop();
       await gateway.stop();
       await simulator?.stop();
     });
