@@ -33,6 +33,8 @@ interface Cluster {
   events: LeaseEvent[];
   logs: ReturnType<typeof captureLogs>;
   add(id: string, options?: Partial<LeaseOptions>): Promise<Node>;
+  /** nodes `a` (started first: the owner) and `b` (a follower) */
+  pair(): Promise<[Node, Node]>;
   /** how many leases count themselves owner right now */
   owners(): string[];
   /** samples `owners()` every few milliseconds until stopped; returns the largest count seen */
@@ -50,7 +52,7 @@ async function cluster(t: Test): Promise<Cluster> {
   const server = await startNats(t);
   const events: LeaseEvent[] = [];
   const logs = captureLogs('debug');
-  return {
+  const fixture: Cluster = {
     server,
     events,
     logs,
@@ -73,6 +75,13 @@ async function cluster(t: Test): Promise<Cluster> {
       nodes.push(node);
       return node;
     },
+    async pair() {
+      const a = await fixture.add('a');
+      const b = await fixture.add('b');
+      await a.lease.start();
+      await b.lease.start();
+      return [a, b];
+    },
     owners: () => nodes.filter((n) => n.lease.owning).map((n) => n.id),
     sample() {
       let most = 0;
@@ -85,6 +94,7 @@ async function cluster(t: Test): Promise<Cluster> {
       };
     },
   };
+  return fixture;
 }
 
 const delay = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
@@ -116,10 +126,7 @@ t.test('leases on a real nats-server', { skip: NATS_SKIP }, async (t) => {
 
   t.test('an owner that dies is fenced before its lease expires, and only then does another node acquire', async (t) => {
     const c = await cluster(t);
-    const a = await c.add('a');
-    const b = await c.add('b');
-    await a.lease.start();
-    await b.lease.start();
+    const [a, b] = await c.pair();
     t.same(c.owners(), ['a']);
     const sampler = c.sample();
     await a.nc.close(); // the owner's NATS link is gone: no more renewals, no release
@@ -156,10 +163,7 @@ t.test('leases on a real nats-server', { skip: NATS_SKIP }, async (t) => {
 
   t.test('NATS restarted under an owner: never two owners, and one owner again afterwards', async (t) => {
     const c = await cluster(t);
-    const a = await c.add('a');
-    const b = await c.add('b');
-    await a.lease.start();
-    await b.lease.start();
+    const [a] = await c.pair();
     t.same(c.owners(), ['a']);
     const sampler = c.sample();
     await c.server.restart();
@@ -180,10 +184,7 @@ t.test('leases on a real nats-server', { skip: NATS_SKIP }, async (t) => {
 
   t.test('NATS down for longer than the TTL: the owner fences itself, and after the restart exactly one node owns', async (t) => {
     const c = await cluster(t);
-    const a = await c.add('a');
-    const b = await c.add('b');
-    await a.lease.start();
-    await b.lease.start();
+    const [a] = await c.pair();
     const sampler = c.sample();
     await c.server.stop();
     await eventually(() => !a.lease.owning, 'a to fence itself while NATS is down', WAIT_MS);
