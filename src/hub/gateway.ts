@@ -80,14 +80,14 @@ export class Gateway {
       logger,
       clock: this.#clock,
       // MAX_CLIENTS is the process's: every stream's clients share the machine.
-      authenticatedElsewhere: () => this.#authenticatedBesides(hub),
+      authenticatedInProcess: () => this.#authenticated(),
     });
     return { path, kind, link, hub };
   }
 
-  #authenticatedBesides(hub: Hub | undefined): number {
+  #authenticated(): number {
     let n = 0;
-    for (const stream of this.streams) if (stream.hub !== hub) n += stream.hub.stats.authenticated;
+    for (const stream of this.streams) n += stream.hub.stats.authenticated;
     return n;
   }
 

@@ -39,8 +39,8 @@ export interface HubOptions {
   readonly kind?: StreamKind;
   /** the stream path served (`v2/iex`…), named in `?events=1` notices */
   readonly stream?: string;
-  /** clients authenticated on the gateway's other streams: MAX_CLIENTS counts them too */
-  readonly authenticatedElsewhere?: () => number;
+  /** clients authenticated on every stream of the process, this one's included (default: this hub's): what MAX_CLIENTS counts */
+  readonly authenticatedInProcess?: () => number;
   readonly clients: ClientsConfig;
   /** the plan's distinct-symbol limit upstream (0: none) */
   readonly upstreamMaxSymbols: number;
@@ -306,8 +306,8 @@ export class Hub {
       counters: this.#stats,
       authenticate: (key, secret) => this.#auth.check(key, secret),
       admitClient: (session) => {
-        const elsewhere = this.#options.authenticatedElsewhere?.() ?? 0;
-        if (this.#authenticated.size + elsewhere < clients.maxClients) return true;
+        const authenticated = this.#options.authenticatedInProcess?.() ?? this.#authenticated.size;
+        if (authenticated < clients.maxClients) return true;
         this.#stats.rejectedConnections += 1;
         this.#logger.warn({ client: session.id, remote: session.remoteAddress, maxClients: clients.maxClients }, 'client refused: connection limit');
         return false;
