@@ -6,8 +6,8 @@
  */
 import { WebSocket } from 'ws';
 import { ProtocolError } from './errors.js';
-import { type MessageUnit, splitFrame } from './protocol/frame.js';
-import { JsonNumber, JsonObject, type JsonValue, parseJson } from './protocol/json.js';
+import { jsonValueToWire, type MessageUnit, splitFrame } from './protocol/frame.js';
+import { parseJson } from './protocol/json.js';
 import type { Channel } from './protocol/streams.js';
 
 export interface TailOptions {
@@ -56,7 +56,7 @@ export function formatMessage(m: Wire): string {
     case 'n':
       return joinParts(head, m.headline, `source=${m.source}`, `id=${m.id}`);
     default:
-      return `${head}  ${JSON.stringify(m)}`;
+      return `${head}  ${JSON.stringify(m, (_key, value: unknown) => (typeof value === 'bigint' ? String(value) : value))}`;
   }
 }
 
@@ -93,19 +93,11 @@ function bookSide(name: string, levels: unknown, inner: (...prices: number[]) =>
 
 /**
  * Parses one JSON unit for display with the lossless parser, so 64-bit integers keep their exact
- * digits; quoting long digit runs in the text before `JSON.parse` also hit them inside strings (a
- * news headline) and broke the parse.
+ * digits (as bigints); quoting long digit runs in the text before `JSON.parse` also hit them
+ * inside strings (a news headline) and broke the parse.
  */
 function display(unit: MessageUnit): Wire {
-  return plain(parseJson(unit.encoded('json'))) as Wire;
-}
-
-/** A parsed JSON value as plain JavaScript; an integer a double cannot hold exactly stays as its digits. */
-function plain(value: JsonValue): unknown {
-  if (value instanceof JsonNumber) return value.integer && !Number.isSafeInteger(Number(value.raw)) ? value.raw : Number(value.raw);
-  if (value instanceof JsonObject) return Object.fromEntries(value.keys.map((key, i) => [key, plain(value.values[i] as JsonValue)]));
-  if (Array.isArray(value)) return value.map(plain);
-  return value;
+  return jsonValueToWire(parseJson(unit.encoded('json'))) as Wire;
 }
 
 /** The reply's lists for the channels tail asked for: the rest of a kind's reply (corrections, …) is noise here. */
