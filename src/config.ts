@@ -9,7 +9,7 @@ import { type TSchema, Type } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { SAFE_NAME } from './cluster/subjects.js';
 import { ConfigError } from './errors.js';
-import { STREAM_PATHS, streamKindOf } from './protocol/streams.js';
+import { STREAM_PATHS, streamKindOf, streamPathEnding } from './protocol/streams.js';
 import { Secret } from './secret.js';
 
 const MS_MAX = 86_400_000; // a day: anything longer is a typo
@@ -357,7 +357,7 @@ function parseUpstreamUrl(url: string): { base: string; path: string | undefined
   if (parsed.search !== '' || parsed.hash !== '') throw new ConfigError('UPSTREAM_URL', 'must not carry a query or a fragment');
   const pathname = parsed.pathname.replace(/\/+$/, '');
   if (pathname === '') return { base: parsed.origin, path: undefined };
-  const path = STREAM_PATHS.find((p) => pathname === `/${p}` || pathname.endsWith(`/${p}`));
+  const path = streamPathEnding(pathname);
   if (path === undefined) {
     throw new ConfigError(
       'UPSTREAM_URL',

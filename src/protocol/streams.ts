@@ -237,12 +237,18 @@ export function upstreamEncodingOf(kind: StreamKind, configured: Encoding): Enco
 export function streamPathOfUrl(url: string): string | undefined {
   let pathname: string;
   try {
-    pathname = new URL(url).pathname.replace(/\/+$/, '');
+    pathname = new URL(url).pathname;
   } catch (err) {
     if (err instanceof TypeError) return undefined;
     throw err;
   }
-  return STREAM_PATHS.find((p) => pathname === `/${p}` || pathname.endsWith(`/${p}`));
+  return streamPathEnding(pathname);
+}
+
+/** The known stream path a URL's path ends in (trailing slashes aside), else undefined. */
+export function streamPathEnding(pathname: string): string | undefined {
+  const trimmed = pathname.replace(/\/+$/, '');
+  return STREAM_PATHS.find((p) => trimmed === `/${p}` || trimmed.endsWith(`/${p}`));
 }
 
 /** The kind of the stream a vendor URL points at (see `streamPathOfUrl`), else undefined. */
