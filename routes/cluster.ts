@@ -1,7 +1,8 @@
 /**
- * GET /cluster: this node's view of the cluster (DESIGN.md §10) — its NATS connection and, per
- * served stream, its role and the lease holder. A standalone gateway answers 200 with
- * `cluster: null` and no streams, so one probe works on both. Open like /streams.
+ * GET /cluster: this node's view of the cluster (DESIGN.md §10) — its NATS connection, the live
+ * nodes, and per served stream the lease holder, this node's role and the link state. A
+ * standalone gateway answers 200 with nulls and nothing listed, so one probe works on both. Open
+ * like /streams.
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { Static } from '@sinclair/typebox';
@@ -14,23 +15,22 @@ const clusterRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
       schema: {
         tags: ['observability'],
         operationId: 'getCluster',
-        summary: "This node's NATS connection and the owner of each stream's vendor link",
+        summary: "The cluster's nodes and the owner of each stream's vendor link",
         description:
-          "Per served stream: this node's role (owner, follower or unknown) and the node holding the stream's lease, read from NATS at request time. Standalone (NATS_URL unset): `cluster`, `node` and `nats` are null and `streams` is empty.",
+          "The live nodes with their clients and streams, and per served stream the node holding its lease (read from NATS at request time), this node's role, and the vendor link's state as this node sees it. Standalone (NATS_URL unset): `cluster`, `node` and `nats` are null, `nodes` and `streams` empty.",
         headers: CorrelationHeaders,
         response: { 200: answer(ClusterStatus, "This node's view of the cluster, or nulls when standalone."), 403: Forbidden },
       },
     },
     async (): Promise<Static<typeof ClusterStatus>> => {
       const cluster = fastify.cluster;
-      if (cluster === undefined) return { cluster: null, node: null, nats: null, streams: [] };
+      if (cluster === undefined) return { cluster: null, node: null, nats: null, nodes: [], streams: {} };
       const owners = await cluster.owners();
-      return {
-        cluster: cluster.name,
-        node: cluster.nodeId,
-        nats: cluster.nats,
-        streams: fastify.gateway.paths.map((stream) => ({ stream, role: cluster.role(stream), owner: owners.get(stream) ?? null })),
-      };
+      const streams: Static<typeof ClusterStatus>['streams'] = {};
+      for (const { path, upstream } of fastify.gateway.streams) {
+        streams[path] = { owner: owners.get(path) ?? null, role: cluster.role(path), state: upstream.state, since: new Date(upstream.since).toISOString() };
+      }
+      return { cluster: cluster.name, node: cluster.nodeId, nats: cluster.nats, nodes: cluster.nodes(), streams };
     },
   );
 };

@@ -5,6 +5,7 @@
  * decides); its log lines carry the starting request's correlation id.
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { OwnerUnavailableError } from '../src/cluster/cluster-stream.js';
 import { unknownStream } from '../src/plugins/problems.js';
 import {
   answer,
@@ -12,6 +13,7 @@ import {
   ControlTokenSecurity,
   CorrelationHeaders,
   Forbidden,
+  NoOwner,
   NotServed,
   RestartAccepted,
   RestartRequest,
@@ -44,6 +46,7 @@ const restartRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
           404: NotServed,
           413: TooLarge,
           415: UnsupportedMediaType,
+          503: NoOwner,
         },
       },
       // `curl -X POST …/restart` sends no body: that means every stream.
@@ -56,12 +59,35 @@ const restartRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
       const named = request.body.stream;
       const stream = named === undefined ? undefined : gateway.stream(named);
       if (named !== undefined && stream === undefined) return unknownStream(request, reply, named, gateway.paths);
-      const restarts = (stream === undefined ? gateway.streams : [stream]).map(({ path, link }) => {
-        const restart = link.restart({ correlationId: request.id });
-        request.log.info({ stream: path, restartId: restart.id, joined: restart.joined }, restart.joined ? 'joined a restart' : 'vendor link restart requested');
-        return { stream: path, restartId: restart.id, state: link.state, joined: restart.joined };
-      });
-      return reply.code(202).send({ restarts });
+      const cluster = fastify.cluster;
+      const unavailable: string[] = [];
+      const restarts = await Promise.all(
+        (stream === undefined ? gateway.streams : [stream]).map(async ({ path, link }) => {
+          // In a cluster the owner's link restarts, on whichever node it runs.
+          const view = cluster?.view(path);
+          let restart: { restartId: string; state: string; joined: boolean };
+          if (view === undefined) {
+            const ticket = link.restart({ correlationId: request.id });
+            restart = { restartId: ticket.id, state: link.state, joined: ticket.joined };
+          } else {
+            try {
+              restart = await view.restart(request.id);
+            } catch (err) {
+              if (!(err instanceof OwnerUnavailableError)) throw err;
+              request.log.warn({ stream: path, reason: err.message }, 'restart: the stream has no owner to ask');
+              unavailable.push(path);
+              return undefined;
+            }
+          }
+          request.log.info({ stream: path, restartId: restart.restartId, joined: restart.joined }, restart.joined ? 'joined a restart' : 'vendor link restart requested');
+          return { stream: path, ...restart };
+        }),
+      );
+      if (unavailable.length > 0) {
+        const done = restarts.filter((r) => r !== undefined).map((r) => r.stream);
+        return reply.problem(503, `no owner answered for ${unavailable.join(', ')}${done.length > 0 ? `; restarted: ${done.join(', ')}` : ''}`);
+      }
+      return reply.code(202).send({ restarts: restarts.filter((r) => r !== undefined) });
     },
   );
 };

@@ -11,15 +11,16 @@ const iso = (ms: number | undefined): string | null => (ms === undefined ? null 
 
 /** The cheap fields of one stream (probed every few seconds: no copies of subscription lists). */
 export function streamStatus(stream: ServedStream): Static<typeof StreamStatus> {
-  const { link, hub } = stream;
+  const { link, upstream, hub } = stream;
   const stats = link.stats;
   const clients = hub.stats;
   return {
     stream: stream.path,
     kind: stream.kind.name,
-    state: link.state,
-    since: new Date(link.since).toISOString(),
-    reason: link.reason ?? null,
+    // In a cluster: the owner's link as last published, when another node owns the stream.
+    state: upstream.state,
+    since: new Date(upstream.since).toISOString(),
+    reason: upstream.reason ?? null,
     lastMessageAt: iso(stats.lastMessageAt),
     reconnects: stats.reconnects,
     breaker: link.breakerState,

@@ -6,6 +6,7 @@
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { Static } from '@sinclair/typebox';
+import { OwnerUnavailableError } from '../src/cluster/cluster-stream.js';
 import { UpstreamError } from '../src/errors.js';
 import type { ServedStream } from '../src/hub/gateway.js';
 import { unknownStream } from '../src/plugins/problems.js';
@@ -17,6 +18,7 @@ import {
   ControlTokenSecurity,
   CorrelationHeaders,
   Forbidden,
+  NoOwner,
   NotServed,
   StreamQuery,
   SubscriptionChange,
@@ -41,7 +43,7 @@ function state(stream: ServedStream): Static<typeof SubscriptionState> {
     desired: own(hub.desired().toLists(), kind),
     acknowledged: own(status.acknowledged, kind),
     refused: own(status.refused, kind),
-    upstream: status.state,
+    upstream: stream.upstream.state,
   };
 }
 
@@ -92,7 +94,7 @@ const subscriptionRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
         operationId: 'changeSubscriptions',
         summary: "Change one stream's operator-pinned set (kept even with no client)",
         description:
-          "Like the stream's own subscribe message, with an optional `stream` (default: the first served). Answers with the resulting state once the vendor acknowledged the change (200), or 202 while the vendor link is down or slow to answer; the change is then applied on reconnect. A channel the stream's kind does not carry, or a symbol not valid on it, is 400.",
+          "Like the stream's own subscribe message, with an optional `stream` (default: the first served). Answers with the resulting state once the vendor acknowledged the change (200), or 202 while the vendor link is down or slow to answer; the change is then applied on reconnect. In a cluster the pinned set is the cluster's: any node changes it, and the stream's owner holds it at the vendor (503 while this node cannot reach NATS). A channel the stream's kind does not carry, or a symbol not valid on it, is 400.",
         security: ControlTokenSecurity,
         headers: CorrelationHeaders,
         body: SubscriptionChange,
@@ -105,6 +107,7 @@ const subscriptionRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
           404: NotServed,
           413: TooLarge,
           415: UnsupportedMediaType,
+          503: NoOwner,
         },
       },
       preHandler: fastify.requireControlToken,
@@ -117,6 +120,24 @@ const subscriptionRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
       if (typeof parsed === 'number') return reply.problem(400, invalidChange(parsed, stream));
       const pairs = [...pairsOf(parsed)];
       request.log.info({ stream: stream.path, action, pairs: pairs.length }, 'pinned set change');
+      const cluster = fastify.cluster;
+      const view = cluster?.view(stream.path);
+      if (cluster !== undefined && view !== undefined) {
+        // The cluster's pinned set (every node mirrors it); the stream's owner holds it at the vendor.
+        let revision: number;
+        try {
+          revision = await cluster.pin(stream.path, action, pairs);
+        } catch (err) {
+          if (!(err instanceof OwnerUnavailableError)) throw err;
+          return reply.problem(503, err.message);
+        }
+        const applied = await view.synced(revision, gateway.config.upstream.subscribeTimeoutMs).catch((err: unknown) => {
+          if (!(err instanceof OwnerUnavailableError)) throw err;
+          request.log.warn({ stream: stream.path, reason: err.message }, 'pinned change not acknowledged yet');
+          return false;
+        });
+        return reply.code(applied ? 200 : 202).send({ ...state(stream), applied });
+      }
       stream.hub.changePinned(action, pairs, request.id);
       if (stream.link.state !== 'live') return reply.code(202).send({ ...state(stream), applied: false });
       try {

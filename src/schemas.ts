@@ -86,15 +86,27 @@ export const ClusterStatus = Type.Object({
   nats: Type.Union([Type.Literal('connecting'), Type.Literal('connected'), Type.Literal('reconnecting'), Type.Literal('closed'), Type.Null()], {
     description: 'the NATS connection: connecting (unreachable at start, retried with backoff), connected, reconnecting or closed; null when standalone',
   }),
-  streams: Type.Array(
+  nodes: Type.Array(
     Type.Object({
-      stream: Type.String({ description: 'the stream path, e.g. v2/iex' }),
+      id: Type.String({ description: 'the NODE_ID' }),
+      version: Type.String({ description: "the node's tickmux version" }),
+      clients: Type.Integer({ description: 'its authenticated clients over every stream' }),
+      streams: Type.Array(Type.String(), { description: 'the stream paths it serves' }),
+      lastSeen: Type.String({ description: 'when its entry was last rewritten, as this node saw it (ISO 8601; every LEASE_TTL_MS/3 while alive)' }),
+    }),
+    { description: 'the live nodes, from their entries in the nodes bucket (an entry not rewritten within 2 × LEASE_TTL_MS is gone); empty when standalone' },
+  ),
+  streams: Type.Record(
+    Type.String({ description: 'the stream path, e.g. v2/iex' }),
+    Type.Object({
+      owner: Type.Union([Type.String(), Type.Null()], { description: "the lease holder's NODE_ID as NATS has it now; null when none holds it or it cannot be read" }),
       role: Type.Union([Type.Literal('owner'), Type.Literal('follower'), Type.Literal('unknown')], {
         description: "owner: this node holds the stream's lease and runs its vendor link; follower: another node may; unknown: NATS not connected or the lease not started",
       }),
-      owner: Type.Union([Type.String(), Type.Null()], { description: "the lease holder's NODE_ID as NATS has it now; null when none holds it or it cannot be read" }),
+      state: Type.String({ description: 'the vendor link as this node sees it: stopped, connecting, authenticating, live, backoff, breaker-open, failed or stopping' }),
+      since: Type.String({ description: 'when it entered that state (ISO 8601)' }),
     }),
-    { description: 'every served stream in STREAMS order; empty when standalone' },
+    { description: 'every served stream; `state` is the vendor link as this node sees it (its own, or the owner’s as last published); empty when standalone' },
   ),
 });
 
@@ -143,6 +155,8 @@ export const Forbidden = answer(
 );
 
 export const NotServed = answer(StreamProblem, 'The stream named is not served here: the problem names it (`stream`) and the stream paths this gateway serves (`served`).');
+
+export const NoOwner = answer(Problem, 'In a cluster: NATS is not connected, or no node owns the stream (or its owner did not answer in time); retry shortly.');
 
 export const TooLarge = answer(Problem, 'The body is larger than the limit (1 MiB).');
 

@@ -60,3 +60,40 @@ export function leaseBucketName(clusterName: string): string {
 export function leaseKey(streamPath: string): string {
   return escapeToken(streamPath);
 }
+
+/** The KV bucket holding each node's entry (its clients' interest per stream), with a max age. */
+export function nodesBucketName(clusterName: string): string {
+  return `${clusterName}-nodes`;
+}
+
+/** The KV bucket holding the operator-pinned set per stream path; it has no max age. */
+export function pinnedBucketName(clusterName: string): string {
+  return `${clusterName}-pinned`;
+}
+
+/**
+ * Where the owner publishes a stream's vendor messages: one subject per (stream, channel, symbol),
+ * `<cluster>.data.<stream>.<channel>.<symbol>`. A message without a channel or a single symbol
+ * (a type the gateway does not know; a news item, which names a list) goes to
+ * `<cluster>.data.<stream>._.<channel or _>`; `symbol` `*` gives the channel's wildcard subject.
+ */
+export function dataSubject(clusterName: string, streamPath: string, channel: string | undefined, symbol: string | undefined): string {
+  const prefix = `${clusterName}.data.${escapeToken(streamPath)}`;
+  if (channel === undefined || symbol === undefined) return `${prefix}._.${channel ?? '_'}`;
+  return `${prefix}.${channel}.${symbol === '*' ? '*' : escapeToken(symbol)}`;
+}
+
+/** The owner's link state for a stream, published on change and as a heartbeat. */
+export function stateSubject(clusterName: string, streamPath: string): string {
+  return `${clusterName}.state.${escapeToken(streamPath)}`;
+}
+
+/** The vendor's refusals of symbols on a stream, for every node's clients. */
+export function refusedSubject(clusterName: string, streamPath: string): string {
+  return `${clusterName}.refused.${escapeToken(streamPath)}`;
+}
+
+/** Requests only the stream's owner answers (`restart`, `snapshot`, `sync`). */
+export function ownerSubject(clusterName: string, streamPath: string, operation: string): string {
+  return `${clusterName}.owner.${escapeToken(streamPath)}.${operation}`;
+}

@@ -55,6 +55,8 @@ export interface SessionHost {
   lastValues(channel: Channel, symbol: string): MessageUnit[];
   /** the current order book of (channel, symbol) as a reset when the hub knows it; for `*`, every known book */
   bookResets(channel: Channel, symbol: string): MessageUnit[];
+  /** catch-up this hub may lack (a cluster follower asks the owner), queued when it arrives */
+  remoteCatchUp?(session: ClientSession, pairs: readonly Pair[]): void;
   /** flushes this session's queue at the end of the turn */
   scheduleFlush(session: ClientSession): void;
   onAuthenticated(session: ClientSession): void;
@@ -350,7 +352,7 @@ export class ClientSession {
       this.fail(refusal, 'upstream limit');
       return;
     }
-    const catchUp = this.#catchUpOf(added);
+    const { units: catchUp, asked } = this.#catchUpOf(added);
     for (const [channel, symbol] of added) {
       this.#set.add(channel, symbol);
       this.#symbols.add(symbol);
@@ -363,6 +365,7 @@ export class ClientSession {
       for (const unit of catchUp) this.queue.enqueue(unit);
       this.#host.scheduleFlush(this);
     }
+    if (asked.length > 0) this.#host.remoteCatchUp?.(this, asked);
   }
 
   /**
@@ -370,18 +373,22 @@ export class ClientSession {
    * receive — nothing for a symbol its `*` covers, and for a new `*`, every symbol but those it
    * held explicitly. Taken before the set changes.
    */
-  #catchUpOf(added: readonly Pair[]): MessageUnit[] {
+  #catchUpOf(added: readonly Pair[]): { units: MessageUnit[]; asked: Pair[] } {
     const wildcardAdded = new Set<Channel>();
     for (const [channel, symbol] of added) if (symbol === WILDCARD) wildcardAdded.add(channel);
     const units: MessageUnit[] = [];
+    const asked: Pair[] = [];
     for (const [channel, symbol] of added) {
       if (symbol === WILDCARD) {
         for (const unit of this.#catchUp(channel, WILDCARD)) if (!this.#set.has(channel, unit.symbol as string)) units.push(unit);
       } else if (!this.#set.has(channel, WILDCARD) && !wildcardAdded.has(channel)) {
         units.push(...this.#catchUp(channel, symbol));
+      } else {
+        continue;
       }
+      if (this.options.snapshot || channel === 'orderbooks') asked.push([channel, symbol]);
     }
-    return units.filter((unit) => unit.tryEncoded(this.encoding) !== undefined);
+    return { units: units.filter((unit) => unit.tryEncoded(this.encoding) !== undefined), asked };
   }
 
   /**

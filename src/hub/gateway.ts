@@ -10,7 +10,8 @@ import type { Config } from '../config.js';
 import { type StreamKind, streamKindOf } from '../protocol/streams.js';
 import { Secret } from '../secret.js';
 import { StreamManager } from '../upstream/stream-manager.js';
-import { Hub } from './hub.js';
+import type { MessageUnit } from '../protocol/frame.js';
+import { Hub, type UpstreamLink } from './hub.js';
 
 export interface GatewayOptions {
   readonly config: Config;
@@ -18,6 +19,21 @@ export interface GatewayOptions {
   readonly clock?: Clock;
   /** the base URL the links connect to (`wss://stream.data.alpaca.markets`, or a simulator's) */
   readonly upstreamBase: string;
+  /**
+   * What each stream's hub takes as its vendor link (a cluster's view of the stream, which is the
+   * local link only while this node owns it); default: the local link itself.
+   */
+  readonly upstreamFor?: (path: string, kind: StreamKind, link: StreamManager) => StreamUpstream;
+}
+
+/** The vendor link as a hub and the health routes see it. */
+export interface StreamUpstream extends UpstreamLink {
+  /** when the current state began (clock ms) */
+  readonly since: number;
+  /** why it is not live, until it is live again */
+  readonly reason: string | undefined;
+  /** the local link's messages after the hub had them (a cluster owner publishes them) */
+  relay?(units: readonly MessageUnit[]): void;
 }
 
 /** One served stream path: its vendor link and the hub that fans it out. */
@@ -25,7 +41,10 @@ export interface ServedStream {
   /** `v2/iex`, `v1beta3/crypto/us`… (no leading slash) */
   readonly path: string;
   readonly kind: StreamKind;
+  /** the local vendor link (in a cluster it runs only while this node owns the stream) */
   readonly link: StreamManager;
+  /** what the hub takes as its link: `link` standalone, the cluster's view of the stream in a cluster */
+  readonly upstream: StreamUpstream;
   readonly hub: Hub;
 }
 
@@ -59,6 +78,7 @@ export class Gateway {
     const logger = options.logger.child({ stream: path });
     const upstream = config.upstream;
     let hub: Hub | undefined;
+    let view: StreamUpstream | undefined;
     const link = new StreamManager({
       ...upstream,
       url: `${options.upstreamBase}/${path}`,
@@ -69,20 +89,24 @@ export class Gateway {
       restartCoalesceMs: config.restartCoalesceMs,
       logger,
       clock: this.#clock,
-      onData: (units) => hub?.onData(units),
+      onData: (units) => {
+        hub?.onData(units);
+        view?.relay?.(units);
+      },
     });
+    view = options.upstreamFor?.(path, kind, link) ?? link;
     hub = new Hub({
       kind,
       stream: path,
       clients: config.clients,
       upstreamMaxSymbols: upstream.maxSymbols,
-      link,
+      link: view,
       logger,
       clock: this.#clock,
       // MAX_CLIENTS is the process's: every stream's clients share the machine.
       authenticatedInProcess: () => this.#authenticated(),
     });
-    return { path, kind, link, hub };
+    return { path, kind, link, upstream: view, hub };
   }
 
   #authenticated(): number {

@@ -12,7 +12,7 @@ import type { WebSocket } from 'ws';
 import type { ClientsConfig } from '../config.js';
 import type { Clock } from '../clock.js';
 import { ChannelSet, type Pair } from '../protocol/channel-set.js';
-import { type Channel, type ChannelSymbols } from '../protocol/channels.js';
+import { type Channel, type ChannelSymbols, WILDCARD } from '../protocol/channels.js';
 import { STOCKS, type StreamKind } from '../protocol/streams.js';
 import { type Encoding, joinFrame, type MessageUnit } from '../protocol/frame.js';
 import type { LinkState, Refusal, StateChange } from '../upstream/stream-manager.js';
@@ -32,6 +32,14 @@ export interface UpstreamLink {
   change(added: Iterable<Pair>, removed: Iterable<Pair>, options?: { correlationId?: string }): void;
   on(event: 'refused', listener: (refusal: Refusal) => void): unknown;
   on(event: 'state', listener: (change: StateChange) => void): unknown;
+  /**
+   * True while data reaches the hub relayed by another node (a cluster follower): the hub then
+   * knows only what arrived since its clients took a pair, forgets a pair's last values and book
+   * when it is released, and asks `catchUp` for what it lacks.
+   */
+  readonly relayed?: boolean;
+  /** What the node carrying the vendor link has for these pairs: book resets, and last values if `values`. */
+  catchUp?(pairs: readonly Pair[], values: boolean): Promise<MessageUnit[]> | undefined;
 }
 
 export interface HubOptions {
@@ -258,6 +266,23 @@ export class Hub {
     this.#options.link.change(delta.added, delta.removed, { correlationId });
   }
 
+  /** Makes the pinned set equal `set` (a cluster mirrors its shared pinned set this way). */
+  setPinned(set: ChannelSet, correlationId?: string): void {
+    const pinned = this.#index.pinned;
+    const delta = this.#index.changePinned(set.minus(pinned).pairs(), pinned.minus(set).pairs());
+    if (delta.added.length > 0 || delta.removed.length > 0) this.#options.link.change(delta.added, delta.removed, { correlationId });
+  }
+
+  /** The last message of (channel, symbol), or of every symbol for `*` (what `?snapshot=1` sends). */
+  lastValuesOf(channel: Channel, symbol: string): MessageUnit[] {
+    return this.#lastValues.get(channel, symbol);
+  }
+
+  /** The known order book of `symbol` (every one for `*`) as a reset; none for other channels. */
+  bookResetsOf(channel: Channel, symbol: string): MessageUnit[] {
+    return channel === 'orderbooks' && this.#books !== undefined ? this.#books.resets(symbol) : [];
+  }
+
   get pinned(): ChannelSet {
     return this.#index.pinned;
   }
@@ -319,10 +344,13 @@ export class Hub {
       },
       release: (session, pairs) => {
         const delta = this.#index.remove(session, pairs);
-        if (delta.removed.length > 0) this.#options.link.change([], delta.removed);
+        if (delta.removed.length === 0) return;
+        if (this.#options.link.relayed === true) this.#forget(delta.removed);
+        this.#options.link.change([], delta.removed);
       },
       lastValues: (channel, symbol) => this.#lastValues.get(channel, symbol),
-      bookResets: (channel, symbol) => (channel === 'orderbooks' && this.#books !== undefined ? this.#books.resets(symbol) : []),
+      bookResets: (channel, symbol) => this.bookResetsOf(channel, symbol),
+      remoteCatchUp: (session, pairs) => this.#remoteCatchUp(session, pairs),
       scheduleFlush: (session) => {
         this.#touch(session);
         session.routed = -1; // other units than this turn's were queued: no shared frame
@@ -344,6 +372,69 @@ export class Hub {
         this.#closeWaiters.delete(session);
       },
     };
+  }
+
+  /**
+   * A relayed hub no longer receives these pairs: what it knows of them would go stale, so a later
+   * subscriber gets the owner's values instead. A pair still covered (a `*`, or a symbol under a
+   * released `*`) stays.
+   */
+  #forget(removed: readonly Pair[]): void {
+    for (const [channel, symbol] of removed) {
+      const symbols = symbol === WILDCARD ? [...this.#lastValues.symbols(channel), ...(channel === 'orderbooks' ? (this.#books?.symbols() ?? []) : [])] : [symbol];
+      for (const s of symbols) {
+        if (this.#index.holders(channel, s) !== undefined || this.#index.wildcardHolders(channel) !== undefined) continue;
+        this.#lastValues.forget(channel, s);
+        if (channel === 'orderbooks') this.#books?.forget(s);
+      }
+    }
+  }
+
+  /**
+   * A relayed hub's client took pairs it has nothing for: the owner's book resets (and last values
+   * with `?snapshot=1`) are asked for. The answer comes after every relayed message published
+   * before the owner read its values, so a value this hub still lacks when it lands is the latest;
+   * one it has meanwhile was routed to the client already. Books are adopted by the hub too.
+   */
+  #remoteCatchUp(session: ClientSession, pairs: readonly Pair[]): void {
+    const link = this.#options.link;
+    if (link.relayed !== true || link.catchUp === undefined) return;
+    const values = session.options.snapshot;
+    const missing = pairs.filter(([channel, symbol]) => {
+      if (symbol === WILDCARD) return true;
+      if (channel === 'orderbooks' && this.#books !== undefined) return this.#books.resets(symbol).length === 0 || (values && !this.#lastValues.has(channel, symbol));
+      return values && !this.#lastValues.has(channel, symbol);
+    });
+    const answer = link.catchUp(missing, values);
+    if (answer === undefined) return;
+    answer.then(
+      (units) => {
+        if (!this.#sessions.has(session)) return;
+        const sent = new Set<string>();
+        let queued = 0;
+        for (const unit of units) {
+          const channel = unit.type === undefined ? undefined : this.kind.typeToChannel[unit.type];
+          const symbol = unit.symbol;
+          if (channel === undefined || symbol === undefined || !session.wants(unit)) continue;
+          let out: MessageUnit | undefined = unit;
+          if (channel === 'orderbooks' && this.#books !== undefined) {
+            // A book this hub learned meanwhile is newer than the owner's answer.
+            if (this.#books.resets(symbol).length === 0) this.#books.apply([unit]);
+            out = this.#books.resets(symbol)[0];
+          } else if (this.#lastValues.has(channel, symbol)) {
+            continue;
+          } else {
+            this.#lastValues.store(unit);
+          }
+          if (out === undefined || sent.has(out.stateKey) || out.tryEncoded(session.encoding) === undefined) continue;
+          sent.add(out.stateKey);
+          session.queue.enqueue(out);
+          queued += 1;
+        }
+        if (queued > 0) this.#host.scheduleFlush(session);
+      },
+      (err: unknown) => this.#logger.warn({ client: session.id, pairs: missing.length, err: String(err) }, 'could not get catch-up values from the stream owner'),
+    );
   }
 
   /** Refuses new pairs that would take the vendor past the plan's symbol limit (work ∝ the pairs). */

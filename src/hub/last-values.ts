@@ -54,6 +54,21 @@ export class LastValues {
     return unit === undefined ? [] : [unit];
   }
 
+  /** Forgets the last value of (channel, symbol) (a cluster follower no longer receives them). */
+  forget(channel: Channel, symbol: string): void {
+    this.#values.get(channel)?.delete(symbol);
+  }
+
+  /** The symbols of `channel` with a last value. */
+  symbols(channel: Channel): string[] {
+    return [...(this.#values.get(channel)?.keys() ?? [])];
+  }
+
+  /** Whether (channel, symbol) has a last value. */
+  has(channel: Channel, symbol: string): boolean {
+    return this.#values.get(channel)?.has(symbol) === true;
+  }
+
   get size(): number {
     let n = 0;
     for (const bySymbol of this.#values.values()) n += bySymbol.size;

@@ -111,6 +111,16 @@ export class OrderBooks {
     return book === undefined ? [] : [book.resetUnit(symbol, this.#type, this.#kind)];
   }
 
+  /** Forgets one symbol's book (a cluster follower no longer receives its updates). */
+  forget(symbol: string): void {
+    this.#books.delete(symbol);
+  }
+
+  /** The symbols whose books are known. */
+  symbols(): string[] {
+    return [...this.#books.keys()];
+  }
+
   /** How many books are known. */
   get size(): number {
     return this.#books.size;

@@ -42,14 +42,19 @@ export default fp<GatewayPluginOptions>(
       await simulator.start();
       upstreamBase = simulator.baseUrl;
     }
-    const gateway = new Gateway({ config, logger: fastify.log as never, clock: options.clock, upstreamBase });
+    const cluster =
+      config.cluster === undefined ? undefined : new ClusterNode({ cluster: config.cluster, logger: fastify.log as never, clock: options.clock, version: VERSION });
+    const gateway = new Gateway({
+      config,
+      logger: fastify.log as never,
+      clock: options.clock,
+      upstreamBase,
+      upstreamFor: cluster === undefined ? undefined : (path, kind, link) => cluster.streamFor(path, kind, link),
+    });
+    cluster?.attach(gateway.streams);
     fastify.decorate('gateway', gateway);
     fastify.decorate('config', config);
     fastify.decorate('simulator', simulator);
-    const cluster =
-      config.cluster === undefined
-        ? undefined
-        : new ClusterNode({ cluster: config.cluster, streams: gateway.streams, logger: fastify.log as never, clock: options.clock, version: VERSION });
     fastify.decorate('cluster', cluster);
     fastify.addHook('onReady', async () => {
       if (cluster === undefined) gateway.start();

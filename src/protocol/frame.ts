@@ -177,6 +177,28 @@ function splitJsonFrame(data: Buffer, kind: StreamKind): MessageUnit[] {
   return units;
 }
 
+/**
+ * One message on its own (not in a frame) as a unit, validated like a frame's messages.
+ * @throws ProtocolError when the bytes are not exactly one well-formed message
+ */
+export function splitMessage(data: Buffer, encoding: Encoding, kind: StreamKind = STOCKS): MessageUnit {
+  const symbolsList = kind.symbolsField === 'symbols';
+  if (encoding === 'msgpack') {
+    const peek = peekMessage(data, 0, symbolsList);
+    if (peek.end !== data.length) throw new ProtocolError('trailing bytes after msgpack message');
+    return new MessageUnit('msgpack', data, peek.type, peek.symbol, kind, peek.symbols);
+  }
+  const cursor = new JsonCursor(data);
+  cursor.skipWhitespace();
+  const start = cursor.pos;
+  cursor.value(false);
+  const end = cursor.pos;
+  cursor.skipWhitespace();
+  if (!cursor.atEnd) throw new ProtocolError('trailing data after JSON message');
+  const peek = peekJsonMessage(data, start, end, symbolsList);
+  return new MessageUnit('json', data.subarray(start, end), peek.type, peek.symbol, kind, peek.symbols);
+}
+
 const OPEN = Buffer.from('[');
 const COMMA = Buffer.from(',');
 const CLOSE = Buffer.from(']');

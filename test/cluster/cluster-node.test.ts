@@ -17,7 +17,8 @@ interface ClusterBody {
   cluster: string | null;
   node: string | null;
   nats: string | null;
-  streams: { stream: string; role: string; owner: string | null }[];
+  nodes: { id: string; clients: number; streams: string[]; lastSeen: string }[];
+  streams: Record<string, { role: string; owner: string | null; state: string; since: string }>;
 }
 
 /** Authenticated, open vendor sessions per stream path right now. */
@@ -49,11 +50,11 @@ async function getCluster(node: GatewayFixture): Promise<ClusterBody> {
   return res.json() as ClusterBody;
 }
 
-const ownersOf = (body: ClusterBody): Record<string, string | null> => Object.fromEntries(body.streams.map((s) => [s.stream, s.owner]));
+const ownersOf = (body: ClusterBody): Record<string, string | null> => Object.fromEntries(Object.entries(body.streams).map(([stream, s]) => [stream, s.owner]));
 
 t.test('standalone, GET /cluster answers 200 with cluster null and no streams', async (t) => {
   const gw = await startGateway(t);
-  t.same(await getCluster(gw), { cluster: null, node: null, nats: null, streams: [] });
+  t.same(await getCluster(gw), { cluster: null, node: null, nats: null, nodes: [], streams: {} });
 });
 
 t.test('two nodes share one vendor session per stream, and a clean close of the owner hands over', { skip: NATS_SKIP }, async (t) => {
@@ -93,7 +94,7 @@ t.test('two nodes share one vendor session per stream, and a clean close of the 
   t.match(viewA, { cluster: 'slice2', node: 'node-a', nats: 'connected' });
   t.match(viewB, { cluster: 'slice2', node: 'node-b', nats: 'connected' });
   t.same(ownersOf(viewA), ownersOf(viewB), 'both nodes name the same owners');
-  for (const { stream, owner, role } of viewA.streams) {
+  for (const [stream, { owner, role }] of Object.entries(viewA.streams)) {
     t.ok(owner === 'node-a' || owner === 'node-b', `${stream} has an owner`);
     t.equal(role, owner === 'node-a' ? 'owner' : 'follower', `${stream}: node-a's role`);
     t.equal(nodes[owner as keyof typeof nodes].gateway.stream(stream)?.link.state, 'live', `${stream}: the owner's link is live`);
@@ -111,7 +112,8 @@ t.test('two nodes share one vendor session per stream, and a clean close of the 
   t.same(Object.fromEntries(sessionsPerPath(sim)), Object.fromEntries(PATHS.map((path) => [path, 1])), 'still one session per path');
   const after = await getCluster(survivor);
   t.same(ownersOf(after), Object.fromEntries(PATHS.map((path) => [path, survivorId])), 'the survivor owns every stream');
-  t.ok(after.streams.every((s) => s.role === 'owner'));
+  t.ok(Object.values(after.streams).every((s) => s.role === 'owner'));
+  t.same(after.nodes.map((n) => n.id), [survivorId], 'the closed node\'s entry is gone');
 
   t.equal(sampler.stop(), 1, 'never two authenticated vendor sessions on one path at any sampled instant');
 });
@@ -129,7 +131,7 @@ t.test('an unreachable NATS at start is retried and reported, and no vendor link
     LEASE_TTL_MS: '1500',
   });
   await eventually(() => gw.logs().some((line) => line.includes('cluster cannot reach NATS; retrying')), 'a retry is logged');
-  t.match(await getCluster(gw), { cluster: 'tickmux', node: 'lonely', nats: 'connecting', streams: [{ stream: STOCKS, role: 'unknown', owner: null }] });
+  t.match(await getCluster(gw), { cluster: 'tickmux', node: 'lonely', nats: 'connecting', nodes: [], streams: { [STOCKS]: { role: 'unknown', owner: null, state: 'connecting' } } });
   t.equal(gw.gateway.defaultStream.link.state, 'stopped', 'no vendor link without a lease');
   t.equal(sim.sessions().length, 0);
   const health = await gw.app.inject({ method: 'GET', url: '/health' });
