@@ -17,7 +17,7 @@ import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node'
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
 import { ChannelSet, type Pair, pairsOf } from '../protocol/channel-set.js';
-import { type Channel, type ChannelSymbols, WILDCARD } from '../protocol/channels.js';
+import { type Channel, WILDCARD } from '../protocol/channels.js';
 import { type Encoding, joinFrame, type MessageUnit, splitFrame, splitMessage } from '../protocol/frame.js';
 import type { StreamKind } from '../protocol/streams.js';
 import type { Hub } from '../hub/hub.js';

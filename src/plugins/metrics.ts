@@ -6,6 +6,7 @@
  */
 import fp from 'fastify-plugin';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import type { RelayCounters } from '../cluster/cluster-stream.js';
 import type { ServedStream } from '../hub/gateway.js';
 import type { LinkState } from '../upstream/stream-manager.js';
 
@@ -112,6 +113,49 @@ export default fp(
       registers: [registry],
     });
     for (const { hub } of streams) hub.observeFanout = (seconds) => fanout.observe(seconds);
+    const cluster = fastify.cluster;
+    if (cluster !== undefined) {
+      const relayed = (name: string, help: string, read: (counters: RelayCounters) => number): void =>
+        mirroredCounter(registry, streams, name, help, ({ path }) => {
+          const counters = cluster.view(path)?.counters;
+          return counters === undefined ? 0 : read(counters);
+        });
+      relayed('tickmux_cluster_published_total', 'Vendor messages this node published to NATS as the stream’s owner', (c) => c.published);
+      relayed('tickmux_cluster_received_total', 'Vendor messages this node received from NATS as a follower', (c) => c.received);
+      relayed('tickmux_cluster_duplicates_total', 'Second copies of a relayed message dropped (a symbol and its channel’s * both matched)', (c) => c.duplicates);
+      relayed('tickmux_cluster_malformed_total', 'Cluster messages ignored: another format version, or malformed', (c) => c.malformed);
+      streamGauge(registry, streams, 'tickmux_cluster_owner', '1 while this node owns the stream (holds its lease and runs its vendor link)', ({ path }) => (cluster.role(path) === 'owner' ? 1 : 0));
+      const leaseChanges = { acquired: 0, lost: 0 };
+      new Counter({
+        name: 'tickmux_cluster_lease_changes_total',
+        help: 'Stream leases this node acquired or lost (fenced, taken over)',
+        labelNames: ['change'],
+        registers: [registry],
+        collect() {
+          const { leaseAcquired, leaseLost } = cluster.counters;
+          this.inc({ change: 'acquired' }, Math.max(0, leaseAcquired - leaseChanges.acquired));
+          this.inc({ change: 'lost' }, Math.max(0, leaseLost - leaseChanges.lost));
+          leaseChanges.acquired = Math.max(leaseChanges.acquired, leaseAcquired);
+          leaseChanges.lost = Math.max(leaseChanges.lost, leaseLost);
+        },
+      });
+      new Gauge({
+        name: 'tickmux_cluster_nats_connected',
+        help: '1 while this node is connected to NATS',
+        registers: [registry],
+        collect() {
+          this.set(cluster.nats === 'connected' ? 1 : 0);
+        },
+      });
+      new Gauge({
+        name: 'tickmux_cluster_nodes',
+        help: 'Live nodes in the cluster, as this node sees their entries',
+        registers: [registry],
+        collect() {
+          this.set(cluster.nodes().length);
+        },
+      });
+    }
     fastify.decorate('metrics', registry);
     fastify.addHook('onClose', async () => {
       for (const { hub } of streams) hub.observeFanout = undefined;

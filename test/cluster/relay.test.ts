@@ -144,5 +144,13 @@ t.test('three nodes: one vendor session, the same trades on every node, and the 
   }
   t.match(((await control(owner, 'GET', '/cluster')).body.nodes as { id: string; clients: number }[]).find((n) => n.id === f2.app.cluster?.nodeId), { clients: 2 });
 
+  // Metrics: the relay's counters and who owns the stream.
+  const metrics = async (node: GatewayFixture): Promise<string> => (await node.app.inject({ method: 'GET', url: '/metrics' })).body;
+  t.match(await metrics(owner), /tickmux_cluster_owner\{stream="v2\/iex"\} 1/);
+  t.match(await metrics(owner), new RegExp(`tickmux_cluster_published_total\\{stream="v2/iex"\\} ${2 * N + N / 10 + 2}`));
+  t.match(await metrics(f2), /tickmux_cluster_owner\{stream="v2\/iex"\} 0/);
+  t.match(await metrics(f2), /tickmux_cluster_nodes 3/);
+  t.match(await metrics(f1), /tickmux_cluster_received_total\{stream="v2\/iex"\} \d+/);
+
   t.equal(sampler.stop(), 1, 'never two authenticated vendor sessions at any sampled instant');
 });
