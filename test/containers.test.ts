@@ -12,8 +12,8 @@ import { EnvSchema, loadConfig } from '../src/config.js';
 import { startGateway } from './helpers/gateway.js';
 import { ROOT, spawnNode } from './helpers/processes.js';
 
-const compose = parse(readFileSync(`${ROOT}docker-compose.yml`, 'utf8')) as {
-  services: Record<string, { command?: string[]; environment?: Record<string, string>; healthcheck?: { test: string[] }; build?: string; image?: string }>;
+const compose = parse(readFileSync(`${ROOT}docker-compose.yml`, 'utf8'), { merge: true }) as {
+  services: Record<string, { command?: string[]; environment?: Record<string, string>; healthcheck?: { test: string[] }; build?: string; image?: string; profiles?: string[] }>;
 };
 const dockerfile = readFileSync(`${ROOT}Dockerfile`, 'utf8');
 
@@ -46,11 +46,16 @@ t.test('docker-compose.yml follows the Compose specification', async (t) => {
   const broken = structuredClone(compose) as unknown as { services: { gateway: Record<string, unknown> } };
   broken.services.gateway.restart_policy_typo = 'always';
   t.notOk(validate(broken), 'and the schema does catch a key Compose does not know');
-  t.same(Object.keys(compose.services).sort(), ['gateway', 'simulator']);
+  t.same(Object.keys(compose.services).sort(), ['gateway', 'nats', 'node-1', 'node-2', 'node-3', 'simulator']);
+  t.same(Object.entries(compose.services).filter(([, s]) => s.profiles?.includes('cluster')).map(([name]) => name).sort(), ['nats', 'node-1', 'node-2', 'node-3'], 'the cluster profile: NATS and three nodes (with the simulator, which has no profile)');
 });
 
 t.test('every command and path the container files name exists', async (t) => {
   for (const [name, service] of Object.entries(compose.services)) {
+    if (name === 'nats') {
+      t.same(service.command?.slice(0, 1), ['-js'], 'NATS runs with JetStream');
+      continue;
+    }
     if (service.command !== undefined) {
       t.equal(service.command[0], 'node', `${name} runs node`);
       t.ok(existsSync(`${ROOT}${service.command[1]}`), `${name}: ${service.command[1]} is built`);
@@ -83,6 +88,21 @@ t.test('the gateway service’s environment is a valid tickmux configuration', a
   t.equal(config.upstream.base, 'ws://simulator:9000');
   t.same(config.streams, ['v2/iex', 'v1beta3/crypto/us', 'v1beta1/indicative', 'v1beta1/news']);
   t.throws(() => interpolate(String(env.CONTROL_TOKEN), {}), /set CONTROL_TOKEN/, 'compose refuses to start without a control token');
+});
+
+t.test('each cluster node’s environment is a valid cluster configuration with its own NODE_ID', async (t) => {
+  const given = { CLIENT_KEYS: 'alice:s3cret', CONTROL_TOKEN: 'change-me' };
+  const ids = new Set<string>();
+  for (const name of ['node-1', 'node-2', 'node-3']) {
+    const env = compose.services[name]!.environment!;
+    for (const variable of Object.keys(env)) t.ok(Object.keys(EnvSchema.properties).includes(variable), `${name}: ${variable} is a tickmux variable`);
+    const config = loadConfig(Object.fromEntries(Object.entries(env).map(([k, v]) => [k, interpolate(String(v), given)])));
+    t.same(config.cluster?.servers, ['nats://nats:4222'], `${name} joins the compose NATS`);
+    t.equal(config.cluster?.leaseTtlMs, 3000);
+    ids.add(config.cluster?.nodeId as string);
+    t.same(config.streams, ['v2/iex', 'v1beta3/crypto/us', 'v1beta1/indicative', 'v1beta1/news'], `${name} serves the same streams`);
+  }
+  t.same([...ids].sort(), ['node-1', 'node-2', 'node-3'], 'three distinct node ids');
 });
 
 t.test('the commands the compose file runs work when run directly', async (t) => {

@@ -92,6 +92,13 @@ export class Hub {
   /** the vendor's order books, for clients that join one it already streams; none for kinds without books */
   readonly #books: OrderBooks | undefined;
   readonly #sessions = new Set<ClientSession>();
+  /** the kind's order-book message type, if it has books */
+  readonly #bookType: string | undefined;
+  /**
+   * Relayed hubs: book symbols (or `*`) a session waits for the owner's reset of. Updates meanwhile
+   * are already in that reset (the owner answers after them), so they are not sent before it.
+   */
+  readonly #awaitingBooks = new Map<ClientSession, Set<string>>();
   readonly #authenticated = new Set<ClientSession>();
   readonly #eventListeners = new Set<ClientSession>();
   /** clients touched this turn (each session's `routed` counts what `onData` gave it) */
@@ -127,6 +134,7 @@ export class Hub {
     this.#lastValues = new LastValues(this.kind);
     this.#logger = options.logger.child({ component: 'hub' });
     this.#books = OrderBooks.for(this.kind, this.#logger);
+    this.#bookType = Object.keys(this.kind.typeToChannel).find((type) => this.kind.typeToChannel[type] === 'orderbooks');
     this.#auth = new ClientAuthenticator(options.clients.keys);
     this.#host = this.#makeHost();
     options.link.on('refused', (refusal) => this.#onRefused(refusal));
@@ -213,10 +221,16 @@ export class Hub {
 
   /** The innermost loop of the fan-out: property writes only, no map lookups. */
   #deliver(session: ClientSession, unit: MessageUnit): void {
+    if (this.#awaitingBooks.size !== 0 && unit.type === this.#bookType && this.#awaitsBook(session, unit.symbol)) return;
     if (session.encoding !== unit.sourceEncoding && !this.#convertible(unit, session.encoding)) return;
     session.queue.enqueue(unit);
     this.#touch(session);
     if (session.routed >= 0) session.routed += 1;
+  }
+
+  #awaitsBook(session: ClientSession, symbol: string | undefined): boolean {
+    const awaited = this.#awaitingBooks.get(session);
+    return awaited !== undefined && (awaited.has(WILDCARD) || (symbol !== undefined && awaited.has(symbol)));
   }
 
   #touch(session: ClientSession): void {
@@ -366,6 +380,7 @@ export class Hub {
       },
       onClosed: (session) => {
         this.#sessions.delete(session);
+        this.#awaitingBooks.delete(session);
         this.#authenticated.delete(session);
         this.#eventListeners.delete(session);
         this.#closeWaiters.get(session)?.();
@@ -407,34 +422,55 @@ export class Hub {
     });
     const answer = link.catchUp(missing, values);
     if (answer === undefined) return;
+    const books = missing.filter(([channel]) => channel === 'orderbooks' && this.#books !== undefined).map(([, symbol]) => symbol);
+    if (books.length > 0) {
+      const awaited = this.#awaitingBooks.get(session) ?? new Set<string>();
+      for (const symbol of books) awaited.add(symbol);
+      this.#awaitingBooks.set(session, awaited);
+    }
+    const settle = (): void => {
+      const awaited = this.#awaitingBooks.get(session);
+      for (const symbol of books) awaited?.delete(symbol);
+      if (awaited?.size === 0) this.#awaitingBooks.delete(session);
+    };
     answer.then(
       (units) => {
-        if (!this.#sessions.has(session)) return;
-        const sent = new Set<string>();
-        let queued = 0;
-        for (const unit of units) {
-          const channel = unit.type === undefined ? undefined : this.kind.typeToChannel[unit.type];
-          const symbol = unit.symbol;
-          if (channel === undefined || symbol === undefined || !session.wants(unit)) continue;
-          let out: MessageUnit | undefined = unit;
-          if (channel === 'orderbooks' && this.#books !== undefined) {
-            // A book this hub learned meanwhile is newer than the owner's answer.
-            if (this.#books.resets(symbol).length === 0) this.#books.apply([unit]);
-            out = this.#books.resets(symbol)[0];
-          } else if (this.#lastValues.has(channel, symbol)) {
-            continue;
-          } else {
-            this.#lastValues.store(unit);
-          }
-          if (out === undefined || sent.has(out.stateKey) || out.tryEncoded(session.encoding) === undefined) continue;
-          sent.add(out.stateKey);
-          session.queue.enqueue(out);
-          queued += 1;
-        }
-        if (queued > 0) this.#host.scheduleFlush(session);
+        settle();
+        if (this.#sessions.has(session)) this.#catchUpArrived(session, units);
       },
-      (err: unknown) => this.#logger.warn({ client: session.id, pairs: missing.length, err: String(err) }, 'could not get catch-up values from the stream owner'),
+      (err: unknown) => {
+        settle();
+        this.#logger.warn({ client: session.id, pairs: missing.length, err: String(err) }, 'could not get catch-up values from the stream owner');
+        // What this hub learned meanwhile is the best there is for the books it held back.
+        if (this.#sessions.has(session)) this.#catchUpArrived(session, books.flatMap((symbol) => this.bookResetsOf('orderbooks', symbol)));
+      },
     );
+  }
+
+  /** Queues the owner's catch-up for `session`, skipping what this hub has newer of (see #remoteCatchUp). */
+  #catchUpArrived(session: ClientSession, units: readonly MessageUnit[]): void {
+    const sent = new Set<string>();
+    let queued = 0;
+    for (const unit of units) {
+      const channel = unit.type === undefined ? undefined : this.kind.typeToChannel[unit.type];
+      const symbol = unit.symbol;
+      if (channel === undefined || symbol === undefined || !session.wants(unit)) continue;
+      let out: MessageUnit | undefined = unit;
+      if (channel === 'orderbooks' && this.#books !== undefined) {
+        // A book this hub learned meanwhile is newer than the owner's answer.
+        if (this.#books.resets(symbol).length === 0) this.#books.apply([unit]);
+        out = this.#books.resets(symbol)[0];
+      } else if (this.#lastValues.has(channel, symbol)) {
+        continue;
+      } else {
+        this.#lastValues.store(unit);
+      }
+      if (out === undefined || sent.has(out.stateKey) || out.tryEncoded(session.encoding) === undefined) continue;
+      sent.add(out.stateKey);
+      session.queue.enqueue(out);
+      queued += 1;
+    }
+    if (queued > 0) this.#host.scheduleFlush(session);
   }
 
   /** Refuses new pairs that would take the vendor past the plan's symbol limit (work ∝ the pairs). */

@@ -154,3 +154,63 @@ t.test('three nodes: one vendor session, the same trades on every node, and the 
 
   t.equal(sampler.stop(), 1, 'never two authenticated vendor sessions at any sampled instant');
 });
+
+type Level = { p: number; s: number };
+
+/** The book a client holds after `messages`, applied as the SDKs do (a reset replaces it; s: 0 removes a level). */
+function replay(messages: readonly Message[]): { b: Level[]; a: Level[] } {
+  const sides = { b: new Map<number, number>(), a: new Map<number, number>() };
+  for (const m of messages) {
+    if (m.r === true) for (const side of Object.values(sides)) side.clear();
+    for (const key of ['b', 'a'] as const) for (const { p, s } of m[key] as Level[]) (s === 0 ? sides[key].delete(p) : sides[key].set(p, s));
+  }
+  const sorted = (side: Map<number, number>, sign: number): Level[] => [...side].sort(([x], [y]) => sign * (x - y)).map(([p, s]) => ({ p, s }));
+  return { b: sorted(sides.b, -1), a: sorted(sides.a, 1) };
+}
+
+t.test('an order book joined on a follower starts from the owner’s reset and ends equal to the owner’s', { skip: NATS_SKIP }, async (t) => {
+  const CRYPTO = 'v1beta3/crypto/us';
+  const BOOK = 'BTC/USD';
+  const nats = await startNats(t);
+  const sim = await startSimulator(t, { rate: 0 });
+  const env = (node: string): Record<string, string> => ({
+    UPSTREAM_URL: sim.baseUrl,
+    STREAMS: CRYPTO,
+    APCA_API_KEY_ID: 'AKBOOK',
+    APCA_API_SECRET_KEY: 'book-secret',
+    NATS_URL: nats.url,
+    CLUSTER_NAME: 'books',
+    NODE_ID: node,
+    LEASE_TTL_MS: '1500',
+  });
+  const owner = await startGateway(t, env('owner'));
+  await eventually(() => owner.app.cluster?.role(CRYPTO) === 'owner' && owner.gateway.defaultStream.link.state === 'live', 'the first node owns the stream');
+  const follower = await startGateway(t, env('follower'));
+  await eventually(() => follower.gateway.defaultStream.upstream.state === 'live', 'the follower follows');
+
+  const reader = await owner.connect();
+  await reader.auth('r', 's');
+  await reader.request({ action: 'subscribe', trades: [BOOK], orderbooks: [BOOK] });
+  await owner.gateway.defaultStream.link.whenSynced(10_000);
+  sim.setRate(2000);
+  await reader.until(() => reader.messages.filter((m) => m.T === 'o').length >= 30, 'the vendor’s reset and updates');
+
+  const late = await follower.connect({ encoding: 'msgpack' });
+  await late.auth('l', 's');
+  await late.request({ action: 'subscribe', trades: [BOOK], orderbooks: [BOOK] });
+  await late.until(() => late.messages.filter((m) => m.T === 'o').length >= 20, 'the follower client’s reset and updates');
+
+  // Quiesce: no more flow, then a marker trade every client must get, after everything before it.
+  sim.setRate(0);
+  await owner.gateway.defaultStream.link.whenSynced(10_000);
+  sim.publish([{ T: 't', S: BOOK, p: 1, s: 1, t: '2026-11-27T15:00:00Z', i: 42, tks: 'B' }], CRYPTO);
+  for (const c of [reader, late]) await c.waitFor((m) => m.T === 't' && m.i === 42, 'the marker trade');
+
+  const lateBooks = late.messages.filter((m) => m.T === 'o' && m.S === BOOK);
+  t.equal(lateBooks[0]?.r, true, 'the follower client’s first book message is a reset');
+  t.ok(lateBooks.slice(1).every((m) => m.r === undefined), 'then updates only');
+  const readerBooks = reader.messages.filter((m) => m.T === 'o' && m.S === BOOK);
+  t.same(replay(lateBooks), replay(readerBooks), 'its book ends equal to the owner’s client’s');
+  const updates = lateBooks.slice(1);
+  t.same(updates.map((m) => m.t === undefined ? '' : String(m.t)), readerBooks.slice(readerBooks.length - updates.length).map((m) => String(m.t)), 'and its updates are the owner’s last ones, in order');
+});
