@@ -16,7 +16,6 @@
  * never a crash); once connected the client reconnects by itself, and a lease that cannot renew
  * meanwhile fences its link.
  */
-import { JetStreamApiCodes, JetStreamApiError } from '@nats-io/jetstream';
 import { type KV, type KvEntry, Kvm } from '@nats-io/kv';
 import { connect, type NatsConnection, type QueuedIterator } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
@@ -30,7 +29,7 @@ import type { Random } from '../random.js';
 import { Backoff } from '../upstream/backoff.js';
 import type { StreamManager } from '../upstream/stream-manager.js';
 import { ClusterStream, OwnerUnavailableError } from './cluster-stream.js';
-import { Lease, openLeaseBucket, parseLeaseValue } from './lease.js';
+import { isWrongLastSequence, Lease, openLeaseBucket, parseLeaseValue } from './lease.js';
 import { escapeToken, nodesBucketName, pinnedBucketName, unescapeToken } from './subjects.js';
 
 export { OwnerUnavailableError };
@@ -74,6 +73,8 @@ export interface NodeEntry {
 
 interface SeenNode {
   readonly entry: NodeEntry;
+  /** its sets as written, to tell a heartbeat from a change */
+  readonly sets: string;
   /** this node's clock when the entry was last written (as seen here) */
   readonly seenAt: number;
 }
@@ -374,8 +375,11 @@ export class ClusterNode {
           }
           const entry = this.#parseNodeEntry(item);
           if (entry === undefined) continue;
-          this.#nodes.set(entry.node, { entry, seenAt: this.#clock.now() });
-          if (entry.node !== this.nodeId) this.#interestChanged();
+          const before = this.#nodes.get(entry.node);
+          const sets = JSON.stringify(entry.streams);
+          this.#nodes.set(entry.node, { entry, seenAt: this.#clock.now(), sets });
+          // Most writes are heartbeats: the owner recomputes only when a set changed.
+          if (entry.node !== this.nodeId && before?.sets !== sets) this.#interestChanged();
         }
       } catch (err) {
         this.#log.warn({ err: String(err) }, 'node watch ended');
@@ -483,13 +487,6 @@ export class ClusterNode {
     this.#toNats('closed');
     this.#log.info('cluster node stopped');
   }
-}
-
-function isWrongLastSequence(err: unknown): boolean {
-  return (
-    err instanceof JetStreamApiError &&
-    (err.code === JetStreamApiCodes.StreamWrongLastSequence || err.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown)
-  );
 }
 
 function unescapeKey(key: string): string | undefined {

@@ -72,7 +72,8 @@ export async function openLeaseBucket(nc: NatsConnection, clusterName: string, t
   return { kv, ttlMs: actual };
 }
 
-function isWrongLastSequence(err: unknown): boolean {
+/** A revision-checked write found another revision (someone else wrote, or the key is gone). */
+export function isWrongLastSequence(err: unknown): boolean {
   return (
     err instanceof JetStreamApiError &&
     (err.code === JetStreamApiCodes.StreamWrongLastSequence || err.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown)

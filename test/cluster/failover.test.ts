@@ -9,11 +9,11 @@
  * watch at once.
  */
 import t from 'tap';
-import type { VendorSimulator } from '../../src/simulator/index.js';
 import { NATS_SKIP, startNats } from '../helpers/nats.js';
 import { type Spawned, spawnNode } from '../helpers/processes.js';
 import { startSimulator } from '../helpers/simulator.js';
 import { type Message, StreamClient } from '../helpers/stream-client.js';
+import { sampleSessions } from '../helpers/vendor-sessions.js';
 import { eventually } from '../helpers/wait.js';
 
 const STOCKS = 'v2/iex';
@@ -50,18 +50,12 @@ async function until(check: () => Promise<boolean>, what: string, limitMs = 20_0
   }
 }
 
-function openSessions(sim: VendorSimulator): number {
-  return sim.sessions().filter((s) => s.authenticated && s.closeCode === undefined).length;
-}
-
 const tradeIds = (client: StreamClient | undefined): number[] => (client?.messages ?? []).filter((m: Message) => m.T === 't' && m.S === 'AAPL').map((m) => Number(m.i));
 
 t.test('three processes: NATS restart, kill -9 of the owner, SIGTERM of the next owner — one vendor session throughout', { skip: NATS_SKIP }, async (t) => {
   const nats = await startNats(t);
   const sim = await startSimulator(t);
-  let most = 0;
-  const sampler = setInterval(() => (most = Math.max(most, openSessions(sim))), 2);
-  t.teardown(() => clearInterval(sampler));
+  const sampler = sampleSessions(t, sim);
   // The vendor keeps publishing: one AAPL trade every 5 ms, ids counting up.
   let nextId = 1;
   const publisher = setInterval(() => sim.publish([{ T: 't', S: 'AAPL', i: nextId++, x: 'V', p: 100, s: 1, c: ['@'], t: new Date().toISOString(), z: 'C' }]), 5);
@@ -148,5 +142,5 @@ t.test('three processes: NATS restart, kill -9 of the owner, SIGTERM of the next
   // The stopped node deleted its entry; the killed one's is dropped once it is 2 × TTL old.
   await until(async () => (await cluster(last))?.nodes.map((n) => n.id).join() === last.id, 'the last node sees only itself');
 
-  t.equal(most, 1, 'never two authenticated vendor sessions at any sampled instant');
+  t.equal(sampler.most(), 1, 'never two authenticated vendor sessions at any sampled instant');
 });

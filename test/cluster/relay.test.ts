@@ -4,30 +4,15 @@
  * clients, and the control plane works from any node.
  */
 import t from 'tap';
-import type { VendorSimulator } from '../../src/simulator/index.js';
 import { type GatewayFixture, startGateway } from '../helpers/gateway.js';
 import { NATS_SKIP, startNats } from '../helpers/nats.js';
 import { startSimulator } from '../helpers/simulator.js';
 import type { Message, StreamClient } from '../helpers/stream-client.js';
+import { sampleSessions } from '../helpers/vendor-sessions.js';
 import { eventually } from '../helpers/wait.js';
 
 const STOCKS = 'v2/iex';
 const TOKEN = 'relay-token';
-
-/** Samples the simulator every 2 ms; `stop()` returns the most authenticated open sessions it ever saw at once. */
-function sampleSessions(sim: VendorSimulator): { stop(): number } {
-  let most = 0;
-  const timer = setInterval(() => {
-    const open = sim.sessions().filter((s) => s.authenticated && s.closeCode === undefined).length;
-    most = Math.max(most, open);
-  }, 2);
-  return {
-    stop() {
-      clearInterval(timer);
-      return most;
-    },
-  };
-}
 
 const trades = (client: StreamClient, symbol: string): Message[] => client.messages.filter((m) => m.T === 't' && m.S === symbol);
 const ids = (messages: Message[]): bigint[] => messages.map((m) => BigInt(m.i as number | bigint));
@@ -40,8 +25,7 @@ async function control(node: GatewayFixture, method: 'GET' | 'POST', url: string
 t.test('three nodes: one vendor session, the same trades on every node, and the control plane from any node', { skip: NATS_SKIP }, async (t) => {
   const nats = await startNats(t);
   const sim = await startSimulator(t);
-  const sampler = sampleSessions(sim);
-  t.teardown(() => void sampler.stop());
+  const sampler = sampleSessions(t, sim);
   const env = (node: string): Record<string, string> => ({
     UPSTREAM_URL: sim.baseUrl,
     STREAMS: STOCKS,
@@ -152,7 +136,7 @@ t.test('three nodes: one vendor session, the same trades on every node, and the 
   t.match(await metrics(f2), /tickmux_cluster_nodes 3/);
   t.match(await metrics(f1), /tickmux_cluster_received_total\{stream="v2\/iex"\} \d+/);
 
-  t.equal(sampler.stop(), 1, 'never two authenticated vendor sessions at any sampled instant');
+  t.equal(sampler.most(), 1, 'never two authenticated vendor sessions at any sampled instant');
 });
 
 type Level = { p: number; s: number };
