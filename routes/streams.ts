@@ -21,7 +21,7 @@ export function streamStatus(stream: ServedStream): Static<typeof StreamStatus> 
     state: upstream.state,
     since: new Date(upstream.since).toISOString(),
     reason: upstream.reason ?? null,
-    lastMessageAt: iso(stats.lastMessageAt),
+    lastMessageAt: iso(upstream.lastMessageAt ?? stats.lastMessageAt),
     reconnects: stats.reconnects,
     breaker: link.breakerState,
     clients: { connected: clients.connected, authenticated: clients.authenticated },

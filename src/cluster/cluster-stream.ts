@@ -102,6 +102,7 @@ export class ClusterStream extends EventEmitter<StreamEvents> {
   /** subject per message `stateKey`, so the hot path does not escape a symbol per message */
   readonly #subjectCache = new Map<string, string>();
   #owner: OwnerState | undefined;
+  #lastReceivedAt: number | undefined;
   #ownerStaleTimer: unknown;
   #heartbeatTimer: unknown;
   /** the state the hub last heard, to emit changes only */
@@ -149,6 +150,11 @@ export class ClusterStream extends EventEmitter<StreamEvents> {
 
   get reason(): string | undefined {
     return this.#reason;
+  }
+
+  /** When the last vendor message arrived here: from the local link as owner, through NATS as follower. */
+  get lastMessageAt(): number | undefined {
+    return this.#role === 'owner' ? this.#link.stats.lastMessageAt : this.#lastReceivedAt;
   }
 
   /** The owner as last heard (this node's own link when it owns). */
@@ -416,6 +422,7 @@ export class ClusterStream extends EventEmitter<StreamEvents> {
       return;
     }
     this.counters.received += 1;
+    this.#lastReceivedAt = this.#o.clock.now();
     this.#hub?.onData([unit]);
   }
 

@@ -32,6 +32,8 @@ export interface StreamUpstream extends UpstreamLink {
   readonly since: number;
   /** why it is not live, until it is live again */
   readonly reason: string | undefined;
+  /** when the last vendor message reached this node, where it knows better than the local link (a cluster follower) */
+  readonly lastMessageAt?: number;
   /** the local link's messages after the hub had them (a cluster owner publishes them) */
   relay?(units: readonly MessageUnit[]): void;
 }

@@ -85,6 +85,8 @@ t.test('three nodes: one vendor session, the same trades on every node, and the 
   t.equal(f1.app.cluster?.view(STOCKS)?.counters.received, 2 * N, 'the AAPL node: its trades and quotes');
   t.equal(owner.app.cluster?.view(STOCKS)?.counters.published, 2 * N + N / 10, 'the owner published each vendor message once');
   t.notOk(onF2.messages.some((m) => m.S === 'AAPL'), 'no AAPL on the QUIET client');
+  const followerStream = ((await control(f1, 'GET', '/streams')).body.streams as Record<string, unknown>[])[0];
+  t.match(followerStream, { state: 'live', reconnects: 0, lastMessageAt: /^\d{4}-/ }, 'a follower’s /streams: the owner’s state, and when relayed data last arrived');
 
   // Snapshot on a follower that never held AAPL: the owner's last values, then live data.
   const snap = await f2.connect({ query: 'snapshot=1' });
