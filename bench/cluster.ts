@@ -317,17 +317,19 @@ export async function runCluster(): Promise<void> {
   const loadAverageAtStart = loadavg().map((l) => Number(l.toFixed(2)));
 
   const simulator = node(['dist/src/cli.js', 'simulate', '--port', '0', '--rate', '0', '--max-buffer-mb', '1024'], { LOG_LEVEL: 'info' });
-  const { base: vendorBase } = await jsonLine<{ base: string }>(simulator, (v) => v.msg === 'simulated vendor ready');
+  const [{ base: vendorBase }, nats] = await Promise.all([jsonLine<{ base: string }>(simulator, (v) => v.msg === 'simulated vendor ready'), startNats()]);
   const control = vendorBase.replace('ws://', 'http://');
-  const nats = await startNats();
 
   // The simulator refuses a key already in use on a path (406), so the standalone gateway and the cluster have their own.
-  const standalone = await startGateway(vendorBase, o, { APCA_API_KEY_ID: 'bench-standalone', APCA_API_SECRET_KEY: 'bench' });
   const clusterEnv = { APCA_API_KEY_ID: 'bench-cluster', APCA_API_SECRET_KEY: 'bench', NATS_URL: nats.url, CLUSTER_NAME: 'bench' };
-  // The owner starts alone, so it takes the lease; the follower joins once the owner's link is live.
-  const owner = await startGateway(vendorBase, o, { ...clusterEnv, NODE_ID: 'owner' });
-  await untilCluster(owner, (v) => v.nats === 'connected' && v.streams[STREAM]?.owner === 'owner' && v.streams[STREAM]?.state === 'live', 'the owner to hold the lease with a live link');
+  // The owner starts before the follower, so it takes the lease; the follower starts once it holds it.
+  const [standalone, owner] = await Promise.all([
+    startGateway(vendorBase, o, { APCA_API_KEY_ID: 'bench-standalone', APCA_API_SECRET_KEY: 'bench' }),
+    startGateway(vendorBase, o, { ...clusterEnv, NODE_ID: 'owner' }),
+  ]);
+  await untilCluster(owner, (v) => v.nats === 'connected' && v.streams[STREAM]?.owner === 'owner', 'the owner to hold the lease');
   const follower = await startGateway(vendorBase, o, { ...clusterEnv, NODE_ID: 'follower' });
+  await untilCluster(owner, (v) => v.streams[STREAM]?.state === 'live', 'the owner’s vendor link to be live');
   await untilCluster(follower, (v) => v.nats === 'connected' && v.streams[STREAM]?.owner === 'owner' && v.streams[STREAM]?.role === 'follower', 'the follower to see the owner');
   const healthy = Date.now() + 30_000;
   while (!(await fetch(`${follower.base}/health`)).ok) {
