@@ -157,7 +157,7 @@ async function untilCluster(gateway: Gateway, ready: (view: ClusterView) => bool
 }
 
 /** The counters a step reads from each gateway's `/metrics`, for the bench's stream. */
-const COUNTERS = ['upstream_messages', 'downstream_messages', 'cluster_published', 'cluster_received'] as const;
+const COUNTERS = ['upstream_messages', 'upstream_bytes', 'downstream_messages', 'cluster_published', 'cluster_received'] as const;
 type Counters = Record<(typeof COUNTERS)[number], number>;
 
 async function counters(gateway: Gateway): Promise<Counters> {
@@ -340,6 +340,12 @@ export async function runCluster(): Promise<void> {
   const standaloneTarget: Target = { serving: standalone, processes: { gateway: standalone.child }, gateways: { gateway: standalone } };
   const clusterTarget: Target = { serving: follower, processes: { owner: owner.child, follower: follower.child, nats: nats.child }, gateways: { owner, follower } };
 
+  // What each process spends with no client and the vendor silent (timers, heartbeats, lease and node-entry renewals): a share of every step's CPU.
+  const idle = Object.entries({ ...standaloneTarget.processes, ...clusterTarget.processes });
+  const idleBefore = idle.map(([, p]) => cpuSeconds(p.pid as number));
+  await new Promise((resolve) => setTimeout(resolve, o.measureMs));
+  const idleCpuPercent = Object.fromEntries(idle.map(([name, p], i) => [name, Math.round(((cpuSeconds(p.pid as number) - (idleBefore[i] as number)) / (o.measureMs / 1000)) * 100)]));
+
   const ramp: Record<string, unknown>[] = [];
   for (const rate of o.rates) {
     const alone = await step(standaloneTarget, control, rate, o);
@@ -372,7 +378,7 @@ export async function runCluster(): Promise<void> {
     measureSeconds: o.measureMs / 1000,
     method:
       'separate processes on 127.0.0.1: simulator → standalone gateway, or simulator → owner → nats-server → follower, → one load process of N msgpack clients all on trades and quotes of 20 symbols; at each vendor rate the standalone step, then the cluster step (the other gateways idle); delivered = messages counted from frame headers over the window; latency = client receipt − vendor timestamp on 10 sampled clients; CPU and RSS from /proc over the window; counters per second from each gateway’s /metrics',
-    cluster: { stream: STREAM, symbols: BROADCAST_SYMBOLS.length, natsServer, ramp },
+    cluster: { stream: STREAM, symbols: BROADCAST_SYMBOLS.length, natsServer, idleCpuPercent, ramp },
   };
   process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
 
