@@ -8,7 +8,7 @@
  * vendor rate in turn. Prints one JSON object; without nats-server it says so and measures nothing.
  *
  *   npm run bench -- --cluster [--clients 1000 --seconds 5 --warmup 1.5 --rates 500,1000,2000,4000
- *                               --high-water-mb 8 --max-buffer-mb 256]
+ *                               --high-water-mb 8 --max-buffer-mb 256 --profile DIR]
  */
 import { type ChildProcess, fork, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -31,6 +31,8 @@ interface Options {
   rates: number[];
   highWaterBytes: number;
   maxBufferBytes: number;
+  /** a directory: each gateway writes a V8 CPU profile there when it stops */
+  profile: string | undefined;
 }
 
 function options(): Options {
@@ -44,6 +46,7 @@ function options(): Options {
       rates: { type: 'string', default: '500,1000,2000,4000' },
       'high-water-mb': { type: 'string', default: '8' },
       'max-buffer-mb': { type: 'string', default: '256' },
+      profile: { type: 'string' },
     },
   });
   return {
@@ -53,6 +56,7 @@ function options(): Options {
     rates: (values.rates ?? '').split(',').map(Number),
     highWaterBytes: Number(values['high-water-mb']) * 1048576,
     maxBufferBytes: Number(values['max-buffer-mb']) * 1048576,
+    profile: values.profile,
   };
 }
 
@@ -90,8 +94,8 @@ function jsonLine<T>(child: ChildProcess, accept: (v: Record<string, unknown>) =
   });
 }
 
-function node(args: string[], env: Record<string, string> = {}): ChildProcess {
-  return track(spawn(process.execPath, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] }));
+function node(args: string[], env: Record<string, string> = {}, nodeArgs: string[] = []): ChildProcess {
+  return track(spawn(process.execPath, [...nodeArgs, ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] }));
 }
 
 /** A nats-server with JetStream on a port of its choosing and a temporary store, removed when this process exits. */
@@ -135,7 +139,7 @@ async function startGateway(vendorBase: string, limits: Options, env: Record<str
     CLIENT_MAX_BUFFER_BYTES: String(limits.maxBufferBytes),
     CLIENT_HIGH_WATER_BYTES: String(limits.highWaterBytes),
     ...env,
-  });
+  }, limits.profile === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', limits.profile, '--cpu-prof-name', `${env.NODE_ID ?? 'standalone'}.cpuprofile`]);
   const { address, streams } = await jsonLine<{ address: string; streams: string[] }>(child, (v) => v.msg === 'tickmux ready');
   return { child, base: address, stream: streams.find((u) => u.endsWith(`/${STREAM}`)) as string };
 }
