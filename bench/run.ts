@@ -21,9 +21,9 @@ import { cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { seededRandom } from '../src/random.js';
+import { runCluster } from './cluster.js';
 import type { ClientGroup, Measured } from './load-clients.js';
 import { deliveriesPerVendorMessage, mixedPlan, type PlannedGroup, STREAMS, stocksOnlyGroup } from './mixed-plan.js';
-import { runCluster } from './cluster.js';
 import { cpuSeconds, rssBytes, track } from './processes.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
