@@ -21,6 +21,7 @@ import { cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { seededRandom } from '../src/random.js';
+import { runCluster } from './cluster.js';
 import type { ClientGroup, Measured } from './load-clients.js';
 import { deliveriesPerVendorMessage, mixedPlan, type PlannedGroup, STREAMS, stocksOnlyGroup } from './mixed-plan.js';
 import { cpuSeconds, rssBytes, track } from './processes.js';
@@ -45,6 +46,8 @@ const { values } = parseArgs({
     /** per-client limits of the gateway (defaults: generous, so no client is cut mid-measurement) */
     'high-water-mb': { type: 'string', default: '8' },
     'max-buffer-mb': { type: 'string', default: '256' },
+    /** run only the cluster scenario (issue #10, bench/cluster.ts) */
+    cluster: { type: 'boolean', default: false },
   },
 });
 const CLIENTS = Number(values.clients);
@@ -415,4 +418,5 @@ function diff(a: number | null, b: number | null): number | null {
   return a === null || b === null ? null : Number((a - b).toFixed(3));
 }
 
-await main();
+if (values.cluster === true) await runCluster();
+else await main();
