@@ -13,7 +13,7 @@
  * Plain TypeScript: the link does not know about the cluster; the cluster node decides the role.
  */
 import { EventEmitter } from 'node:events';
-import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
+import { createInbox, type Msg, type NatsConnection, type Subscription } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
 import { ChannelSet, type Pair, pairsOf } from '../protocol/channel-set.js';
@@ -26,6 +26,12 @@ import { unwrap, wrap } from './envelope.js';
 import { dataSubject, ownerSubject, refusedSubject, stateSubject } from './subjects.js';
 
 export type Role = 'owner' | 'follower';
+
+/** A relay subject and the sequence number of the last message published on it. */
+interface SubjectSequence {
+  readonly name: string;
+  seq: number;
+}
 
 /** The owner's link as it last published it. */
 export interface OwnerState {
@@ -43,6 +49,8 @@ export interface RelayCounters {
   received: number;
   /** second copies dropped (a symbol and its channel's `*` both matched) */
   duplicates: number;
+  /** messages of subjects this node held that never arrived (a gap in a subject's sequence) */
+  lost: number;
   /** cluster messages that could not be read (other format, malformed) */
   malformed: number;
 }
@@ -81,7 +89,7 @@ const LINK_STATES = new Set<string>(['stopped', 'connecting', 'authenticating', 
 export class ClusterStream extends EventEmitter<StreamEvents> {
   readonly path: string;
   readonly kind: StreamKind;
-  readonly counters: RelayCounters = { published: 0, received: 0, duplicates: 0, malformed: 0 };
+  readonly counters: RelayCounters = { published: 0, received: 0, duplicates: 0, lost: 0, malformed: 0 };
   #role: Role = 'follower';
   #hub: Hub | undefined;
   #nc: NatsConnection | undefined;
@@ -95,14 +103,15 @@ export class ClusterStream extends EventEmitter<StreamEvents> {
   #subsDirty = false;
   #desiredDirty = false;
   #epoch = 0;
-  #seq = 0;
-  /** the publisher and sequence last received (drops the second copy of a message) */
-  #lastEpoch = -1;
-  #lastSeq = 0;
-  /** subject per message `stateKey`, so the hot path does not escape a symbol per message */
-  readonly #subjectCache = new Map<string, string>();
+  /** owner: the subject and its sequence per message `stateKey`, so the hot path escapes no symbol */
+  readonly #published = new Map<string, SubjectSequence>();
+  /** owner: one sequence per subject (several message types share one: a trade and its correction) */
+  readonly #bySubject = new Map<string, SubjectSequence>();
+  /** follower: the publisher and sequence last received per subject */
+  readonly #received = new Map<string, { epoch: number; seq: number }>();
   #owner: OwnerState | undefined;
   #lastReceivedAt: number | undefined;
+  #lostLoggedAt = -Infinity;
   #ownerStaleTimer: unknown;
   #heartbeatTimer: unknown;
   /** the state the hub last heard, to emit changes only */
@@ -219,7 +228,8 @@ export class ClusterStream extends EventEmitter<StreamEvents> {
     if (this.#role === 'owner') return;
     this.#role = 'owner';
     this.#epoch = this.#o.randomEpoch() >>> 0;
-    this.#seq = 0;
+    this.#published.clear();
+    this.#bySubject.clear();
     this.#owner = undefined;
     this.#o.clock.clearTimeout(this.#ownerStaleTimer);
     for (const sub of this.#dataSubs.values()) sub.unsubscribe();
@@ -239,7 +249,7 @@ export class ClusterStream extends EventEmitter<StreamEvents> {
     this.#heartbeatTimer = undefined;
     for (const sub of this.#ownerSubs) sub.unsubscribe();
     this.#ownerSubs.length = 0;
-    this.#lastEpoch = -1;
+    this.#received.clear();
     this.#syncSubscriptions();
     this.#recompute();
   }
@@ -250,33 +260,62 @@ export class ClusterStream extends EventEmitter<StreamEvents> {
     if (this.#role !== 'owner' || nc === undefined) return;
     for (const unit of units) {
       const key = unit.stateKey;
-      let subject = this.#subjectCache.get(key);
+      let subject = this.#published.get(key);
       if (subject === undefined) {
         const channel = unit.type === undefined ? undefined : this.kind.typeToChannel[unit.type];
-        subject = dataSubject(this.#o.clusterName, this.path, channel, this.kind.symbolsField === 'symbols' ? undefined : unit.symbol);
-        this.#subjectCache.set(key, subject);
+        const name = dataSubject(this.#o.clusterName, this.path, channel, this.kind.symbolsField === 'symbols' ? undefined : unit.symbol);
+        subject = this.#bySubject.get(name) ?? { name, seq: 0 };
+        this.#bySubject.set(name, subject);
+        this.#published.set(key, subject);
       }
-      this.#seq += 1;
-      nc.publish(subject, wrap(unit.sourceEncoding, this.#epoch, this.#seq, unit.encoded(unit.sourceEncoding)));
+      subject.seq += 1;
+      nc.publish(subject.name, wrap(unit.sourceEncoding, this.#epoch, subject.seq, unit.encoded(unit.sourceEncoding)));
     }
     this.counters.published += units.length;
   }
 
   /**
    * Follower: what the owner has for these pairs — order books as resets, and with `values` the
-   * last values. Asked after this node's subscriptions for them are in place, on the connection
-   * that carries their data, so the answer lands after every message published before it was
-   * made and before every one published after. Undefined when there is nothing to ask.
+   * last values — handed to `done` (or the error) in the same dispatch as the relayed messages:
+   * asked after this node's subscriptions for them are in place, on the connection that carries
+   * their data, so the answer lands after every message published before it was made and before
+   * every one published after, and `done` runs in that order (a promise would run it only after
+   * the messages that arrived with the answer). False when there is nothing to ask.
    */
-  catchUp(pairs: readonly Pair[], values: boolean): Promise<MessageUnit[]> | undefined {
+  catchUp(pairs: readonly Pair[], values: boolean, done: (answer: MessageUnit[] | Error) => void): boolean {
     const nc = this.#nc;
-    if (this.#role !== 'follower' || nc === undefined || !this.#natsUp || pairs.length === 0) return undefined;
+    if (this.#role !== 'follower' || nc === undefined || !this.#natsUp || pairs.length === 0) return false;
     this.#syncSubscriptions();
-    return this.#ask(nc, 'snapshot', JSON.stringify({ pairs, values })).then((msg) => {
-      const data = Buffer.from(msg.data.buffer, msg.data.byteOffset, msg.data.byteLength);
-      if (data.length < 2) return [];
-      return splitFrame(data.subarray(1), data[0] === 0 ? 'json' : 'msgpack', this.kind).map((unit) => unit.detach());
+    this.#askInOrder(nc, 'snapshot', JSON.stringify({ pairs, values }), (answer) => {
+      if (answer instanceof Error) return done(answer);
+      const data = Buffer.from(answer.data.buffer, answer.data.byteOffset, answer.data.byteLength);
+      try {
+        done(data.length < 2 ? [] : splitFrame(data.subarray(1), data[0] === 0 ? 'json' : 'msgpack', this.kind).map((unit) => unit.detach()));
+      } catch (err) {
+        this.#malformed('snapshot answer', answer.subject, err);
+        done(err instanceof Error ? err : new Error(String(err)));
+      }
     });
+    return true;
+  }
+
+  /** A request whose answer is handled in the subscription callback itself, in wire order. */
+  #askInOrder(nc: NatsConnection, operation: string, body: string, done: (answer: Msg | OwnerUnavailableError) => void): void {
+    const inbox = createInbox(`${this.#o.clusterName}._INBOX`);
+    let timer: unknown;
+    const sub = nc.subscribe(inbox, {
+      max: 1,
+      callback: (err, msg) => {
+        this.#o.clock.clearTimeout(timer);
+        if (err !== null || msg.headers?.hasError === true) done(new OwnerUnavailableError(`the owner of ${this.path} did not answer ${operation}: ${String(err ?? msg.headers?.description ?? 'no responders')}`));
+        else done(msg);
+      },
+    });
+    timer = this.#o.clock.setTimeout(() => {
+      sub.unsubscribe();
+      done(new OwnerUnavailableError(`the owner of ${this.path} did not answer ${operation} in time`));
+    }, this.#o.requestTimeoutMs ?? 5000);
+    nc.publish(ownerSubject(this.#o.clusterName, this.path, operation), body, { reply: inbox });
   }
 
   /** Restarts the owner's link, wherever it runs. */
@@ -398,6 +437,9 @@ export class ClusterStream extends EventEmitter<StreamEvents> {
       if (wanted.has(subject)) continue;
       sub.unsubscribe();
       this.#dataSubs.delete(subject);
+      // A subject held again later starts afresh: what passed meanwhile was not lost.
+      if (!subject.endsWith('.*')) this.#received.delete(subject);
+      else for (const seen of this.#received.keys()) if (seen.startsWith(subject.slice(0, -1)) && !wanted.has(seen)) this.#received.delete(seen);
     }
     for (const subject of wanted) {
       if (this.#dataSubs.has(subject)) continue;
@@ -410,13 +452,17 @@ export class ClusterStream extends EventEmitter<StreamEvents> {
     let unit: MessageUnit;
     try {
       const envelope = unwrap(msg.data);
-      if (envelope.epoch === this.#lastEpoch && envelope.seq <= this.#lastSeq) {
+      unit = splitMessage(envelope.body, envelope.encoding, this.kind);
+      const last = this.#received.get(msg.subject);
+      if (last === undefined || last.epoch !== envelope.epoch) {
+        this.#received.set(msg.subject, { epoch: envelope.epoch, seq: envelope.seq });
+      } else if (envelope.seq <= last.seq) {
         this.counters.duplicates += 1;
         return;
+      } else {
+        if (envelope.seq > last.seq + 1) this.#lost(msg.subject, envelope.seq - last.seq - 1);
+        last.seq = envelope.seq;
       }
-      unit = splitMessage(envelope.body, envelope.encoding, this.kind);
-      this.#lastEpoch = envelope.epoch;
-      this.#lastSeq = envelope.seq;
     } catch (err) {
       this.#malformed('data', msg.subject, err);
       return;
@@ -424,6 +470,18 @@ export class ClusterStream extends EventEmitter<StreamEvents> {
     this.counters.received += 1;
     this.#lastReceivedAt = this.#o.clock.now();
     this.#hub?.onData([unit]);
+  }
+
+  /**
+   * Messages of a subject this node holds never arrived (nats-server dropped them for a slow
+   * consumer, or NATS was away): counted and logged, at most once per second.
+   */
+  #lost(subject: string, count: number): void {
+    this.counters.lost += count;
+    const now = this.#o.clock.now();
+    if (now - this.#lostLoggedAt < 1000) return;
+    this.#lostLoggedAt = now;
+    this.#log.warn({ subject, lost: count, lostTotal: this.counters.lost }, 'relayed messages lost between the owner and this node');
   }
 
   #malformed(what: string, subject: string, err: unknown): void {

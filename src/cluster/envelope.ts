@@ -5,11 +5,12 @@
  *   byte 0      format version (1): a node of another format logs the message and ignores it
  *   byte 1      the bytes' encoding: 0 JSON, 1 msgpack
  *   bytes 2–5   the publisher's epoch (random per owner term, big-endian uint32)
- *   bytes 6–13  its sequence number in that epoch (big-endian, from 1, integer < 2^53)
+ *   bytes 6–13  the message's sequence number on its subject in that epoch (big-endian, from 1,
+ *               integer < 2^53)
  *
- * The sequence lets a receiver drop the second copy of a message that two of its subscriptions
- * match (a symbol and the channel's `*`): NATS delivers one publisher's messages in order, and
- * the copies of one message arrive next to each other.
+ * NATS delivers one publisher's messages in order, so per subject a receiver sees 1, 2, 3…: a
+ * number it has seen is the second copy of a message two of its subscriptions match (a symbol and
+ * the channel's `*`), and a skipped one is a message lost on the way (a slow consumer).
  */
 import { TickmuxError } from '../errors.js';
 import type { Encoding } from '../protocol/frame.js';

@@ -38,8 +38,12 @@ export interface UpstreamLink {
    * when it is released, and asks `catchUp` for what it lacks.
    */
   readonly relayed?: boolean;
-  /** What the node carrying the vendor link has for these pairs: book resets, and last values if `values`. */
-  catchUp?(pairs: readonly Pair[], values: boolean): Promise<MessageUnit[]> | undefined;
+  /**
+   * Asks the node carrying the vendor link for what it has of these pairs (book resets, and last
+   * values if `values`); `done` runs in order with the data that arrives around the answer. False
+   * when there is nothing to ask.
+   */
+  catchUp?(pairs: readonly Pair[], values: boolean, done: (answer: MessageUnit[] | Error) => void): boolean;
 }
 
 export interface HubOptions {
@@ -420,31 +424,24 @@ export class Hub {
       if (channel === 'orderbooks' && this.#books !== undefined) return this.#books.resets(symbol).length === 0 || (values && !this.#lastValues.has(channel, symbol));
       return values && !this.#lastValues.has(channel, symbol);
     });
-    const answer = link.catchUp(missing, values);
-    if (answer === undefined) return;
     const books = missing.filter(([channel]) => channel === 'orderbooks' && this.#books !== undefined).map(([, symbol]) => symbol);
-    if (books.length > 0) {
-      const awaited = this.#awaitingBooks.get(session) ?? new Set<string>();
-      for (const symbol of books) awaited.add(symbol);
-      this.#awaitingBooks.set(session, awaited);
-    }
     const settle = (): void => {
       const awaited = this.#awaitingBooks.get(session);
       for (const symbol of books) awaited?.delete(symbol);
       if (awaited?.size === 0) this.#awaitingBooks.delete(session);
     };
-    answer.then(
-      (units) => {
-        settle();
-        if (this.#sessions.has(session)) this.#catchUpArrived(session, units);
-      },
-      (err: unknown) => {
-        settle();
-        this.#logger.warn({ client: session.id, pairs: missing.length, err: String(err) }, 'could not get catch-up values from the stream owner');
-        // What this hub learned meanwhile is the best there is for the books it held back.
-        if (this.#sessions.has(session)) this.#catchUpArrived(session, books.flatMap((symbol) => this.bookResetsOf('orderbooks', symbol)));
-      },
-    );
+    const asked = link.catchUp(missing, values, (answer) => {
+      settle();
+      if (!this.#sessions.has(session)) return;
+      if (!(answer instanceof Error)) return this.#catchUpArrived(session, answer);
+      this.#logger.warn({ client: session.id, pairs: missing.length, err: String(answer) }, 'could not get catch-up values from the stream owner');
+      // What this hub learned meanwhile is the best there is for the books it held back.
+      this.#catchUpArrived(session, books.flatMap((symbol) => this.bookResetsOf('orderbooks', symbol)));
+    });
+    if (!asked || books.length === 0) return;
+    const awaited = this.#awaitingBooks.get(session) ?? new Set<string>();
+    for (const symbol of books) awaited.add(symbol);
+    this.#awaitingBooks.set(session, awaited);
   }
 
   /** Queues the owner's catch-up for `session`, skipping what this hub has newer of (see #remoteCatchUp). */

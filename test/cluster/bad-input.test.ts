@@ -34,7 +34,7 @@ t.test('malformed cluster messages and foreign bucket content are logged and ign
   await eventually(() => b.gateway.defaultStream.upstream.state === 'live', 'node-b follows a live owner');
   const client = await b.connect();
   await client.auth('k', 's');
-  await client.request({ action: 'subscribe', trades: ['AAPL'] });
+  await client.request({ action: 'subscribe', trades: ['AAPL', 'GAPS'] });
   await eventually(() => a.gateway.defaultStream.link.desired.has('trades', 'AAPL'), 'the owner holds the follower’s AAPL');
 
   const nc = await connect({ servers: nats.url });
@@ -51,6 +51,14 @@ t.test('malformed cluster messages and foreign bucket content are logged and ign
   t.match(restart.string(), /"error"/, 'a garbage request to the owner gets an error answer');
   const snapshot = await nc.request('bad.owner.v2_2Fiex.snapshot', JSON.stringify({ pairs: [['trades'], [1, 2], 'x', ['nochannel', 'AAPL']], values: true }), { timeout: 2000 });
   t.ok(snapshot.data.length >= 1, 'a snapshot request with malformed pairs is answered (with what is valid)');
+
+  // Sequence per subject: a repeated number is a second copy, a skipped one a lost message.
+  const trade = (i: number): Buffer => Buffer.from(`{"T":"t","S":"GAPS","i":${i},"x":"V","p":1,"s":1,"c":["@"],"t":"2026-11-27T15:00:00Z","z":"C"}`);
+  for (const seq of [1, 2, 5, 5, 6]) nc.publish('bad.data.v2_2Fiex.trades.GAPS', wrap('json', 9, seq, trade(seq)));
+  await client.waitFor((m) => m.T === 't' && m.S === 'GAPS' && m.i === 6, 'the last GAPS trade');
+  t.same(client.messages.filter((m) => m.S === 'GAPS').map((m) => m.i), [1, 2, 5, 6], 'each relayed message once, the repeat dropped');
+  t.match(b.app.cluster?.view(STOCKS)?.counters, { lost: 2, duplicates: 1 }, 'the skipped sequence numbers are counted as lost');
+  await eventually(() => b.logs().some((line) => line.includes('relayed messages lost between the owner and this node')), 'the loss is logged');
 
   // Foreign and future-version content in the buckets.
   const kvm = new Kvm(nc);
@@ -71,7 +79,7 @@ t.test('malformed cluster messages and foreign bucket content are logged and ign
   // The cluster still serves: a real trade reaches the follower's client, once.
   sim.publish([{ T: 't', S: 'AAPL', i: 77, x: 'V', p: 1, s: 1, c: ['@'], t: '2026-11-27T15:00:00Z', z: 'C' }]);
   await client.waitFor((m) => m.T === 't' && m.i === 77, 'the real trade');
-  t.equal(client.messages.filter((m) => m.T === 't').length, 1, 'and nothing of the junk');
+  t.equal(client.messages.filter((m) => m.T === 't' && m.S === 'AAPL').length, 1, 'and nothing of the junk');
   t.ok((b.app.cluster?.view(STOCKS)?.counters.malformed ?? 0) >= 4, 'the follower counted the malformed relay messages');
   t.equal(b.gateway.defaultStream.upstream.state, 'live', 'the follower still follows a live owner');
   const logs = (node: GatewayFixture): string => node.logs().join('\n');

@@ -83,6 +83,7 @@ t.test('three nodes: one vendor session, the same trades on every node, and the 
   const f2View = f2.app.cluster?.view(STOCKS);
   t.equal(f2View?.counters.received, N / 10, 'the QUIET-only node received from NATS exactly the QUIET trades, nothing else');
   t.equal(f1.app.cluster?.view(STOCKS)?.counters.received, 2 * N, 'the AAPL node: its trades and quotes');
+  t.match(f1.app.cluster?.view(STOCKS)?.counters, { lost: 0, duplicates: 0 }, 'none lost, none twice');
   t.equal(owner.app.cluster?.view(STOCKS)?.counters.published, 2 * N + N / 10, 'the owner published each vendor message once');
   t.notOk(onF2.messages.some((m) => m.S === 'AAPL'), 'no AAPL on the QUIET client');
   const followerStream = ((await control(f1, 'GET', '/streams')).body.streams as Record<string, unknown>[])[0];
