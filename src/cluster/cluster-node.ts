@@ -104,6 +104,8 @@ export class ClusterNode {
   readonly #watches: QueuedIterator<KvEntry>[] = [];
   #retryTimer: unknown;
   #entryTimer: unknown;
+  #rewatchTimer: unknown;
+  #pruneTimer: unknown;
   #entryDirty = false;
   #started = false;
   #stopping: Promise<void> | undefined;
@@ -364,28 +366,40 @@ export class ClusterNode {
 
   /** Follows every node's entry; resolves once the watch runs. */
   async #watchNodes(kv: KV): Promise<void> {
+    await this.#keepWatching(kv, 'node', (item) => {
+      if (item.operation !== 'PUT') return this.#forgetNode(unescapeKey(item.key));
+      const entry = this.#parseNodeEntry(item);
+      if (entry === undefined) return;
+      const before = this.#nodes.get(entry.node);
+      const sets = JSON.stringify(entry.streams);
+      this.#nodes.set(entry.node, { entry, seenAt: this.#clock.now(), sets });
+      // Most writes are heartbeats: the owner recomputes only when a set changed.
+      if (entry.node !== this.nodeId && before?.sets !== sets) this.#interestChanged();
+    });
+    this.#prune();
+  }
+
+  /**
+   * Watches every key of `kv` (their current values first), handing each entry to `onEntry`; a
+   * watch that ends while the node runs is started again after a second (it then replays the
+   * current values, which every handler takes as they come).
+   */
+  async #keepWatching(kv: KV, what: string, onEntry: (item: KvEntry) => void): Promise<void> {
     const watch = await kv.watch();
     this.#watches.push(watch);
     void (async () => {
       try {
-        for await (const item of watch) {
-          if (item.operation !== 'PUT') {
-            this.#forgetNode(unescapeKey(item.key));
-            continue;
-          }
-          const entry = this.#parseNodeEntry(item);
-          if (entry === undefined) continue;
-          const before = this.#nodes.get(entry.node);
-          const sets = JSON.stringify(entry.streams);
-          this.#nodes.set(entry.node, { entry, seenAt: this.#clock.now(), sets });
-          // Most writes are heartbeats: the owner recomputes only when a set changed.
-          if (entry.node !== this.nodeId && before?.sets !== sets) this.#interestChanged();
-        }
+        for await (const item of watch) onEntry(item);
       } catch (err) {
-        this.#log.warn({ err: String(err) }, 'node watch ended');
+        this.#log.warn({ err: String(err) }, `${what} watch failed`);
       }
+      this.#watches.splice(this.#watches.indexOf(watch), 1);
+      if (this.#stopping !== undefined) return;
+      this.#log.warn(`${what} watch ended; starting it again`);
+      this.#rewatchTimer = this.#clock.setTimeout(() => {
+        if (this.#stopping === undefined) void this.#keepWatching(kv, what, onEntry).catch((err: unknown) => this.#log.warn({ err: String(err) }, `${what} watch could not start`));
+      }, 1000);
     })();
-    this.#prune();
   }
 
   /** Drops the entries not rewritten within the bucket's max age (their node is gone). */
@@ -393,7 +407,7 @@ export class ClusterNode {
     if (this.#stopping !== undefined) return;
     const oldest = this.#clock.now() - this.#nodesTtlMs;
     for (const [id, seen] of this.#nodes) if (seen.seenAt < oldest && id !== this.nodeId) this.#forgetNode(id);
-    this.#clock.setTimeout(() => this.#prune(), Math.max(50, Math.floor(this.#o.cluster.leaseTtlMs / 3)));
+    this.#pruneTimer = this.#clock.setTimeout(() => this.#prune(), Math.max(50, Math.floor(this.#o.cluster.leaseTtlMs / 3)));
   }
 
   #forgetNode(id: string | undefined): void {
@@ -437,25 +451,14 @@ export class ClusterNode {
 
   /** Mirrors the cluster's pinned sets into the hubs; resolves once the watch runs. */
   async #watchPinned(kv: KV): Promise<void> {
-    const watch = await kv.watch();
-    this.#watches.push(watch);
-    void (async () => {
-      try {
-        for await (const item of watch) {
-          const path = unescapeKey(item.key);
-          const view = path === undefined ? undefined : this.#views.get(path);
-          if (view === undefined) continue;
-          const set = item.operation === 'PUT' ? parsePinned(item, view.kind) : new ChannelSet();
-          if (set === undefined) {
-            this.#log.warn({ key: item.key, revision: item.revision }, 'pinned set this node cannot read; ignored');
-            continue;
-          }
-          view.applyPinned(set, item.revision);
-        }
-      } catch (err) {
-        this.#log.warn({ err: String(err) }, 'pinned watch ended');
-      }
-    })();
+    await this.#keepWatching(kv, 'pinned', (item) => {
+      const path = unescapeKey(item.key);
+      const view = path === undefined ? undefined : this.#views.get(path);
+      if (view === undefined) return;
+      const set = item.operation === 'PUT' ? parsePinned(item, view.kind) : new ChannelSet();
+      if (set === undefined) return void this.#log.warn({ key: item.key, revision: item.revision }, 'pinned set this node cannot read; ignored');
+      view.applyPinned(set, item.revision);
+    });
   }
 
   /**
@@ -470,6 +473,8 @@ export class ClusterNode {
   async #doStop(): Promise<void> {
     this.#clock.clearTimeout(this.#retryTimer);
     this.#clock.clearTimeout(this.#entryTimer);
+    this.#clock.clearTimeout(this.#rewatchTimer);
+    this.#clock.clearTimeout(this.#pruneTimer);
     this.#retryTimer = undefined;
     const entries = [...this.#leases.values()];
     // Shutdown, not stop: a restart in flight must not reopen a vendor connection.

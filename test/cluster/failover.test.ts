@@ -106,6 +106,11 @@ t.test('three processes: NATS restart, kill -9 of the owner, SIGTERM of the next
   await until(async () => (await ownerNow(nodes)) !== undefined, 'one owner again after the NATS restart');
   await flowing(nodes, nextId);
   t.pass('every node serves data again after a NATS restart');
+  // Interest still travels: a follower's new symbol reaches the vendor through the nodes bucket.
+  const owning = (await ownerNow(nodes)) as Node;
+  const aFollower = nodes.find((n) => n !== owning) as Node;
+  await aFollower.client?.request({ action: 'subscribe', quotes: ['AFTER'] });
+  await until(async () => sim.sessions().some((s) => s.authenticated && s.closeCode === undefined && s.subscriptions.quotes.includes('AFTER')), 'the new symbol at the vendor');
 
   // 2. kill -9 of the owner: a survivor takes the expired lease over by a poll.
   const first = (await ownerNow(nodes)) as Node;
