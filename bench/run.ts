@@ -366,10 +366,17 @@ async function main(): Promise<void> {
     baseline: 'not comparable: a bare broadcaster sends every message to every client',
   };
 
-  if (OVERLOAD_STEPS.length > 0) out.overload = await overload(vendorBase, control);
+  if (OVERLOAD_STEPS.length > 0) {
+    // The simulator, like the vendor, takes one session per feed: the overload scenario's gateway
+    // and baseline connect only once these two are gone.
+    await Promise.all([baselineProcess, gatewayProcess].map((child) => new Promise((resolve) => child.once('exit', resolve).kill('SIGTERM'))));
+    out.overload = await overload(vendorBase, control);
+  } else {
+    for (const child of [baselineProcess, gatewayProcess]) child.kill('SIGTERM');
+  }
 
   process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
-  for (const child of [baselineProcess, gatewayProcess, simulator]) child.kill('SIGTERM');
+  simulator.kill('SIGTERM');
 }
 
 /**

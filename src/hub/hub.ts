@@ -14,13 +14,13 @@ import type { Clock } from '../clock.js';
 import { ChannelSet, type Pair } from '../protocol/channel-set.js';
 import { type Channel, type ChannelSymbols } from '../protocol/channels.js';
 import { STOCKS, type StreamKind } from '../protocol/streams.js';
-import { type Encoding, joinFrame, type MessageUnit } from '../protocol/frame.js';
+import type { Encoding, MessageUnit } from '../protocol/frame.js';
 import type { LinkState, Refusal, StateChange } from '../upstream/stream-manager.js';
 import { ClientAuthenticator } from './client-auth.js';
 import { ClientSession, type SessionHost, type SessionOptions } from './client-session.js';
 import { LastValues } from './last-values.js';
 import { OrderBooks } from './order-books.js';
-import type { QueueCounters } from './outbound-queue.js';
+import { type QueueCounters, SharedBatch } from './outbound-queue.js';
 import { SubscriptionIndex } from './subscription-index.js';
 
 /** The part of the vendor link the hub uses. */
@@ -32,7 +32,17 @@ export interface UpstreamLink {
   change(added: Iterable<Pair>, removed: Iterable<Pair>, options?: { correlationId?: string }): void;
   on(event: 'refused', listener: (refusal: Refusal) => void): unknown;
   on(event: 'state', listener: (change: StateChange) => void): unknown;
+  /** stops handing on data until `resumeIntake` (a source that cannot pause leaves them out) */
+  pauseIntake?(): void;
+  resumeIntake?(): void;
 }
+
+/**
+ * Deliveries (a unit for a client) routed in one event-loop turn before the hub stops reading
+ * the vendor until it has flushed: under overload a turn stays a few tens of milliseconds, so
+ * probes, client I/O and timers interleave with the fan-out instead of waiting behind seconds of it.
+ */
+export const TURN_DELIVERIES = 200_000;
 
 export interface HubOptions {
   /** the kind of stream this hub serves (default: the link's, else stocks) */
@@ -91,6 +101,9 @@ export class Hub {
   /** the current turn's number; a session whose `turn` differs has not been touched in it */
   #turn = 1;
   #turnUnits = 0;
+  /** deliveries routed this turn (TURN_DELIVERIES) */
+  #turnDeliveries = 0;
+  #intakePaused = false;
   /** when the first vendor frame of this turn arrived (performance.now() ms) */
   #turnStartedAt = 0;
   /** observes, per turn, seconds from a vendor frame's arrival to its frames leaving (metrics) */
@@ -166,11 +179,19 @@ export class Hub {
         continue;
       }
       const explicit = unit.symbol === undefined ? undefined : this.#index.holders(channel, unit.symbol);
-      if (explicit !== undefined) for (const session of explicit) this.#deliver(session, unit);
+      if (explicit !== undefined) {
+        for (const session of explicit) this.#deliver(session, unit);
+        this.#turnDeliveries += explicit.size;
+      }
       const wildcard = this.#index.wildcardHolders(channel);
       if (wildcard !== undefined) {
         for (const session of wildcard) if (explicit === undefined || !explicit.has(session)) this.#deliver(session, unit);
+        this.#turnDeliveries += wildcard.size;
       }
+    }
+    if (this.#turnDeliveries > TURN_DELIVERIES && !this.#intakePaused && this.#options.link.pauseIntake !== undefined) {
+      this.#intakePaused = true;
+      this.#options.link.pauseIntake();
     }
     this.#scheduleFlush();
   }
@@ -233,21 +254,27 @@ export class Hub {
     this.#dirty = [];
     this.#turn += 1;
     this.#turnUnits = 0;
-    const shared = new Map<Encoding, Buffer>();
+    this.#turnDeliveries = 0;
+    if (this.#intakePaused) {
+      this.#intakePaused = false;
+      this.#options.link.resumeIntake?.();
+    }
+    const shared = new Map<Encoding, SharedBatch>();
     for (const session of dirty) {
       const routed = session.routed;
       const pending = session.queue.pending;
       if (pending.length === 0) continue;
-      // A client that got every unit of the turn and nothing else (a broadcast) shares one joined frame.
-      let frame: Buffer | undefined;
+      // A client that got every unit of the turn and nothing else (a broadcast) shares one batch:
+      // one joined frame, and one entry in the backlog of every client that lags.
+      let batch: SharedBatch | undefined;
       if (routed === turnUnits && pending.length === routed) {
-        frame = shared.get(session.encoding);
-        if (frame === undefined) {
-          frame = joinFrame(pending, session.encoding);
-          shared.set(session.encoding, frame);
+        batch = shared.get(session.encoding);
+        if (batch === undefined) {
+          batch = new SharedBatch(pending, session.encoding);
+          shared.set(session.encoding, batch);
         }
       }
-      session.queue.flush(frame);
+      session.queue.flush(batch);
     }
     if (turnUnits > 0) this.observeFanout?.((performance.now() - this.#turnStartedAt) / 1000);
   }
