@@ -20,7 +20,7 @@ import { ClientAuthenticator } from './client-auth.js';
 import { ClientSession, type SessionHost, type SessionOptions } from './client-session.js';
 import { LastValues } from './last-values.js';
 import { OrderBooks } from './order-books.js';
-import { type QueueCounters, SharedBatch } from './outbound-queue.js';
+import { DrainScheduler, type QueueCounters, SharedBatch } from './outbound-queue.js';
 import { SubscriptionIndex } from './subscription-index.js';
 
 /** The part of the vendor link the hub uses. */
@@ -43,6 +43,22 @@ export interface UpstreamLink {
  * probes, client I/O and timers interleave with the fan-out instead of waiting behind seconds of it.
  */
 export const TURN_DELIVERIES = 200_000;
+
+/**
+ * Clients flushed per event-loop turn. Each costs a socket write (on loopback the kernel's work
+ * for the receiver too): a thousand take tens of milliseconds, so a turn's flush goes on over
+ * several turns, the vendor's data waiting, and probes are answered in between.
+ */
+export const FLUSH_SLICE = 200;
+
+/** A turn's clients being flushed, slice by slice. */
+interface Flushing {
+  readonly sessions: ClientSession[];
+  next: number;
+  readonly turnUnits: number;
+  readonly startedAt: number;
+  readonly shared: Map<Encoding, SharedBatch>;
+}
 
 export interface HubOptions {
   /** the kind of stream this hub serves (default: the link's, else stocks) */
@@ -110,6 +126,8 @@ export class Hub {
   observeFanout: ((seconds: number) => void) | undefined;
   readonly #closeWaiters = new Map<ClientSession, () => void>();
   #flushScheduled = false;
+  /** the turn being flushed, while its clients are more than one slice */
+  #flushing: Flushing | undefined;
   readonly #stats: HubStats = {
     connected: 0,
     authenticated: 0,
@@ -124,6 +142,7 @@ export class Hub {
     noopRequests: 0,
   };
   readonly #host: SessionHost;
+  readonly #drains = new DrainScheduler();
 
   constructor(options: HubOptions) {
     this.#options = options;
@@ -248,19 +267,29 @@ export class Hub {
 
   #flush(): void {
     this.#flushScheduled = false;
+    // A turn still being flushed goes out first, whole: its clients' frames stay in order.
+    if (this.#flushing !== undefined) this.#flushSlice(this.#flushing, Infinity);
     this.#lastValues.settle();
-    const dirty = this.#dirty;
-    const turnUnits = this.#turnUnits;
+    const flushing = { sessions: this.#dirty, next: 0, turnUnits: this.#turnUnits, startedAt: this.#turnStartedAt, shared: new Map<Encoding, SharedBatch>() };
     this.#dirty = [];
     this.#turn += 1;
+    this.#drains.turn = this.#turn;
     this.#turnUnits = 0;
     this.#turnDeliveries = 0;
-    if (this.#intakePaused) {
-      this.#intakePaused = false;
-      this.#options.link.resumeIntake?.();
-    }
-    const shared = new Map<Encoding, SharedBatch>();
-    for (const session of dirty) {
+    this.#flushing = flushing;
+    this.#flushSlice(flushing, FLUSH_SLICE);
+  }
+
+  /**
+   * Flushes up to `limit` of a turn's clients; the rest in the next event-loop turn, the vendor's
+   * data waiting meanwhile (intake paused), so probes and socket I/O run between the slices.
+   */
+  #flushSlice(flushing: Flushing, limit: number): void {
+    if (this.#flushing !== flushing) return; // finished by the next turn's flush
+    const { sessions, turnUnits, shared } = flushing;
+    const end = Math.min(sessions.length, flushing.next + limit);
+    for (; flushing.next < end; flushing.next++) {
+      const session = sessions[flushing.next] as ClientSession;
       const routed = session.routed;
       const pending = session.queue.pending;
       if (pending.length === 0) continue;
@@ -276,7 +305,20 @@ export class Hub {
       }
       session.queue.flush(batch);
     }
-    if (turnUnits > 0) this.observeFanout?.((performance.now() - this.#turnStartedAt) / 1000);
+    if (flushing.next < sessions.length) {
+      if (!this.#intakePaused && this.#options.link.pauseIntake !== undefined) {
+        this.#intakePaused = true;
+        this.#options.link.pauseIntake();
+      }
+      setImmediate(() => this.#flushSlice(flushing, FLUSH_SLICE));
+      return;
+    }
+    this.#flushing = undefined;
+    if (this.#intakePaused) {
+      this.#intakePaused = false;
+      this.#options.link.resumeIntake?.();
+    }
+    if (turnUnits > 0) this.observeFanout?.((performance.now() - flushing.startedAt) / 1000);
   }
 
   /** Pins (operator) pairs so the vendor keeps them with no client holding them, or unpins them. */
@@ -331,6 +373,7 @@ export class Hub {
         maxMessageBytes: clients.maxMessageBytes,
       },
       counters: this.#stats,
+      drains: this.#drains,
       authenticate: (key, secret) => this.#auth.check(key, secret),
       admitClient: (session) => {
         const authenticated = this.#options.authenticatedInProcess?.() ?? this.#authenticated.size;

@@ -44,6 +44,55 @@ function sharedDrainFrame(units: MessageUnit[], encoding: Encoding): Buffer {
   return frame;
 }
 
+/**
+ * Bytes of backlog that all lagging clients together may drain in one event-loop turn. Their
+ * sockets' writes complete together; drained at once, a thousand clients would each write up to
+ * the high-water mark in one turn (a gigabyte at the defaults) while probes and timers wait.
+ */
+export const DRAIN_TURN_BYTES = 8 * 1024 * 1024;
+
+/**
+ * Drains lagging clients' backlogs a bounded number of bytes per event-loop turn, in the order
+ * their sockets became ready, and continues in the next turn (`setImmediate`) with the rest.
+ */
+export class DrainScheduler {
+  /**
+   * The hub's fan-out turn (it counts them): a shared batch's size after conflation, once counted,
+   * serves every client that counts in the same turn.
+   */
+  turn = 0;
+  readonly #budget: number;
+  #ready: OutboundQueue[] = [];
+  #scheduled = false;
+
+  constructor(budgetBytes = DRAIN_TURN_BYTES) {
+    this.#budget = budgetBytes;
+  }
+
+  /** `queue`'s socket has room: drain it in a coming turn. */
+  request(queue: OutboundQueue): void {
+    this.#ready.push(queue);
+    if (this.#scheduled) return;
+    this.#scheduled = true;
+    setImmediate(() => this.#run());
+  }
+
+  #run(): void {
+    this.#scheduled = false;
+    const ready = this.#ready;
+    this.#ready = [];
+    let budget = this.#budget;
+    let i = 0;
+    while (i < ready.length && budget > 0) budget -= (ready[i++] as OutboundQueue).drainNow();
+    if (i === ready.length) return;
+    // The rest go first next turn, ahead of sockets that became ready meanwhile.
+    const rest = ready.slice(i);
+    for (const queue of this.#ready) rest.push(queue);
+    this.#ready = [];
+    for (const queue of rest) this.request(queue);
+  }
+}
+
 export interface QueueLimits {
   readonly highWaterBytes: number;
   readonly maxBufferBytes: number;
@@ -86,6 +135,24 @@ export class SharedBatch {
     return this.#bytes;
   }
 
+  #live = 0;
+  #superseded = 0;
+  #countedInTurn = -1;
+
+  /**
+   * The bytes and count of its units not superseded as of `turn`, counted once per turn for
+   * all the clients whose backlog holds the batch.
+   */
+  liveOf(turn: number): { live: number; superseded: number } {
+    if (this.#countedInTurn !== turn) {
+      this.#countedInTurn = turn;
+      const counted = countLive(this.units, this.encoding);
+      this.#live = counted.live;
+      this.#superseded = counted.superseded;
+    }
+    return { live: this.#live, superseded: this.#superseded };
+  }
+
   /** Copies the units' bytes out of their vendor frames, once for all the clients that queue it. */
   detach(): void {
     if (this.#detached) return;
@@ -98,6 +165,17 @@ export class SharedBatch {
 interface Queued {
   readonly units: readonly MessageUnit[];
   readonly bytes: number;
+}
+
+/** Bytes of the units a lagging client would still be sent, and how many it would skip. */
+function countLive(units: readonly MessageUnit[], encoding: Encoding): { live: number; superseded: number } {
+  let live = 0;
+  let superseded = 0;
+  for (const unit of units) {
+    if (skippable(unit)) superseded += 1;
+    else live += unit.byteLength(encoding);
+  }
+  return { live, superseded };
 }
 
 function unitBytes(units: readonly MessageUnit[], encoding: Encoding): number {
@@ -131,13 +209,17 @@ export class OutboundQueue {
   #conflationCounted = 0;
   #inFlight = 0;
   #closed = false;
+  /** drains in bounded turns; without one (unit tests) a backlog drains as soon as its socket has room */
+  readonly #drains: DrainScheduler | undefined;
+  #drainRequested = false;
 
-  constructor(encoding: Encoding, write: FrameWriter, limits: QueueLimits, onOverflow: () => void, counters: QueueCounters) {
+  constructor(encoding: Encoding, write: FrameWriter, limits: QueueLimits, onOverflow: () => void, counters: QueueCounters, drains?: DrainScheduler) {
     this.encoding = encoding;
     this.#write = write;
     this.#limits = limits;
     this.#onOverflow = onOverflow;
     this.#counters = counters;
+    this.#drains = drains;
   }
 
   /** Bytes written to the socket but not yet out, plus the backlog as queued (before conflation). */
@@ -240,11 +322,13 @@ export class OutboundQueue {
     let superseded = 0;
     const backlog = this.#backlog;
     if (backlog !== undefined) {
+      const turn = this.#drains?.turn;
       for (let i = this.#head; i < backlog.length; i++) {
-        for (const unit of (backlog[i] as Queued).units) {
-          if (skippable(unit)) superseded += 1;
-          else live += unit.byteLength(this.encoding);
-        }
+        const queued = backlog[i] as Queued;
+        // Lagging alike, a thousand clients cross the limit in the same turn: a shared batch is counted once for all.
+        const counted = queued instanceof SharedBatch && turn !== undefined ? queued.liveOf(turn) : countLive(queued.units, this.encoding);
+        live += counted.live;
+        superseded += counted.superseded;
       }
     }
     // Conflated as of now, whether the client ever drains them or is closed first.
@@ -265,13 +349,25 @@ export class OutboundQueue {
     this.#counters.bytesOut += frame.length;
     this.#write(frame, () => {
       this.#inFlight -= frame.length;
-      this.#drain();
+      if (!this.#lagging || this.#inFlight >= this.#limits.highWaterBytes) return;
+      if (this.#drains === undefined) this.#drain();
+      else if (!this.#drainRequested) {
+        this.#drainRequested = true;
+        this.#drains.request(this);
+      }
     });
   }
 
-  #drain(): void {
+  /** Drains what the socket has room for now (the scheduler's turn); returns the bytes sent. */
+  drainNow(): number {
+    this.#drainRequested = false;
+    return this.#drain();
+  }
+
+  #drain(): number {
     const backlog = this.#backlog;
-    if (backlog === undefined) return;
+    if (backlog === undefined) return 0;
+    let sent = 0;
     while (!this.#closed && this.#head < backlog.length && this.#inFlight < this.#limits.highWaterBytes) {
       const units: MessageUnit[] = [];
       let bytes = 0;
@@ -301,8 +397,12 @@ export class OutboundQueue {
       const counted = Math.min(skipped, this.#conflationCounted);
       this.#conflationCounted -= counted;
       this.#counters.conflated += skipped - counted;
-      if (units.length > 0) this.#send(sharedDrainFrame(units, this.encoding), units.length);
+      if (units.length === 0) continue;
+      const frame = sharedDrainFrame(units, this.encoding);
+      sent += frame.length;
+      this.#send(frame, units.length);
     }
+    return sent;
   }
 
   #overflow(): void {
