@@ -49,7 +49,7 @@ function sharedDrainFrame(units: MessageUnit[], encoding: Encoding): Buffer {
  * sockets' writes complete together; drained at once, a thousand clients would each write up to
  * the high-water mark in one turn (a gigabyte at the defaults) while probes and timers wait.
  */
-export const DRAIN_TURN_BYTES = 8 * 1024 * 1024;
+export const DRAIN_TURN_BYTES = 2 * 1024 * 1024;
 
 /**
  * Drains lagging clients' backlogs a bounded number of bytes per event-loop turn, in the order
