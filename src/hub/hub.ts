@@ -73,6 +73,9 @@ export interface HubOptions {
   readonly link: UpstreamLink;
   readonly logger: Logger;
   readonly clock: Clock;
+  /** the per-turn bounds (default TURN_DELIVERIES, FLUSH_SLICE); tests make them tiny to take every path */
+  readonly turnDeliveries?: number;
+  readonly flushSlice?: number;
 }
 
 export interface HubStats extends QueueCounters {
@@ -208,7 +211,7 @@ export class Hub {
         this.#turnDeliveries += wildcard.size;
       }
     }
-    if (this.#turnDeliveries > TURN_DELIVERIES && !this.#intakePaused && this.#options.link.pauseIntake !== undefined) {
+    if (this.#turnDeliveries > (this.#options.turnDeliveries ?? TURN_DELIVERIES) && !this.#intakePaused && this.#options.link.pauseIntake !== undefined) {
       this.#intakePaused = true;
       this.#options.link.pauseIntake();
     }
@@ -277,7 +280,7 @@ export class Hub {
     this.#turnUnits = 0;
     this.#turnDeliveries = 0;
     this.#flushing = flushing;
-    this.#flushSlice(flushing, FLUSH_SLICE);
+    this.#flushSlice(flushing, this.#options.flushSlice ?? FLUSH_SLICE);
   }
 
   /**
@@ -310,7 +313,7 @@ export class Hub {
         this.#intakePaused = true;
         this.#options.link.pauseIntake();
       }
-      setImmediate(() => this.#flushSlice(flushing, FLUSH_SLICE));
+      setImmediate(() => this.#flushSlice(flushing, this.#options.flushSlice ?? FLUSH_SLICE));
       return;
     }
     this.#flushing = undefined;

@@ -1,6 +1,8 @@
 import t from 'tap';
 import { FakeClock } from '../helpers/fake-clock.js';
 import { startGateway } from '../helpers/gateway.js';
+import { startSimulator } from '../helpers/simulator.js';
+import { hubFor } from '../helpers/stream-hub.js';
 import type { Message, StreamClient } from '../helpers/stream-client.js';
 import { eventually } from '../helpers/wait.js';
 
@@ -104,4 +106,27 @@ t.test('a shutdown does not wait on a client that cannot drain: it is cut once t
   t.equal(hub.stats.connected, 0, 'every client gone, the one that never read included');
   resume(stuck);
   t.equal(await stuck.closed, 1006, 'it was cut (no close handshake)');
+});
+
+t.test('with the per-turn bounds at their smallest (the vendor paused after every delivery, one client flushed per turn) every client still gets every trade in order', async (t) => {
+  const sim = await startSimulator(t, { rate: 0 });
+  const f = await hubFor(t, sim, 'v2/iex', 'msgpack', { turnDeliveries: 1, flushSlice: 1 });
+  const clients: StreamClient[] = [];
+  for (const encoding of ['json', 'msgpack', 'json', 'msgpack'] as const) {
+    const client = await f.client({ encoding });
+    await client.request({ action: 'subscribe', trades: [...SYMBOLS], quotes: [...SYMBOLS] });
+    clients.push(client);
+  }
+  await f.link.manager.whenSynced();
+  sim.setRate(5_000);
+  await eventually(() => clients.every((c) => tradeIds(c.messages, 'TSLA').length > 200), 'trades reaching every client', 60_000);
+  sim.setRate(0);
+  for (const [i, client] of clients.entries()) {
+    for (const symbol of SYMBOLS) {
+      const ids = tradeIds(client.messages, symbol);
+      t.same(gaps(ids), [], `client ${i} (${client.encoding}): ${ids.length} ${symbol} trades, in order, none missing`);
+    }
+    t.ok(client.messages.some((m) => m.T === 'q'), `client ${i} got quotes too`);
+  }
+  t.equal(f.link.manager.state, 'live', 'pausing the vendor socket between turns leaves the link live');
 });

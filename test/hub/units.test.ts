@@ -1,6 +1,6 @@
 import t from 'tap';
 import { ClientAuthenticator } from '../../src/hub/client-auth.js';
-import { OutboundQueue, type QueueCounters } from '../../src/hub/outbound-queue.js';
+import { DrainScheduler, OutboundQueue, type QueueCounters, SharedBatch } from '../../src/hub/outbound-queue.js';
 import { SubscriptionIndex } from '../../src/hub/subscription-index.js';
 import { ChannelSet } from '../../src/protocol/channel-set.js';
 import { LastValues } from '../../src/hub/last-values.js';
@@ -18,7 +18,7 @@ const quote = (symbol: string, bp: number): MessageUnit => encodeUnits([{ T: 'q'
  * the hub does with a vendor message for this client: the last-value cache sees it (and marks the
  * state message it supersedes), then the queue takes it.
  */
-function fixture(highWaterBytes: number, maxBufferBytes: number, kind: StreamKind = STOCKS) {
+function fixture(highWaterBytes: number, maxBufferBytes: number, kind: StreamKind = STOCKS, drains?: DrainScheduler) {
   const values = new LastValues(kind);
   const written: { frame: Buffer }[] = [];
   const unfinished: (() => void)[] = [];
@@ -28,7 +28,7 @@ function fixture(highWaterBytes: number, maxBufferBytes: number, kind: StreamKin
     written.push({ frame });
     unfinished.push(done);
   };
-  const queue = new OutboundQueue('json', write, { highWaterBytes, maxBufferBytes }, () => overflowed++, counters);
+  const queue = new OutboundQueue('json', write, { highWaterBytes, maxBufferBytes }, () => overflowed++, counters, drains);
   /** The socket writes out everything it holds (and whatever that lets drain). */
   const complete = (): void => {
     while (unfinished.length > 0) unfinished.shift()!();
@@ -240,4 +240,25 @@ t.test('the last-value cache of a kind keeps that kind’s types: crypto trades 
   const news = new LastValues(NEWS);
   news.store(encodeUnits([{ T: 'n', id: 1, symbols: ['AAPL'] }], 'msgpack', NEWS)[0]!);
   t.equal(news.size, 0);
+});
+
+t.test('lagging clients drain a bounded number of bytes per event-loop turn, and every one of them drains in the end', async (t) => {
+  const drains = new DrainScheduler(1); // one client's drain per turn
+  const clients = [fixture(10, 1 << 20, STOCKS, drains), fixture(10, 1 << 20, STOCKS, drains), fixture(10, 1 << 20, STOCKS, drains)];
+  const turns = [[trade('A', 1)], [trade('A', 2), quote('A', 10)], [trade('A', 3), quote('A', 11)]];
+  for (const units of turns) {
+    // One turn of a broadcast: every client queues the same batch.
+    for (const c of clients) for (const unit of units) c.route(unit);
+    const shared = new SharedBatch(units, 'json');
+    for (const c of clients) c.queue.flush(shared);
+  }
+  for (const c of clients) c.complete(); // every socket has room at once
+  const drained = (): number => clients.filter((c) => c.written.length > 1).length;
+  t.equal(drained(), 0, 'nothing drains inside the write callbacks');
+  await new Promise((resolve) => setImmediate(resolve));
+  t.equal(drained(), 1, 'one turn, one client: the budget is spent');
+  for (let i = 0; i < 4; i++) await new Promise((resolve) => setImmediate(resolve));
+  t.equal(drained(), 3, 'the others in the next turns');
+  for (const c of clients) t.same(c.messages().map((m) => `${m.T}${m.i ?? m.bp}`), ['t1', 't2', 't3', 'q11'], 'each: every trade, the latest quote');
+  t.equal(clients[0]!.written.at(-1)!.frame, clients[2]!.written.at(-1)!.frame, 'and the drained frame is one Buffer for all');
 });
