@@ -39,8 +39,9 @@ export interface UpstreamLink {
 
 /**
  * Deliveries (a unit for a client) routed in one event-loop turn before the hub stops reading
- * the vendor until it has flushed: under overload a turn stays a few tens of milliseconds, so
- * probes, client I/O and timers interleave with the fan-out instead of waiting behind seconds of it.
+ * the vendor until it has flushed (frames already read wait for the next turn): under overload a
+ * turn stays a few tens of milliseconds, so probes, client I/O and timers interleave with the
+ * fan-out instead of waiting behind seconds of it.
  */
 export const TURN_DELIVERIES = 200_000;
 
@@ -123,6 +124,8 @@ export class Hub {
   /** deliveries routed this turn (TURN_DELIVERIES) */
   #turnDeliveries = 0;
   #intakePaused = false;
+  /** vendor frames that arrived while the intake was paused, routed once the turn is flushed */
+  #held: MessageUnit[][] = [];
   /** when the first vendor frame of this turn arrived (performance.now() ms) */
   #turnStartedAt = 0;
   /** observes, per turn, seconds from a vendor frame's arrival to its frames leaving (metrics) */
@@ -184,6 +187,11 @@ export class Hub {
 
   /** The vendor link's consumer: routes one frame's units to the clients that hold them. */
   onData(units: MessageUnit[]): void {
+    // Paused for this turn: frames the vendor's socket had already read wait for the next, in order.
+    if (this.#intakePaused) {
+      this.#held.push(units);
+      return;
+    }
     if (this.#turnUnits === 0) this.#turnStartedAt = performance.now();
     this.#stats.messagesIn += units.length;
     this.#turnUnits += units.length;
@@ -317,11 +325,15 @@ export class Hub {
       return;
     }
     this.#flushing = undefined;
+    if (turnUnits > 0) this.observeFanout?.((performance.now() - flushing.startedAt) / 1000);
     if (this.#intakePaused) {
       this.#intakePaused = false;
-      this.#options.link.resumeIntake?.();
+      const held = this.#held;
+      this.#held = [];
+      // Routing them may spend the next turn's budget: the rest are held again, still in order.
+      for (const units of held) this.onData(units);
+      if (!this.#intakePaused) this.#options.link.resumeIntake?.();
     }
-    if (turnUnits > 0) this.observeFanout?.((performance.now() - flushing.startedAt) / 1000);
   }
 
   /** Pins (operator) pairs so the vendor keeps them with no client holding them, or unpins them. */
