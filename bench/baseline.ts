@@ -5,17 +5,23 @@
  */
 import { WebSocket, WebSocketServer } from 'ws';
 
-const [upstream, symbolsArg] = process.argv.slice(2);
-if (upstream === undefined || symbolsArg === undefined) throw new Error('usage: baseline <vendor url> <symbols,comma,separated>');
+const [upstream, symbolsArg, encoding = 'msgpack'] = process.argv.slice(2);
+if (upstream === undefined || symbolsArg === undefined || (encoding !== 'msgpack' && encoding !== 'json')) {
+  throw new Error('usage: baseline <vendor url> <symbols,comma,separated> [msgpack|json]');
+}
 const symbols = symbolsArg.split(',');
+// JSON clients get the vendor's JSON frames as text, as the gateway sends them.
+const binary = encoding === 'msgpack';
+const GREETING = [{ T: 'success', msg: 'connected' }];
 
 const server = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false });
 server.on('connection', (ws) => {
-  ws.send(Buffer.from([0x91, 0x82, 0xa1, 0x54, 0xa7, ...Buffer.from('success'), 0xa3, ...Buffer.from('msg'), 0xa9, ...Buffer.from('connected')]), { binary: true });
+  if (binary) ws.send(Buffer.from([0x91, 0x82, 0xa1, 0x54, 0xa7, ...Buffer.from('success'), 0xa3, ...Buffer.from('msg'), 0xa9, ...Buffer.from('connected')]), { binary: true });
+  else ws.send(JSON.stringify(GREETING));
   ws.on('message', () => {}); // auth and subscribe are ignored: everyone gets everything
 });
 
-const vendor = new WebSocket(upstream, { headers: { 'Content-Type': 'application/msgpack' }, perMessageDeflate: false });
+const vendor = new WebSocket(upstream, { headers: binary ? { 'Content-Type': 'application/msgpack' } : {}, perMessageDeflate: false });
 vendor.on('open', () => {
   vendor.send(JSON.stringify({ action: 'auth', key: 'baseline', secret: 'baseline' }));
   vendor.send(JSON.stringify({ action: 'subscribe', trades: symbols, quotes: symbols }));
@@ -28,6 +34,6 @@ vendor.on('message', (data: Buffer) => {
     if (greeted === 3) process.stdout.write(`${JSON.stringify({ port: (server.address() as { port: number }).port })}\n`);
     return;
   }
-  for (const client of server.clients) client.send(data, { binary: true });
+  for (const client of server.clients) client.send(data, { binary });
 });
 process.on('SIGTERM', () => process.exit(0));

@@ -9,6 +9,7 @@ import { systemClock } from '../src/clock.js';
 import { decodeFrame, type Encoding } from '../src/protocol/frame.js';
 import { type Channel, STOCKS, streamKindOfUrl } from '../src/protocol/streams.js';
 import { Timestamp } from '../src/protocol/timestamp.js';
+import { type Latency, percentiles } from './percentiles.js';
 
 /** What a client subscribes to: channel → symbols, as in the vendor's subscribe request. */
 export type Subscription = Partial<Record<Channel, string[]>>;
@@ -27,12 +28,7 @@ export interface ClientGroup {
   sampled: number;
 }
 
-export interface Latency {
-  p50: number | null;
-  p99: number | null;
-  p999: number | null;
-  samples: number;
-}
+export type { Latency } from './percentiles.js';
 
 /** One window's figures: in total, and per group by name. */
 export interface Measured {
@@ -107,12 +103,6 @@ function connect(counter: Counter, subscription: Subscription | undefined, sampl
     });
     ws.on('error', reject);
   });
-}
-
-function percentiles(values: number[]): Latency {
-  const sorted = [...values].sort((a, b) => a - b);
-  const at = (p: number): number | null => (sorted.length === 0 ? null : Number(sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!.toFixed(3)));
-  return { p50: at(0.5), p99: at(0.99), p999: at(0.999), samples: sorted.length };
 }
 
 process.on('message', async (command: Command) => {

@@ -5,7 +5,8 @@
  *
  *   npm run bench [-- --clients 1000 --seconds 5 --warmup 1.5 --idle 1000 --rates 250,500,1000,2000,4000,8000
  *                    --high-water-mb 8 --max-buffer-mb 256 --filtered-rate 5000 --mixed-rate 400
- *                    --profile DIR --idle-only]
+ *                    --profile DIR --idle-only --overload-only --overload-ramp 1000,2000,4000,8000,16000
+ *                    --overload-steps 1,2,4 --overload-profile DIR]
  *
  * Scenarios: "broadcast" (every client on the same 20 symbols, trades and quotes) ramped until
  * the gateway saturates, against the baseline at the same offered loads; latency at a quarter
@@ -13,11 +14,14 @@
  * memory per idle connection (gateway RSS at 0 and at N authenticated, idle clients); and
  * "mixed" (issue #9), on by default, `--mixed-rate 0` leaves it out: the N clients spread over
  * four streams at once (bench/mixed-plan.ts), each group also alone, against the same N clients
- * on the stock stream alone offered as many deliveries per second.
+ * on the stock stream alone offered as many deliveries per second; and "overload" (issue #11), on
+ * by default, `--overload-steps 0` leaves it out, `--overload-only` runs it alone: N JSON clients
+ * on the 20 broadcast symbols against a gateway with the default client limits, its saturation
+ * rate found by a ramp, then 1×, 2× and 4× that rate against the gateway and a JSON baseline.
  */
 import { type ChildProcess, fork, spawn } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
-import { cpus } from 'node:os';
+import { cpus, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { seededRandom } from '../src/random.js';
@@ -25,6 +29,7 @@ import { runCluster } from './cluster.js';
 import type { ClientGroup, Measured } from './load-clients.js';
 import { deliveriesPerVendorMessage, mixedPlan, type PlannedGroup, STREAMS, stocksOnlyGroup } from './mixed-plan.js';
 import { cpuSeconds, rssBytes, track } from './processes.js';
+import { percentiles } from './percentiles.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const { values } = parseArgs({
@@ -48,6 +53,14 @@ const { values } = parseArgs({
     'max-buffer-mb': { type: 'string', default: '256' },
     /** run only the cluster scenario (issue #10, bench/cluster.ts) */
     cluster: { type: 'boolean', default: false },
+    /** run the overload scenario alone */
+    'overload-only': { type: 'boolean', default: false },
+    /** vendor rates tried, in order, to find the overload gateway's saturation rate */
+    'overload-ramp': { type: 'string', default: '1000,2000,4000,8000,16000' },
+    /** multiples of the saturation rate offered in the overload scenario; 0 leaves the scenario out */
+    'overload-steps': { type: 'string', default: '1,2,4' },
+    /** a directory: the overload scenario's gateway writes a V8 CPU profile there when it stops */
+    'overload-profile': { type: 'string' },
   },
 });
 const CLIENTS = Number(values.clients);
@@ -57,6 +70,8 @@ const IDLE = Number(values.idle);
 const RATES = (values.rates ?? '').split(',').map(Number);
 const FILTERED_RATE = Number(values['filtered-rate']);
 const MIXED_RATE = Number(values['mixed-rate']);
+const OVERLOAD_RAMP = (values['overload-ramp'] ?? '').split(',').map(Number);
+const OVERLOAD_STEPS = (values['overload-steps'] ?? '').split(',').map(Number).filter((n) => n > 0);
 const BROADCAST_SYMBOLS = Array.from({ length: 20 }, (_, i) => `B${String(i).padStart(2, '0')}`);
 
 // A signal ends the run through process.exit, so the child registry kills the simulator, gateway and baseline.
@@ -219,10 +234,28 @@ async function step(target: Target, control: string, rate: number, groups: reado
   };
 }
 
+/** What every report starts with: the machine, the client count, the method. */
+function header(): Record<string, unknown> {
+  return {
+    machine: { cpus: cpus().length, model: cpus()[0]?.model, node: process.version, loadAverage: loadavg().map((n) => Number(n.toFixed(2))) },
+    clients: CLIENTS,
+    measureSeconds: MEASURE_MS / 1000,
+    method:
+      'separate processes on 127.0.0.1: simulator → gateway (or baseline) → one load process of clients (msgpack, and JSON in the mixed and overload scenarios); delivered = messages counted from frame headers (JSON: message openings) over the window; latency = client receipt − vendor timestamp on 10 sampled clients per group (wall clocks from performance.timeOrigin)',
+  };
+}
+
 async function main(): Promise<void> {
   const simulator = node(['dist/src/cli.js', 'simulate', '--port', '0', '--rate', '0', '--max-buffer-mb', '1024'], { LOG_LEVEL: 'info' });
   const { base: vendorBase } = await jsonLine<{ base: string }>(simulator, (v) => v.msg === 'simulated vendor ready');
   const control = vendorBase.replace('ws://', 'http://');
+
+  if (values['overload-only'] === true) {
+    const out = { ...header(), overload: await overload(vendorBase, control) };
+    process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+    simulator.kill('SIGTERM');
+    return;
+  }
 
   // One gateway serving every stream the scenarios use, as it is deployed: the stock-only
   // scenarios run with the other links connected and idle.
@@ -251,13 +284,7 @@ async function main(): Promise<void> {
   const { port: baselinePort } = await jsonLine<{ port: number }>(baselineProcess, (v) => typeof v.port === 'number');
   const baseline: Target = { url: () => `ws://127.0.0.1:${baselinePort}/`, pid: baselineProcess.pid };
 
-  const out: Record<string, unknown> = {
-    machine: { cpus: cpus().length, model: cpus()[0]?.model, node: process.version },
-    clients: CLIENTS,
-    measureSeconds: MEASURE_MS / 1000,
-    method:
-      'separate processes on 127.0.0.1: simulator → gateway (or baseline) → one load process of clients (msgpack, and JSON in the mixed scenario); delivered = messages counted from frame headers (JSON: message openings) over the window; latency = client receipt − vendor timestamp on 10 sampled clients per group (wall clocks from performance.timeOrigin)',
-  };
+  const out: Record<string, unknown> = header();
 
   // Memory per idle connection.
   if (IDLE > 0) {
@@ -342,8 +369,17 @@ async function main(): Promise<void> {
     baseline: 'not comparable: a bare broadcaster sends every message to every client',
   };
 
+  if (OVERLOAD_STEPS.length > 0) {
+    // The simulator, like the vendor, takes one session per feed: the overload scenario's gateway
+    // and baseline connect only once these two are gone.
+    await Promise.all([baselineProcess, gatewayProcess].map((child) => new Promise((resolve) => child.once('exit', resolve).kill('SIGTERM'))));
+    out.overload = await overload(vendorBase, control);
+  } else {
+    for (const child of [baselineProcess, gatewayProcess]) child.kill('SIGTERM');
+  }
+
   process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
-  for (const child of [baselineProcess, gatewayProcess, simulator]) child.kill('SIGTERM');
+  simulator.kill('SIGTERM');
 }
 
 /**
@@ -412,6 +448,210 @@ function report(groups: readonly PlannedGroup[], result: StepResult) {
     cpuMicrosPerMessageSent: result.cpuPercent === null || sentPerSecond === 0 ? null : Number((((result.cpuPercent / 100) * 1e6) / sentPerSecond).toFixed(2)),
     groups: perGroup,
   };
+}
+
+/** A reading of the gateway's `/metrics`: every sample's value by its series as printed (`name{labels}`). */
+async function readMetrics(metricsUrl: string): Promise<Map<string, number>> {
+  const res = await fetch(metricsUrl);
+  if (!res.ok) throw new Error(`could not read the gateway's metrics: ${res.status}`);
+  const samples = new Map<string, number>();
+  for (const line of (await res.text()).split('\n')) {
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{[^}]*\})?) (\S+)$/.exec(line);
+    if (m !== null) samples.set(m[1] as string, Number(m[2]));
+  }
+  return samples;
+}
+
+/** The sum of a metric's samples over all its label sets. */
+function total(samples: Map<string, number>, name: string): number {
+  let sum = 0;
+  for (const [series, value] of samples) if (series === name || series.startsWith(`${name}{`)) sum += value;
+  return sum;
+}
+
+/**
+ * Probes `url` (the gateway's `/health/live`) every ~50 ms, as a load balancer would, one request
+ * at a time, and samples the gateway's RSS as it goes; `stop` ends it and reports the latencies.
+ */
+function probe(url: string, pid: number) {
+  const latencies: number[] = [];
+  let failures = 0;
+  let peakRss = 0;
+  let running = true;
+  const loop = (async () => {
+    while (running) {
+      const started = performance.now();
+      try {
+        const res = await fetch(url, { signal: AbortSignal.timeout(30_000) });
+        await res.arrayBuffer();
+        if (!res.ok) failures += 1;
+      } catch (err) {
+        // A refused connection or the timeout: counted, the probing goes on.
+        if (!(err instanceof Error)) throw err;
+        failures += 1;
+      }
+      const took = performance.now() - started;
+      latencies.push(took);
+      peakRss = Math.max(peakRss, rssBytes(pid) ?? 0);
+      if (took < 50) await new Promise((resolve) => setTimeout(resolve, 50 - took));
+    }
+  })();
+  return {
+    stop: async () => {
+      running = false;
+      await loop;
+      const { p50, p99, samples } = percentiles(latencies);
+      return { probes: samples, failures, p50Ms: p50, p99Ms: p99, maxMs: Number(Math.max(0, ...latencies).toFixed(3)), peakRssMb: Math.round(peakRss / 1048576) };
+    },
+  };
+}
+
+/**
+ * One overload step against the gateway (probed, its metrics read) or the baseline: the clients
+ * connect, the vendor runs at `rate`, a warm-up, a window. Slow-client closes and conflated
+ * messages count over the whole step (most closes happen as the backlogs first fill); the
+ * event-loop lag p99 is over the window (prom-client resets its histogram at each scrape).
+ */
+async function overloadStep(target: Target, control: string, rate: number, group: PlannedGroup, health?: string) {
+  const metrics = target.metrics;
+  // An overloaded gateway may drop the scrape's connection (a gateway before issue #11 did): the step's figures from it are then missing, not the run.
+  const scrape = (url: string): Promise<Map<string, number> | undefined> =>
+    readMetrics(url).catch((err: unknown) => {
+      if (!(err instanceof TypeError)) throw err;
+      process.stderr.write(`overload: /metrics unreadable (${err.message})\n`);
+      return undefined;
+    });
+  const atStart = metrics === undefined ? undefined : await scrape(metrics);
+  const clients = await startClients(target, [group]);
+  await setRate(control, rate);
+  await new Promise((resolve) => setTimeout(resolve, WARMUP_MS));
+  const atWindow = metrics === undefined ? undefined : await scrape(metrics);
+  const probing = health === undefined ? undefined : probe(health, target.pid as number);
+  const before = usage(target.pid as number);
+  const loadBefore = cpuSeconds(clients.pid as number);
+  const started = process.hrtime.bigint();
+  const { groups: _, ...measured } = await measure(clients, MEASURE_MS);
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  const after = usage(target.pid as number);
+  const loadAfter = cpuSeconds(clients.pid as number);
+  const probed = await probing?.stop();
+  const atEnd = metrics === undefined ? undefined : await scrape(metrics);
+  await setRate(control, 0);
+  await stopClients(clients);
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  const vendor = 'tickmux_upstream_messages_total';
+  const vendorPerSecond = atWindow && atEnd ? Number(((total(atEnd, vendor) - total(atWindow, vendor)) / seconds).toFixed(1)) : null;
+  return {
+    ...measured,
+    ...(vendorPerSecond === null ? {} : { vendorSentPerSecond: vendorPerSecond, offeredPerSecond: Math.round(vendorPerSecond * group.clients) }),
+    cpuPercent: Math.round(((after.cpuSeconds - before.cpuSeconds) / seconds) * 100),
+    rssMb: Math.round(after.rssBytes / 1048576),
+    loadCpuPercent: Math.round(((loadAfter - loadBefore) / seconds) * 100),
+    ...(atStart && atWindow && atEnd && probed
+      ? {
+          rssPeakMb: Math.max(probed.peakRssMb, Math.round(after.rssBytes / 1048576)),
+          eventLoopLagP99Ms: Number(((atEnd.get('tickmux_nodejs_eventloop_lag_p99_seconds') ?? NaN) * 1000).toFixed(1)),
+          healthLive: probed,
+          slowClientCloses: total(atEnd, 'tickmux_slow_client_closes_total') - total(atStart, 'tickmux_slow_client_closes_total'),
+          conflated: total(atEnd, 'tickmux_conflated_messages_total') - total(atStart, 'tickmux_conflated_messages_total'),
+          clientsLeft: total(atEnd, 'tickmux_clients_authenticated'),
+        }
+      : {}),
+  };
+}
+
+/**
+ * The overload scenario (issue #11): a gateway of its own with the default client limits (1 MiB
+ * high-water, 8 MiB before 407), N JSON clients on trades and quotes of the 20 broadcast symbols.
+ * After a warm-up step, a ramp finds its saturation rate (the last vendor rate at which it
+ * delivered ≥ 90 % of what its link received, times N); then 1×, 2× and 4× that rate, each against the gateway and a bare
+ * broadcaster of the vendor's JSON frames. Last, a SIGTERM at the highest rate, timed to exit.
+ */
+async function overload(vendorBase: string, control: string): Promise<Record<string, unknown>> {
+  const profile = values['overload-profile'];
+  const gatewayProcess = node(
+    ['dist/src/server.js'],
+    { PORT: '0', UPSTREAM_URL: vendorBase, STREAMS: Object.values(STREAMS).join(','), APCA_API_KEY_ID: 'bench', APCA_API_SECRET_KEY: 'bench', LOG_LEVEL: 'info', MAX_CLIENTS: '20000' },
+    profile === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', profile],
+  );
+  const { address, streams } = await jsonLine<{ address: string; streams: string[] }>(gatewayProcess, (v) => v.msg === 'tickmux ready');
+  gatewayProcess.stdout?.resume();
+  const stockUrl = streams.find((u) => u.endsWith(`/${STREAMS.stocks}`)) as string;
+  const gateway: Target = { url: () => stockUrl, pid: gatewayProcess.pid, metrics: `${address}/metrics` };
+  const health = `${address}/health/live`;
+  const baselineProcess = node(['dist/bench/baseline.js', `${vendorBase}/v2/sip`, BROADCAST_SYMBOLS.join(','), 'json']);
+  const { port: baselinePort } = await jsonLine<{ port: number }>(baselineProcess, (v) => typeof v.port === 'number');
+  const baseline: Target = { url: () => `ws://127.0.0.1:${baselinePort}/`, pid: baselineProcess.pid };
+  const group: PlannedGroup = { ...stockGroup([BROADCAST_SYMBOLS]), name: 'json', encoding: 'json' };
+
+  // A fresh gateway's first seconds (code not yet optimized, heap growing) would set the base too low.
+  const warmUp = await overloadStep(gateway, control, OVERLOAD_RAMP[0] as number, group, health);
+  process.stderr.write(`overload warm-up ${OVERLOAD_RAMP[0]}/s (not counted): gateway ${warmUp.deliveredPerSecond}/s\n`);
+  const ramp: Record<string, unknown>[] = [];
+  let saturationRate: number | undefined;
+  let saturationDelivered = 0;
+  for (const rate of OVERLOAD_RAMP) {
+    const gw = await overloadStep(gateway, control, rate, group, health);
+    const sent = gw.offeredPerSecond ?? rate * CLIENTS;
+    ramp.push({ vendorRate: rate, gateway: gw });
+    process.stderr.write(`overload ramp ${rate}/s: gateway ${gw.deliveredPerSecond}/s of ${sent}/s offered, /health/live p99 ${gw.healthLive?.p99Ms} ms\n`);
+    if (gw.deliveredPerSecond < sent * 0.9) break;
+    saturationRate = rate;
+    saturationDelivered = gw.deliveredPerSecond;
+  }
+  // Saturated at the first rate tried: that rate and what it delivered are the base.
+  if (saturationRate === undefined) {
+    saturationRate = OVERLOAD_RAMP[0] as number;
+    saturationDelivered = (ramp[0]?.gateway as { deliveredPerSecond: number }).deliveredPerSecond;
+  }
+
+  const steps: Record<string, unknown>[] = [];
+  for (const multiple of OVERLOAD_STEPS) {
+    const rate = saturationRate * multiple;
+    const gw = await overloadStep(gateway, control, rate, group, health);
+    const base = await overloadStep(baseline, control, rate, group);
+    steps.push({
+      multiple,
+      vendorRate: rate,
+      gateway: gw,
+      baseline: base,
+      ratio: Number((gw.deliveredPerSecond / base.deliveredPerSecond).toFixed(3)),
+      ofSaturation: saturationDelivered === 0 ? null : Number((gw.deliveredPerSecond / saturationDelivered).toFixed(3)),
+    });
+    process.stderr.write(
+      `overload ${multiple}× (${rate}/s): gateway ${gw.deliveredPerSecond}/s, baseline ${base.deliveredPerSecond}/s, RSS ${gw.rssPeakMb} MB, lag p99 ${gw.eventLoopLagP99Ms} ms, /health/live p99 ${gw.healthLive?.p99Ms} ms, 407 ${gw.slowClientCloses}, conflated ${gw.conflated}\n`,
+    );
+  }
+  baselineProcess.kill('SIGTERM');
+  const shutdown = await sigtermUnderLoad(gateway, gatewayProcess, control, saturationRate * Math.max(...OVERLOAD_STEPS), group);
+  process.stderr.write(`overload: SIGTERM at ${shutdown.vendorRate}/s, exited after ${shutdown.exitMs} ms (code ${shutdown.exitCode})\n`);
+  return {
+    clients: CLIENTS,
+    encoding: 'json',
+    symbols: BROADCAST_SYMBOLS.length,
+    limits: 'defaults: CLIENT_HIGH_WATER_BYTES 1 MiB, CLIENT_MAX_BUFFER_BYTES 8 MiB',
+    ramp,
+    saturation: { vendorRate: saturationRate, gatewayDeliveredPerSecond: saturationDelivered },
+    steps,
+    shutdown,
+  };
+}
+
+/** Clients connected and the vendor at `rate` until backlogs have built, then SIGTERM: how long until the gateway exits. */
+async function sigtermUnderLoad(target: Target, gatewayProcess: ChildProcess, control: string, rate: number, group: PlannedGroup) {
+  const clients = await startClients(target, [group]);
+  await setRate(control, rate);
+  await new Promise((resolve) => setTimeout(resolve, WARMUP_MS + MEASURE_MS / 2));
+  const exited = new Promise<number | null>((resolve) => gatewayProcess.once('exit', (code) => resolve(code)));
+  const started = performance.now();
+  gatewayProcess.kill('SIGTERM');
+  const limit = 60_000;
+  const code = await Promise.race([exited, new Promise<'timeout'>((resolve) => setTimeout(() => resolve('timeout'), limit).unref())]);
+  const exitMs = code === 'timeout' ? null : Math.round(performance.now() - started);
+  if (code === 'timeout') gatewayProcess.kill('SIGKILL');
+  await setRate(control, 0);
+  await stopClients(clients);
+  return { vendorRate: rate, exitMs, exitCode: code === 'timeout' ? `still running after ${limit} ms (killed)` : code };
 }
 
 function diff(a: number | null, b: number | null): number | null {

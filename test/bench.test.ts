@@ -10,7 +10,7 @@ interface Step {
 
 /** The benchmark is measured by hand (`npm run bench`); this only proves it still runs end to end. */
 t.test('npm run bench runs end to end on a tiny load and prints one JSON object', async (t) => {
-  const proc = spawnNode(t, ['dist/bench/run.js', '--clients', '20', '--seconds', '1', '--warmup', '0.5', '--idle', '20', '--rates', '200', '--filtered-rate', '200', '--mixed-rate', '200']);
+  const proc = spawnNode(t, ['dist/bench/run.js', '--clients', '20', '--seconds', '1', '--warmup', '0.5', '--idle', '20', '--rates', '200', '--filtered-rate', '200', '--mixed-rate', '200', '--overload-ramp', '200', '--overload-steps', '1,2']);
   t.equal(await proc.exited, 0, proc.stderr());
   const result = JSON.parse(proc.stdout()) as {
     clients: number;
@@ -23,6 +23,15 @@ t.test('npm run bench runs end to end on a tiny load and prints one JSON object'
       alone: Record<string, Step>;
       stocksOnly: Step;
       ratio: { delivered: number };
+    };
+    overload: {
+      saturation: { vendorRate: number };
+      steps: {
+        multiple: number;
+        gateway: Step & { healthLive: { probes: number; failures: number }; eventLoopLagP99Ms: number | null; rssPeakMb: number; slowClientCloses: number; conflated: number };
+        baseline: Step;
+      }[];
+      shutdown: { exitMs: number | null; exitCode: number | string | null };
     };
   };
   t.equal(result.clients, 20);
@@ -52,6 +61,18 @@ t.test('npm run bench runs end to end on a tiny load and prints one JSON object'
   }
   t.ok(mixed.stocksOnly.deliveredPerSecond > 0, 'the stocks-only baseline delivered');
   t.ok(mixed.ratio.delivered > 0);
+
+  const { overload } = result;
+  t.equal(overload.saturation.vendorRate, 200, 'the overload ramp kept up at its one rate: that is its base');
+  t.same(overload.steps.map((s) => s.multiple), [1, 2], 'one step per multiple of it');
+  for (const s of overload.steps) {
+    t.ok(s.gateway.deliveredPerSecond > 0 && s.baseline.deliveredPerSecond > 0, `${s.multiple}×: the gateway's JSON clients and the JSON baseline's received data`);
+    t.ok(s.gateway.healthLive.probes > 0, `${s.multiple}×: /health/live was probed`);
+    t.equal(s.gateway.healthLive.failures, 0, `${s.multiple}×: and answered`);
+    t.type(s.gateway.eventLoopLagP99Ms, 'number', `${s.multiple}×: the gateway's event-loop lag read from /metrics`);
+    t.ok(s.gateway.rssPeakMb > 0);
+  }
+  t.equal(overload.shutdown.exitCode, 0, 'the overload gateway stopped on SIGTERM');
 });
 
 interface ClusterStep {

@@ -112,6 +112,8 @@ export class ClusterStream extends EventEmitter<StreamEvents> {
   #owner: OwnerState | undefined;
   #lastReceivedAt: number | undefined;
   #lostLoggedAt = -Infinity;
+  /** the local link's intake paused by the hub while owning (resumed even if the role changed since) */
+  #linkPaused = false;
   #ownerStaleTimer: unknown;
   #heartbeatTimer: unknown;
   /** the state the hub last heard, to emit changes only */
@@ -183,6 +185,22 @@ export class ClusterStream extends EventEmitter<StreamEvents> {
     if (this.#role === 'follower') this.#markSubsDirty();
     else this.interestChanged();
     this.#o.onInterestChanged();
+  }
+
+  /**
+   * The hub's brake under overload. As owner it pauses the vendor socket; as follower there is
+   * nothing to pause (NATS keeps delivering; the hub holds what arrives until it has flushed).
+   */
+  pauseIntake(): void {
+    if (this.#role !== 'owner') return;
+    this.#linkPaused = true;
+    this.#link.pauseIntake();
+  }
+
+  resumeIntake(): void {
+    if (!this.#linkPaused) return;
+    this.#linkPaused = false;
+    this.#link.resumeIntake();
   }
 
   /** Some node's set or the pinned set changed: the owner recomputes what the vendor holds. */

@@ -15,7 +15,7 @@ import { parseClientRequest } from '../protocol/client-request.js';
 import { SubscriptionReplyCache } from '../protocol/subscription-reply.js';
 import { type Encoding, encodeFrame, type MessageUnit } from '../protocol/frame.js';
 import type { WireValue } from '../protocol/transcode.js';
-import { OutboundQueue, type QueueCounters, type QueueLimits } from './outbound-queue.js';
+import { type DrainScheduler, OutboundQueue, type QueueCounters, type QueueLimits } from './outbound-queue.js';
 import { lowerReceiveLimit } from './receive-limit.js';
 
 /** Codes after which the client is disconnected, as the vendor does. */
@@ -42,6 +42,8 @@ export interface SessionHost {
   readonly clock: Clock;
   readonly limits: QueueLimits & { maxSymbolsPerClient: number; authTimeoutMs: number; maxMessageBytes: number };
   readonly counters: QueueCounters & { clientRequests: number; noopRequests: number };
+  /** drains lagging clients' backlogs a bounded amount per event-loop turn */
+  readonly drains?: DrainScheduler;
   authenticate(key: string, secret: string): boolean;
   /** whether one more authenticated client fits (MAX_CLIENTS) */
   admitClient(session: ClientSession): boolean;
@@ -108,6 +110,7 @@ export class ClientSession {
       host.limits,
       () => this.#slow(),
       host.counters,
+      host.drains,
     );
     // Before auth nothing larger than an auth message is read at all.
     this.#restoreReceiveLimit = lowerReceiveLimit(socket, PRE_AUTH_MAX_BYTES);

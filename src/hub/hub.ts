@@ -14,13 +14,13 @@ import type { Clock } from '../clock.js';
 import { ChannelSet, type Pair } from '../protocol/channel-set.js';
 import { type Channel, type ChannelSymbols, WILDCARD } from '../protocol/channels.js';
 import { STOCKS, type StreamKind } from '../protocol/streams.js';
-import { type Encoding, joinFrame, type MessageUnit } from '../protocol/frame.js';
+import type { Encoding, MessageUnit } from '../protocol/frame.js';
 import type { LinkState, Refusal, StateChange } from '../upstream/stream-manager.js';
 import { ClientAuthenticator } from './client-auth.js';
 import { ClientSession, type SessionHost, type SessionOptions } from './client-session.js';
 import { LastValues } from './last-values.js';
 import { OrderBooks } from './order-books.js';
-import type { QueueCounters } from './outbound-queue.js';
+import { DrainScheduler, type QueueCounters, SharedBatch } from './outbound-queue.js';
 import { SubscriptionIndex } from './subscription-index.js';
 
 /** The part of the vendor link the hub uses. */
@@ -44,6 +44,33 @@ export interface UpstreamLink {
    * when there is nothing to ask.
    */
   catchUp?(pairs: readonly Pair[], values: boolean, done: (answer: MessageUnit[] | Error) => void): boolean;
+  /** stops handing on data until `resumeIntake` (a source that cannot pause leaves them out) */
+  pauseIntake?(): void;
+  resumeIntake?(): void;
+}
+
+/**
+ * Deliveries (a unit for a client) routed in one event-loop turn before the hub stops reading
+ * the vendor until it has flushed (frames already read wait for the next turn): under overload a
+ * turn stays a few tens of milliseconds, so probes, client I/O and timers interleave with the
+ * fan-out instead of waiting behind seconds of it.
+ */
+export const TURN_DELIVERIES = 200_000;
+
+/**
+ * Clients flushed per event-loop turn. Each costs a socket write (on loopback the kernel's work
+ * for the receiver too): a thousand take tens of milliseconds, so a turn's flush goes on over
+ * several turns, the vendor's data waiting, and probes are answered in between.
+ */
+export const FLUSH_SLICE = 200;
+
+/** A turn's clients being flushed, slice by slice. */
+interface Flushing {
+  readonly sessions: ClientSession[];
+  next: number;
+  readonly turnUnits: number;
+  readonly startedAt: number;
+  readonly shared: Map<Encoding, SharedBatch>;
 }
 
 export interface HubOptions {
@@ -59,6 +86,9 @@ export interface HubOptions {
   readonly link: UpstreamLink;
   readonly logger: Logger;
   readonly clock: Clock;
+  /** the per-turn bounds (default TURN_DELIVERIES, FLUSH_SLICE); tests make them tiny to take every path */
+  readonly turnDeliveries?: number;
+  readonly flushSlice?: number;
 }
 
 export interface HubStats extends QueueCounters {
@@ -110,12 +140,19 @@ export class Hub {
   /** the current turn's number; a session whose `turn` differs has not been touched in it */
   #turn = 1;
   #turnUnits = 0;
+  /** deliveries routed this turn (TURN_DELIVERIES) */
+  #turnDeliveries = 0;
+  #intakePaused = false;
+  /** vendor frames that arrived while the intake was paused, routed once the turn is flushed */
+  #held: (MessageUnit[] | (() => void))[] = [];
   /** when the first vendor frame of this turn arrived (performance.now() ms) */
   #turnStartedAt = 0;
   /** observes, per turn, seconds from a vendor frame's arrival to its frames leaving (metrics) */
   observeFanout: ((seconds: number) => void) | undefined;
   readonly #closeWaiters = new Map<ClientSession, () => void>();
   #flushScheduled = false;
+  /** the turn being flushed, while its clients are more than one slice */
+  #flushing: Flushing | undefined;
   readonly #stats: HubStats = {
     connected: 0,
     authenticated: 0,
@@ -130,6 +167,7 @@ export class Hub {
     noopRequests: 0,
   };
   readonly #host: SessionHost;
+  readonly #drains = new DrainScheduler();
 
   constructor(options: HubOptions) {
     this.#options = options;
@@ -169,6 +207,11 @@ export class Hub {
 
   /** The vendor link's consumer: routes one frame's units to the clients that hold them. */
   onData(units: MessageUnit[]): void {
+    // Paused for this turn: frames the vendor's socket had already read wait for the next, in order.
+    if (this.#intakePaused) {
+      this.#held.push(units);
+      return;
+    }
     if (this.#turnUnits === 0) this.#turnStartedAt = performance.now();
     this.#stats.messagesIn += units.length;
     this.#turnUnits += units.length;
@@ -186,11 +229,19 @@ export class Hub {
         continue;
       }
       const explicit = unit.symbol === undefined ? undefined : this.#index.holders(channel, unit.symbol);
-      if (explicit !== undefined) for (const session of explicit) this.#deliver(session, unit);
+      if (explicit !== undefined) {
+        for (const session of explicit) this.#deliver(session, unit);
+        this.#turnDeliveries += explicit.size;
+      }
       const wildcard = this.#index.wildcardHolders(channel);
       if (wildcard !== undefined) {
         for (const session of wildcard) if (explicit === undefined || !explicit.has(session)) this.#deliver(session, unit);
+        this.#turnDeliveries += wildcard.size;
       }
+    }
+    if (this.#turnDeliveries > (this.#options.turnDeliveries ?? TURN_DELIVERIES) && !this.#intakePaused && this.#options.link.pauseIntake !== undefined) {
+      this.#intakePaused = true;
+      this.#options.link.pauseIntake();
     }
     this.#scheduleFlush();
   }
@@ -253,29 +304,67 @@ export class Hub {
 
   #flush(): void {
     this.#flushScheduled = false;
+    // A turn still being flushed goes out first, whole: its clients' frames stay in order.
+    if (this.#flushing !== undefined) this.#flushSlice(this.#flushing, Infinity);
     this.#lastValues.settle();
-    const dirty = this.#dirty;
-    const turnUnits = this.#turnUnits;
+    const flushing = { sessions: this.#dirty, next: 0, turnUnits: this.#turnUnits, startedAt: this.#turnStartedAt, shared: new Map<Encoding, SharedBatch>() };
     this.#dirty = [];
     this.#turn += 1;
+    this.#drains.turn = this.#turn;
     this.#turnUnits = 0;
-    const shared = new Map<Encoding, Buffer>();
-    for (const session of dirty) {
+    this.#turnDeliveries = 0;
+    this.#flushing = flushing;
+    this.#flushSlice(flushing, this.#options.flushSlice ?? FLUSH_SLICE);
+  }
+
+  /**
+   * Flushes up to `limit` of a turn's clients; the rest in the next event-loop turn, the vendor's
+   * data waiting meanwhile (intake paused), so probes and socket I/O run between the slices.
+   */
+  #flushSlice(flushing: Flushing, limit: number): void {
+    if (this.#flushing !== flushing) return; // finished by the next turn's flush
+    const { sessions, turnUnits, shared } = flushing;
+    const end = Math.min(sessions.length, flushing.next + limit);
+    for (; flushing.next < end; flushing.next++) {
+      const session = sessions[flushing.next] as ClientSession;
       const routed = session.routed;
       const pending = session.queue.pending;
       if (pending.length === 0) continue;
-      // A client that got every unit of the turn and nothing else (a broadcast) shares one joined frame.
-      let frame: Buffer | undefined;
+      // A client that got every unit of the turn and nothing else (a broadcast) shares one batch:
+      // one joined frame, and one entry in the backlog of every client that lags.
+      let batch: SharedBatch | undefined;
       if (routed === turnUnits && pending.length === routed) {
-        frame = shared.get(session.encoding);
-        if (frame === undefined) {
-          frame = joinFrame(pending, session.encoding);
-          shared.set(session.encoding, frame);
+        batch = shared.get(session.encoding);
+        if (batch === undefined) {
+          batch = new SharedBatch(pending, session.encoding);
+          shared.set(session.encoding, batch);
         }
       }
-      session.queue.flush(frame);
+      session.queue.flush(batch);
     }
-    if (turnUnits > 0) this.observeFanout?.((performance.now() - this.#turnStartedAt) / 1000);
+    if (flushing.next < sessions.length) {
+      if (!this.#intakePaused && this.#options.link.pauseIntake !== undefined) {
+        this.#intakePaused = true;
+        this.#options.link.pauseIntake();
+      }
+      setImmediate(() => this.#flushSlice(flushing, this.#options.flushSlice ?? FLUSH_SLICE));
+      return;
+    }
+    this.#flushing = undefined;
+    if (turnUnits > 0) this.observeFanout?.((performance.now() - flushing.startedAt) / 1000);
+    if (this.#intakePaused) {
+      this.#intakePaused = false;
+      const held = this.#held;
+      this.#held = [];
+      // Routing them may spend the next turn's budget: the rest are held again, still in order
+      // (an owner's catch-up answer among them waits for the data that arrived before it).
+      for (const item of held) {
+        if (typeof item !== 'function') this.onData(item);
+        else if (this.#intakePaused) this.#held.push(item);
+        else item();
+      }
+      if (!this.#intakePaused) this.#options.link.resumeIntake?.();
+    }
   }
 
   /** Pins (operator) pairs so the vendor keeps them with no client holding them, or unpins them. */
@@ -347,6 +436,7 @@ export class Hub {
         maxMessageBytes: clients.maxMessageBytes,
       },
       counters: this.#stats,
+      drains: this.#drains,
       authenticate: (key, secret) => this.#auth.check(key, secret),
       admitClient: (session) => {
         const authenticated = this.#options.authenticatedInProcess?.() ?? this.#authenticated.size;
@@ -430,14 +520,17 @@ export class Hub {
       for (const symbol of books) awaited?.delete(symbol);
       if (awaited?.size === 0) this.#awaitingBooks.delete(session);
     };
-    const asked = link.catchUp(missing, values, (answer) => {
+    const arrived = (answer: MessageUnit[] | Error): void => {
       settle();
       if (!this.#sessions.has(session)) return;
       if (!(answer instanceof Error)) return this.#catchUpArrived(session, answer);
       this.#logger.warn({ client: session.id, pairs: missing.length, err: String(answer) }, 'could not get catch-up values from the stream owner');
       // What this hub learned meanwhile is the best there is for the books it held back.
       this.#catchUpArrived(session, books.flatMap((symbol) => this.bookResetsOf('orderbooks', symbol)));
-    });
+    };
+    // The answer comes after every message published before it: those this hub holds for the
+    // next turn are routed first.
+    const asked = link.catchUp(missing, values, (answer) => (this.#intakePaused ? this.#held.push(() => arrived(answer)) : arrived(answer)));
     if (!asked || books.length === 0) return;
     const awaited = this.#awaitingBooks.get(session) ?? new Set<string>();
     for (const symbol of books) awaited.add(symbol);

@@ -1,6 +1,8 @@
 /**
  * The last message seen per (channel, symbol), for `?snapshot=1`: a client that subscribes gets
- * the latest trade, quote, bar… of each newly subscribed symbol at once instead of waiting.
+ * the latest trade, quote, bar… of each newly subscribed symbol at once instead of waiting. As it
+ * sees every vendor message, it also marks a state message `superseded` when a newer one arrives,
+ * which is all conflation needs (outbound-queue.ts).
  */
 import type { Channel } from '../protocol/channels.js';
 import type { MessageUnit } from '../protocol/frame.js';
@@ -27,6 +29,9 @@ export class LastValues {
       bySymbol = new Map();
       this.#values.set(channel, bySymbol);
     }
+    const older = bySymbol.get(unit.symbol);
+    // The kind's state messages (quotes, bars…) are conflatable: a lagging client may skip the older.
+    if (older !== undefined && older.type === unit.type && this.#kind.conflatable.has(unit.type)) older.superseded = true;
     bySymbol.set(unit.symbol, unit);
     this.#fresh.push(unit);
   }

@@ -8,6 +8,13 @@
  * symbol — trades, corrections, cancels, imbalances and unknown types are kept, every one, in
  * order. The backlog drains as the socket's writes complete. Past the hard limit the queue
  * reports an overflow and the owner closes the client with 407.
+ *
+ * Under overload every client lags at once, so a lagging client's turn costs O(1): the backlog
+ * holds the turn's batch itself — the same array, shared by every client that got the same
+ * batch — not a copy of each unit. Conflation happens as the backlog drains: a state message that
+ * a newer one of the same type and symbol has superseded (`MessageUnit.superseded`, set once per
+ * vendor message by the last-value cache) is skipped, the newer one being queued behind it for
+ * every client that holds the pair.
  */
 import { type Encoding, joinFrame, type MessageUnit } from '../protocol/frame.js';
 
@@ -37,6 +44,55 @@ function sharedDrainFrame(units: MessageUnit[], encoding: Encoding): Buffer {
   return frame;
 }
 
+/**
+ * Bytes of backlog that all lagging clients together may drain in one event-loop turn. Their
+ * sockets' writes complete together; drained at once, a thousand clients would each write up to
+ * the high-water mark in one turn (a gigabyte at the defaults) while probes and timers wait.
+ */
+export const DRAIN_TURN_BYTES = 2 * 1024 * 1024;
+
+/**
+ * Drains lagging clients' backlogs a bounded number of bytes per event-loop turn, in the order
+ * their sockets became ready, and continues in the next turn (`setImmediate`) with the rest.
+ */
+export class DrainScheduler {
+  /**
+   * The hub's fan-out turn (it counts them): a shared batch's size after conflation, once counted,
+   * serves every client that counts in the same turn.
+   */
+  turn = 0;
+  readonly #budget: number;
+  #ready: OutboundQueue[] = [];
+  #scheduled = false;
+
+  constructor(budgetBytes = DRAIN_TURN_BYTES) {
+    this.#budget = budgetBytes;
+  }
+
+  /** `queue`'s socket has room: drain it in a coming turn. */
+  request(queue: OutboundQueue): void {
+    this.#ready.push(queue);
+    if (this.#scheduled) return;
+    this.#scheduled = true;
+    setImmediate(() => this.#run());
+  }
+
+  #run(): void {
+    this.#scheduled = false;
+    const ready = this.#ready;
+    this.#ready = [];
+    let budget = this.#budget;
+    let i = 0;
+    while (i < ready.length && budget > 0) budget -= (ready[i++] as OutboundQueue).drainNow();
+    if (i === ready.length) return;
+    // The rest go first next turn, ahead of sockets that became ready meanwhile.
+    const rest = ready.slice(i);
+    for (const queue of this.#ready) rest.push(queue);
+    this.#ready = [];
+    for (const queue of rest) this.request(queue);
+  }
+}
+
 export interface QueueLimits {
   readonly highWaterBytes: number;
   readonly maxBufferBytes: number;
@@ -51,6 +107,90 @@ export interface QueueCounters {
   bytesOut: number;
 }
 
+/**
+ * A turn's batch, joined once for every client of an encoding that got exactly it (a broadcast).
+ * A lagging client queues the batch itself: its units array is never changed after the turn.
+ */
+export class SharedBatch {
+  readonly units: readonly MessageUnit[];
+  readonly encoding: Encoding;
+  #frame: Buffer | undefined;
+  #bytes = -1;
+  #detached = false;
+
+  constructor(units: readonly MessageUnit[], encoding: Encoding) {
+    this.units = units;
+    this.encoding = encoding;
+  }
+
+  /** The batch as one frame, joined on first use. */
+  get frame(): Buffer {
+    this.#frame ??= joinFrame(this.units, this.encoding);
+    return this.#frame;
+  }
+
+  /** The units' bytes in the encoding, summed once. */
+  get bytes(): number {
+    if (this.#bytes < 0) this.#bytes = unitBytes(this.units, this.encoding);
+    return this.#bytes;
+  }
+
+  #live = 0;
+  #superseded = 0;
+  #countedInTurn = -1;
+
+  /**
+   * The bytes and count of its units not superseded as of `turn`, counted once per turn for
+   * all the clients whose backlog holds the batch.
+   */
+  liveOf(turn: number): { live: number; superseded: number } {
+    if (this.#countedInTurn !== turn) {
+      this.#countedInTurn = turn;
+      const counted = countLive(this.units, this.encoding);
+      this.#live = counted.live;
+      this.#superseded = counted.superseded;
+    }
+    return { live: this.#live, superseded: this.#superseded };
+  }
+
+  /** Copies the units' bytes out of their vendor frames, once for all the clients that queue it. */
+  detach(): void {
+    if (this.#detached) return;
+    this.#detached = true;
+    for (const unit of this.units) unit.detach();
+  }
+}
+
+/** A backlog entry: a turn's units (shared or this client's own) and their bytes. */
+interface Queued {
+  readonly units: readonly MessageUnit[];
+  readonly bytes: number;
+}
+
+/** Bytes of the units a lagging client would still be sent, and how many it would skip. */
+function countLive(units: readonly MessageUnit[], encoding: Encoding): { live: number; superseded: number } {
+  let live = 0;
+  let superseded = 0;
+  for (const unit of units) {
+    if (skippable(unit)) superseded += 1;
+    else live += unit.byteLength(encoding);
+  }
+  return { live, superseded };
+}
+
+function unitBytes(units: readonly MessageUnit[], encoding: Encoding): number {
+  let bytes = 0;
+  for (const unit of units) bytes += unit.byteLength(encoding);
+  return bytes;
+}
+
+/** Whether a lagging client may skip `unit`: a newer state message of its type and symbol is queued behind it. */
+function skippable(unit: MessageUnit): boolean {
+  // The newer message reaches every holder of the pair; only if it has no form in a client's
+  // encoding (NaN in JSON…) does that client miss both, until the next one.
+  return unit.superseded && unit.kind.conflatable.has(unit.type as string);
+}
+
 export class OutboundQueue {
   readonly encoding: Encoding;
   readonly #write: FrameWriter;
@@ -58,22 +198,31 @@ export class OutboundQueue {
   readonly #onOverflow: () => void;
   readonly #counters: QueueCounters;
   #batch: MessageUnit[] = [];
-  /** created when the client first lags (an idle or keeping-up client never has one) */
-  #backlog: Map<string | number, MessageUnit> | undefined;
+  /** created when the client first lags (an idle or keeping-up client never has one); read from `#head` */
+  #backlog: Queued[] | undefined;
+  #head = 0;
+  /** the backlog's bytes as queued, before conflation */
   #backlogBytes = 0;
-  #seq = 0;
+  /** bytes the backlog may reach before its size after conflation is counted again (see `#checkLimit`) */
+  #recountAt = 0;
+  /** superseded messages of the backlog already counted as conflated by `#checkLimit` (not yet drained) */
+  #conflationCounted = 0;
   #inFlight = 0;
   #closed = false;
+  /** drains in bounded turns; without one (unit tests) a backlog drains as soon as its socket has room */
+  readonly #drains: DrainScheduler | undefined;
+  #drainRequested = false;
 
-  constructor(encoding: Encoding, write: FrameWriter, limits: QueueLimits, onOverflow: () => void, counters: QueueCounters) {
+  constructor(encoding: Encoding, write: FrameWriter, limits: QueueLimits, onOverflow: () => void, counters: QueueCounters, drains?: DrainScheduler) {
     this.encoding = encoding;
     this.#write = write;
     this.#limits = limits;
     this.#onOverflow = onOverflow;
     this.#counters = counters;
+    this.#drains = drains;
   }
 
-  /** Bytes written to the socket but not yet out, plus the backlog. */
+  /** Bytes written to the socket but not yet out, plus the backlog as queued (before conflation). */
   get bufferedBytes(): number {
     return this.#inFlight + this.#backlogBytes;
   }
@@ -94,18 +243,31 @@ export class OutboundQueue {
 
   /**
    * Sends this turn's batch as one frame, or adds it to the backlog when the client lags.
-   * `shared` is the batch already joined in this encoding, when other clients got the same batch.
+   * `shared` is the batch as every client of this encoding that got the same batch shares it.
    */
-  flush(shared?: Buffer): void {
+  flush(shared?: SharedBatch): void {
     const batch = this.#batch;
     if (batch.length === 0 || this.#closed) return;
     this.#batch = [];
-    if ((this.#backlog === undefined || this.#backlog.size === 0) && this.#inFlight < this.#limits.highWaterBytes) {
-      this.#send(shared ?? joinFrame(batch, this.encoding), batch.length);
+    if (!this.#lagging && this.#inFlight < this.#limits.highWaterBytes) {
+      this.#send(shared?.frame ?? joinFrame(batch, this.encoding), batch.length);
       return;
     }
-    for (const unit of batch) this.#toBacklog(unit);
-    if (this.bufferedBytes > this.#limits.maxBufferBytes) this.#overflow();
+    let queued: Queued;
+    if (shared !== undefined) {
+      shared.detach(); // a backlog may outlive the vendor frames by far: keep only the messages' bytes
+      queued = shared;
+    } else {
+      for (const unit of batch) unit.detach();
+      queued = { units: batch, bytes: unitBytes(batch, this.encoding) };
+    }
+    (this.#backlog ??= []).push(queued);
+    this.#backlogBytes += queued.bytes;
+    if (this.bufferedBytes > this.#limits.maxBufferBytes) this.#checkLimit();
+  }
+
+  get #lagging(): boolean {
+    return this.#backlog !== undefined && this.#head < this.#backlog.length;
   }
 
   /**
@@ -115,7 +277,8 @@ export class OutboundQueue {
   sendControl(frame: Buffer): void {
     if (this.#closed) return;
     this.#send(frame, 0);
-    if (this.bufferedBytes > this.#limits.maxBufferBytes) this.#overflow();
+    this.#recountAt -= frame.length; // sent ahead of the backlog: all of it counts
+    if (this.bufferedBytes > this.#limits.maxBufferBytes) this.#checkLimit();
   }
 
   /** Drops queued data units `keep` rejects (an unsubscribe was acknowledged for them). */
@@ -123,10 +286,14 @@ export class OutboundQueue {
     this.#batch = this.#batch.filter(keep);
     const backlog = this.#backlog;
     if (backlog === undefined) return;
-    for (const [key, unit] of backlog) {
-      if (keep(unit)) continue;
-      backlog.delete(key);
-      this.#backlogBytes -= unit.byteLength(this.encoding);
+    for (let i = this.#head; i < backlog.length; i++) {
+      const queued = backlog[i] as Queued;
+      if (queued.units.every(keep)) continue;
+      const units = queued.units.filter(keep);
+      const bytes = unitBytes(units, this.encoding);
+      this.#backlogBytes -= queued.bytes - bytes;
+      this.#recountAt -= queued.bytes - bytes;
+      backlog[i] = { units, bytes }; // a shared batch is never changed: this client gets its own
     }
   }
 
@@ -135,29 +302,45 @@ export class OutboundQueue {
     this.#closed = true;
     this.#batch = [];
     this.#backlog = undefined;
+    this.#head = 0;
     this.#backlogBytes = 0;
+    this.#conflationCounted = 0;
   }
 
-  #toBacklog(unit: MessageUnit): void {
-    const bytes = unit.byteLength(this.encoding);
-    unit.detach(); // a backlog may outlive the vendor frame by far: keep only this message's bytes
-    const backlog = (this.#backlog ??= new Map());
-    let key: string | number;
-    // The unit's own kind says what may be replaced: never an order-book update (PROTOCOL-STREAMS §1.3).
-    if (unit.type !== undefined && unit.kind.conflatable.has(unit.type) && unit.symbol !== undefined) {
-      key = unit.stateKey;
-      const older = backlog.get(key);
-      if (older !== undefined) {
-        // Delete first so the latest value takes the position of the latest update.
-        backlog.delete(key);
-        this.#backlogBytes -= older.byteLength(this.encoding);
-        this.#counters.conflated += 1;
+  /**
+   * Past the hard limit as queued: counts what the client holds after conflation, and overflows
+   * only if that is past it too. Counting walks the backlog, so it is done again only once the
+   * client's bytes may have grown by what was left below the limit (at least 1/64 of it; every
+   * change below moves `#recountAt` by what it may add): a client whose backlog is mostly
+   * superseded quotes is not walked every turn, and one that truly lags goes at most that 1/64
+   * past the limit before its 407.
+   */
+  #checkLimit(): void {
+    const max = this.#limits.maxBufferBytes;
+    if (this.#backlogBytes < this.#recountAt) return;
+    let live = this.#inFlight;
+    let superseded = 0;
+    const backlog = this.#backlog;
+    if (backlog !== undefined) {
+      const turn = this.#drains?.turn;
+      for (let i = this.#head; i < backlog.length; i++) {
+        const queued = backlog[i] as Queued;
+        // Lagging alike, a thousand clients cross the limit in the same turn: a shared batch is counted once for all.
+        const counted = queued instanceof SharedBatch && turn !== undefined ? queued.liveOf(turn) : countLive(queued.units, this.encoding);
+        live += counted.live;
+        superseded += counted.superseded;
       }
-    } else {
-      key = this.#seq++;
     }
-    backlog.set(key, unit);
-    this.#backlogBytes += bytes;
+    // Conflated as of now, whether the client ever drains them or is closed first.
+    if (superseded > this.#conflationCounted) {
+      this.#counters.conflated += superseded - this.#conflationCounted;
+      this.#conflationCounted = superseded;
+    }
+    if (live > max) {
+      this.#overflow();
+      return;
+    }
+    this.#recountAt = this.#backlogBytes + Math.max(max - live, Math.ceil(max / 64));
   }
 
   #send(frame: Buffer, messages: number): void {
@@ -166,25 +349,60 @@ export class OutboundQueue {
     this.#counters.bytesOut += frame.length;
     this.#write(frame, () => {
       this.#inFlight -= frame.length;
-      this.#drain();
+      if (!this.#lagging || this.#inFlight >= this.#limits.highWaterBytes) return;
+      if (this.#drains === undefined) this.#drain();
+      else if (!this.#drainRequested) {
+        this.#drainRequested = true;
+        this.#drains.request(this);
+      }
     });
   }
 
-  #drain(): void {
+  /** Drains what the socket has room for now (the scheduler's turn); returns the bytes sent. */
+  drainNow(): number {
+    this.#drainRequested = false;
+    return this.#drain();
+  }
+
+  #drain(): number {
     const backlog = this.#backlog;
-    if (backlog === undefined) return;
-    while (!this.#closed && backlog.size > 0 && this.#inFlight < this.#limits.highWaterBytes) {
+    if (backlog === undefined) return 0;
+    let sent = 0;
+    while (!this.#closed && this.#head < backlog.length && this.#inFlight < this.#limits.highWaterBytes) {
       const units: MessageUnit[] = [];
       let bytes = 0;
-      for (const [key, unit] of backlog) {
-        units.push(unit);
-        bytes += unit.byteLength(this.encoding);
-        backlog.delete(key);
-        if (bytes >= DRAIN_FRAME_BYTES) break;
+      let queuedBytes = 0;
+      let skipped = 0;
+      while (this.#head < backlog.length && bytes < DRAIN_FRAME_BYTES) {
+        const queued = backlog[this.#head] as Queued;
+        backlog[this.#head] = EMPTY; // let the batch go as soon as it is taken
+        this.#head += 1;
+        queuedBytes += queued.bytes;
+        for (const unit of queued.units) {
+          if (skippable(unit)) {
+            skipped += 1;
+            continue;
+          }
+          units.push(unit);
+          bytes += unit.byteLength(this.encoding);
+        }
       }
-      this.#backlogBytes -= bytes;
-      this.#send(sharedDrainFrame(units, this.encoding), units.length);
+      if (this.#head === backlog.length) {
+        backlog.length = 0;
+        this.#head = 0;
+      }
+      // What was taken is in flight now: the client holds as much as before.
+      this.#backlogBytes -= queuedBytes;
+      this.#recountAt -= queuedBytes;
+      const counted = Math.min(skipped, this.#conflationCounted);
+      this.#conflationCounted -= counted;
+      this.#counters.conflated += skipped - counted;
+      if (units.length === 0) continue;
+      const frame = sharedDrainFrame(units, this.encoding);
+      sent += frame.length;
+      this.#send(frame, units.length);
     }
+    return sent;
   }
 
   #overflow(): void {
@@ -192,3 +410,5 @@ export class OutboundQueue {
     this.#onOverflow();
   }
 }
+
+const EMPTY: Queued = { units: [], bytes: 0 };

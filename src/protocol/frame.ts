@@ -97,6 +97,11 @@ export class MessageUnit {
 
   #unconvertible: Encoding | undefined;
 
+  /**
+   * Set once a newer message of the same type and symbol has arrived (the hub's last-value cache
+   * sees every one): a lagging client's backlog may skip this one for it (conflation, DESIGN.md §6).
+   */
+  superseded = false;
 
   /** The encoding this message could not be converted to, once that was tried. */
   get unconvertible(): Encoding | undefined {

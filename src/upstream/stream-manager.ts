@@ -253,6 +253,18 @@ export class StreamManager extends EventEmitter<StreamManagerEvents> {
     return this.#breaker?.state ?? 'closed';
   }
 
+  /**
+   * Stops reading vendor data for a moment: the consumer has had as much as it can route in one
+   * event-loop turn (the hub calls `resumeIntake` once it has flushed). Data waits in the socket.
+   */
+  pauseIntake(): void {
+    this.#connection?.pause();
+  }
+
+  resumeIntake(): void {
+    this.#connection?.resume();
+  }
+
   get stats(): Readonly<LinkStats> {
     return { ...this.#stats };
   }

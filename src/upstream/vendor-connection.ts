@@ -105,6 +105,15 @@ export class VendorConnection {
     return this.#closed;
   }
 
+  /** Stops reading from the vendor (its data waits in the socket's buffers; TCP pushes back) until `resume`. */
+  pause(): void {
+    this.#socket.pause();
+  }
+
+  resume(): void {
+    this.#socket.resume();
+  }
+
   /**
    * Sends the auth message (the only place the secret leaves its wrapper) and waits for the reply.
    * @throws VendorError with the vendor's code (402, 406, 409…); UpstreamError on timeout or close

@@ -2,7 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Test } from 'tap';
 import { WebSocketServer } from 'ws';
 import { loadConfig } from '../../src/config.js';
-import { Hub } from '../../src/hub/hub.js';
+import { Hub, type HubOptions } from '../../src/hub/hub.js';
 import type { Encoding, MessageUnit } from '../../src/protocol/frame.js';
 import type { VendorSimulator } from '../../src/simulator/index.js';
 import type { MarketMessage } from '../../src/simulator/stream-market.js';
@@ -24,7 +24,13 @@ export interface StreamFixture {
  * A hub and its link for the stream `path` on `sim` (any kind: crypto, news, options…), behind a
  * WebSocket listener on 127.0.0.1:0, live before it is returned; torn down with the test.
  */
-export async function hubFor(t: Test, sim: VendorSimulator, path: string, encoding: Encoding = 'msgpack'): Promise<StreamFixture> {
+export async function hubFor(
+  t: Test,
+  sim: VendorSimulator,
+  path: string,
+  encoding: Encoding = 'msgpack',
+  bounds: Pick<HubOptions, 'turnDeliveries' | 'flushSlice'> = {},
+): Promise<StreamFixture> {
   let hub: Hub | undefined;
   const vendor: MessageUnit[] = [];
   const onData = (units: MessageUnit[]): void => {
@@ -33,7 +39,7 @@ export async function hubFor(t: Test, sim: VendorSimulator, path: string, encodi
   };
   const link = linkTo(t, sim, { url: sim.url(path), encoding, onData });
   const { logger } = captureLogs('info');
-  hub = new Hub({ clients: loadConfig({}).clients, upstreamMaxSymbols: 0, link: link.manager, logger, clock: link.clock });
+  hub = new Hub({ clients: loadConfig({}).clients, upstreamMaxSymbols: 0, link: link.manager, logger, clock: link.clock, ...bounds });
   const server = new WebSocketServer({ host: '127.0.0.1', port: 0 });
   await new Promise<void>((resolve) => server.once('listening', resolve));
   server.on('connection', (socket, request: IncomingMessage) => {

@@ -1,20 +1,25 @@
 import t from 'tap';
 import { ClientAuthenticator } from '../../src/hub/client-auth.js';
-import { OutboundQueue, type QueueCounters } from '../../src/hub/outbound-queue.js';
+import { DrainScheduler, OutboundQueue, type QueueCounters, SharedBatch } from '../../src/hub/outbound-queue.js';
 import { SubscriptionIndex } from '../../src/hub/subscription-index.js';
 import { ChannelSet } from '../../src/protocol/channel-set.js';
 import { LastValues } from '../../src/hub/last-values.js';
 import { decodeFrame, encodeUnits, joinFrame, type MessageUnit, splitFrame } from '../../src/protocol/frame.js';
 import { Timestamp } from '../../src/protocol/timestamp.js';
 import { Secret } from '../../src/secret.js';
-import { CRYPTO, NEWS } from '../../src/protocol/streams.js';
+import { CRYPTO, NEWS, STOCKS, type StreamKind } from '../../src/protocol/streams.js';
 
 const t0 = new Timestamp(1704205800, 1);
 const trade = (symbol: string, i: number): MessageUnit => encodeUnits([{ T: 't', S: symbol, i, p: 1.5, s: 1, t: t0 }], 'msgpack')[0]!;
 const quote = (symbol: string, bp: number): MessageUnit => encodeUnits([{ T: 'q', S: symbol, bp, ap: bp + 0.01, t: t0 }], 'msgpack')[0]!;
 
-/** A queue over a fake socket whose writes complete only when the test says so. */
-function fixture(highWaterBytes: number, maxBufferBytes: number) {
+/**
+ * A queue over a fake socket whose writes complete only when the test says so. `route` does what
+ * the hub does with a vendor message for this client: the last-value cache sees it (and marks the
+ * state message it supersedes), then the queue takes it.
+ */
+function fixture(highWaterBytes: number, maxBufferBytes: number, kind: StreamKind = STOCKS, drains?: DrainScheduler) {
+  const values = new LastValues(kind);
   const written: { frame: Buffer }[] = [];
   const unfinished: (() => void)[] = [];
   const counters: QueueCounters = { conflated: 0, messagesOut: 0, bytesOut: 0 };
@@ -23,19 +28,23 @@ function fixture(highWaterBytes: number, maxBufferBytes: number) {
     written.push({ frame });
     unfinished.push(done);
   };
-  const queue = new OutboundQueue('json', write, { highWaterBytes, maxBufferBytes }, () => overflowed++, counters);
+  const queue = new OutboundQueue('json', write, { highWaterBytes, maxBufferBytes }, () => overflowed++, counters, drains);
   /** The socket writes out everything it holds (and whatever that lets drain). */
   const complete = (): void => {
     while (unfinished.length > 0) unfinished.shift()!();
   };
   const messages = (): Record<string, unknown>[] => written.flatMap((w) => decodeFrame(w.frame, 'json') as Record<string, unknown>[]);
-  return { queue, written, counters, complete, messages, overflows: () => overflowed };
+  const route = (unit: MessageUnit): void => {
+    values.store(unit);
+    queue.enqueue(unit);
+  };
+  return { queue, route, written, counters, complete, messages, overflows: () => overflowed };
 }
 
 t.test('under the high-water mark each flush sends one frame with the whole batch', async (t) => {
   const f = fixture(1 << 20, 8 << 20);
-  f.queue.enqueue(trade('A', 1));
-  f.queue.enqueue(quote('A', 10));
+  f.route(trade('A', 1));
+  f.route(quote('A', 10));
   f.queue.flush();
   t.equal(f.written.length, 1, 'one frame per flush');
   t.same(f.messages().map((m) => m.T), ['t', 'q']);
@@ -44,16 +53,16 @@ t.test('under the high-water mark each flush sends one frame with the whole batc
 
 t.test('a lagging client: quotes conflate to the latest per symbol, trades are all kept, in order', async (t) => {
   const f = fixture(10, 1 << 20); // the first frame puts it over the mark
-  f.queue.enqueue(trade('A', 1));
+  f.route(trade('A', 1));
   f.queue.flush();
   const feed = [quote('A', 10), trade('A', 2), quote('B', 20), quote('A', 11), trade('A', 3), quote('A', 12), quote('B', 21)];
   for (const unit of feed) {
-    f.queue.enqueue(unit);
+    f.route(unit);
     f.queue.flush(); // one turn each
   }
   t.equal(f.written.length, 1, 'nothing more is written while the socket lags');
+  f.complete(); // the socket catches up: the backlog drains, skipping what was superseded
   t.equal(f.counters.conflated, 3, 'A: 10 and 11 replaced; B: 20 replaced');
-  f.complete(); // the socket catches up: the backlog drains
   t.same(
     f.messages().map((m) => `${m.T}${m.S}${m.i ?? m.bp}`),
     ['tA1', 'tA2', 'tA3', 'qA12', 'qB21'],
@@ -63,14 +72,14 @@ t.test('a lagging client: quotes conflate to the latest per symbol, trades are a
 
 t.test('past the hard limit the queue overflows once and stops', async (t) => {
   const f = fixture(10, 300);
-  f.queue.enqueue(trade('A', 1));
+  f.route(trade('A', 1));
   f.queue.flush();
   for (let i = 2; i < 20; i++) {
-    f.queue.enqueue(trade('A', i));
+    f.route(trade('A', i));
     f.queue.flush();
   }
   t.equal(f.overflows(), 1);
-  f.queue.enqueue(trade('A', 99));
+  f.route(trade('A', 99));
   f.queue.flush();
   f.complete();
   t.same(f.messages().map((m) => m.i), [1], 'nothing more is sent after the overflow');
@@ -78,12 +87,12 @@ t.test('past the hard limit the queue overflows once and stops', async (t) => {
 
 t.test('purge drops queued units an unsubscribe no longer covers', async (t) => {
   const f = fixture(10, 1 << 20);
-  f.queue.enqueue(trade('A', 1));
+  f.route(trade('A', 1));
   f.queue.flush();
-  f.queue.enqueue(trade('A', 2));
-  f.queue.enqueue(trade('B', 3));
+  f.route(trade('A', 2));
+  f.route(trade('B', 3));
   f.queue.flush();
-  f.queue.enqueue(trade('A', 4));
+  f.route(trade('A', 4));
   f.queue.purge((u) => u.symbol !== 'A');
   f.queue.flush();
   f.complete();
@@ -129,10 +138,10 @@ t.test('clients that lag alike drain into one shared frame, not one copy each', 
   const b = fixture(10, 1 << 20);
   const units = [trade('A', 1), quote('A', 10), trade('A', 2), quote('A', 11)];
   for (const f of [a, b]) {
-    f.queue.enqueue(trade('Z', 0));
+    f.route(trade('Z', 0));
     f.queue.flush(); // over the mark from here on
     for (const unit of units) {
-      f.queue.enqueue(unit);
+      f.route(unit);
       f.queue.flush();
     }
     f.complete();
@@ -180,9 +189,9 @@ t.test('the last-value cache keeps copies of its messages, never the vendor fram
 t.test('a lagging client’s backlog keeps copies of its messages, never the vendor frame', async (t) => {
   const { frame, units } = unitsOfOneFrame();
   const f = fixture(10, 1 << 20);
-  f.queue.enqueue(trade('A', 1));
+  f.route(trade('A', 1));
   f.queue.flush(); // over the mark: what follows waits in the backlog
-  for (const unit of units) f.queue.enqueue(unit);
+  for (const unit of units) f.route(unit);
   f.queue.flush();
   t.ok(units.every((unit) => ownsItsBytes(unit, frame)), 'backlogged units own their bytes');
   f.complete();
@@ -190,18 +199,18 @@ t.test('a lagging client’s backlog keeps copies of its messages, never the ven
 });
 
 t.test('a lagging crypto client: every order-book update is kept in order, crypto quotes still conflate', async (t) => {
-  const f = fixture(10, 1 << 20);
+  const f = fixture(10, 1 << 20, CRYPTO);
   const book = (n: number, reset = false): MessageUnit =>
     encodeUnits([{ T: 'o', S: 'BTC/USD', t: t0, b: [{ p: 100 + n, s: n }], a: [], ...(reset ? { r: true } : {}) }], 'msgpack', CRYPTO)[0]!;
   const cryptoQuote = (bp: number): MessageUnit => encodeUnits([{ T: 'q', S: 'BTC/USD', bp, bs: 1.5, ap: bp + 1, as: 2.5, t: t0 }], 'msgpack', CRYPTO)[0]!;
-  f.queue.enqueue(book(0, true));
+  f.route(book(0, true));
   f.queue.flush();
   for (const unit of [book(1), cryptoQuote(10), book(2), cryptoQuote(11), book(3)]) {
-    f.queue.enqueue(unit);
+    f.route(unit);
     f.queue.flush();
   }
-  t.equal(f.counters.conflated, 1, 'one quote replaced, no book update');
   f.complete();
+  t.equal(f.counters.conflated, 1, 'one quote replaced, no book update');
   t.same(
     f.messages().map((m) => (m.T === 'o' ? `o${(m.b as { p: number }[])[0]!.p}` : `q${m.bp}`)),
     ['o100', 'o101', 'o102', 'q11', 'o103'],
@@ -213,7 +222,7 @@ t.test('a lagging news client keeps every item: news is never conflated', async 
   const f = fixture(10, 1 << 20);
   const item = (id: number): MessageUnit => encodeUnits([{ T: 'n', id, headline: 'h', symbols: ['AAPL'] }], 'msgpack', NEWS)[0]!;
   for (let id = 1; id <= 4; id++) {
-    f.queue.enqueue(item(id));
+    f.route(item(id));
     f.queue.flush();
   }
   f.complete();
@@ -231,4 +240,25 @@ t.test('the last-value cache of a kind keeps that kind’s types: crypto trades 
   const news = new LastValues(NEWS);
   news.store(encodeUnits([{ T: 'n', id: 1, symbols: ['AAPL'] }], 'msgpack', NEWS)[0]!);
   t.equal(news.size, 0);
+});
+
+t.test('lagging clients drain a bounded number of bytes per event-loop turn, and every one of them drains in the end', async (t) => {
+  const drains = new DrainScheduler(1); // one client's drain per turn
+  const clients = [fixture(10, 1 << 20, STOCKS, drains), fixture(10, 1 << 20, STOCKS, drains), fixture(10, 1 << 20, STOCKS, drains)];
+  const turns = [[trade('A', 1)], [trade('A', 2), quote('A', 10)], [trade('A', 3), quote('A', 11)]];
+  for (const units of turns) {
+    // One turn of a broadcast: every client queues the same batch.
+    for (const c of clients) for (const unit of units) c.route(unit);
+    const shared = new SharedBatch(units, 'json');
+    for (const c of clients) c.queue.flush(shared);
+  }
+  for (const c of clients) c.complete(); // every socket has room at once
+  const drained = (): number => clients.filter((c) => c.written.length > 1).length;
+  t.equal(drained(), 0, 'nothing drains inside the write callbacks');
+  await new Promise((resolve) => setImmediate(resolve));
+  t.equal(drained(), 1, 'one turn, one client: the budget is spent');
+  for (let i = 0; i < 4; i++) await new Promise((resolve) => setImmediate(resolve));
+  t.equal(drained(), 3, 'the others in the next turns');
+  for (const c of clients) t.same(c.messages().map((m) => `${m.T}${m.i ?? m.bp}`), ['t1', 't2', 't3', 'q11'], 'each: every trade, the latest quote');
+  t.equal(clients[0]!.written.at(-1)!.frame, clients[2]!.written.at(-1)!.frame, 'and the drained frame is one Buffer for all');
 });
