@@ -14,13 +14,11 @@ import { type ChildProcess, fork, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import type { ClientGroup, Latency, Measured } from './load-clients.js';
+import type { ClientGroup, Latency } from './load-clients.js';
 import { STREAMS } from './mixed-plan.js';
-import { cpuSeconds, rssBytes, track } from './processes.js';
+import { cpuSeconds, jsonLine, measure, node, rssBytes, setRate, stopClients, track } from './processes.js';
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const STREAM = STREAMS.stocks;
 const BROADCAST_SYMBOLS = Array.from({ length: 20 }, (_, i) => `B${String(i).padStart(2, '0')}`);
 
@@ -64,38 +62,6 @@ function options(): Options {
 function natsVersion(): string | undefined {
   const probe = spawnSync('nats-server', ['--version'], { encoding: 'utf8' });
   return probe.error === undefined && probe.status === 0 ? probe.stdout.trim() : undefined;
-}
-
-/** Resolves with the first stdout line of `child` that parses as JSON and passes `accept`. */
-function jsonLine<T>(child: ChildProcess, accept: (v: Record<string, unknown>) => boolean): Promise<T> {
-  return new Promise((resolve, reject) => {
-    let buffer = '';
-    const onData = (chunk: Buffer): void => {
-      buffer += chunk.toString();
-      let newline: number;
-      while ((newline = buffer.indexOf('\n')) >= 0) {
-        const line = buffer.slice(0, newline);
-        buffer = buffer.slice(newline + 1);
-        try {
-          const value = JSON.parse(line) as Record<string, unknown>;
-          if (accept(value)) {
-            child.stdout?.off('data', onData);
-            child.stdout?.resume();
-            resolve(value as T);
-            return;
-          }
-        } catch (err) {
-          if (!(err instanceof SyntaxError)) throw err;
-        }
-      }
-    };
-    child.stdout?.on('data', onData);
-    child.once('exit', (code) => reject(new Error(`process exited (${code}) before it was ready`)));
-  });
-}
-
-function node(args: string[], env: Record<string, string> = {}, nodeArgs: string[] = []): ChildProcess {
-  return track(spawn(process.execPath, [...nodeArgs, ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] }));
 }
 
 /** A nats-server with JetStream on a port of its choosing and a temporary store, removed when this process exits. */
@@ -211,29 +177,6 @@ async function startClients(url: string, clients: number): Promise<ChildProcess>
   child.send({ type: 'start', plan: { groups: [group] } });
   await ready;
   return child;
-}
-
-function measure(child: ChildProcess, ms: number): Promise<Measured> {
-  return new Promise((resolve) => {
-    const onMessage = (m: { type: string } & Measured): void => {
-      if (m.type !== 'measured') return;
-      child.off('message', onMessage);
-      resolve(m);
-    };
-    child.on('message', onMessage);
-    child.send({ type: 'measure', ms });
-  });
-}
-
-async function stopClients(child: ChildProcess): Promise<void> {
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  child.send({ type: 'stop' });
-  await exited;
-}
-
-async function setRate(control: string, rate: number): Promise<void> {
-  const res = await fetch(`${control}/control/rate?value=${rate}`, { method: 'POST' });
-  if (!res.ok) throw new Error(`could not set the simulator rate: ${res.status}`);
 }
 
 /**

@@ -19,19 +19,17 @@
  * on the 20 broadcast symbols against a gateway with the default client limits, its saturation
  * rate found by a ramp, then 1×, 2× and 4× that rate against the gateway and a JSON baseline.
  */
-import { type ChildProcess, fork, spawn } from 'node:child_process';
+import { type ChildProcess, fork } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { seededRandom } from '../src/random.js';
 import { runCluster } from './cluster.js';
 import type { ClientGroup, Measured } from './load-clients.js';
 import { deliveriesPerVendorMessage, mixedPlan, type PlannedGroup, STREAMS, stocksOnlyGroup } from './mixed-plan.js';
-import { cpuSeconds, rssBytes, track } from './processes.js';
+import { cpuSeconds, jsonLine, measure, node, rssBytes, setRate, stopClients, track } from './processes.js';
 import { percentiles } from './percentiles.js';
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const { values } = parseArgs({
   options: {
     clients: { type: 'string', default: '1000' },
@@ -77,46 +75,9 @@ const BROADCAST_SYMBOLS = Array.from({ length: 20 }, (_, i) => `B${String(i).pad
 // A signal ends the run through process.exit, so the child registry kills the simulator, gateway and baseline.
 for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => process.exit(130));
 
-/** Resolves with the first stdout line of `child` that parses as JSON and passes `accept`. */
-function jsonLine<T>(child: ChildProcess, accept: (v: Record<string, unknown>) => boolean): Promise<T> {
-  return new Promise((resolve, reject) => {
-    let buffer = '';
-    const onData = (chunk: Buffer): void => {
-      buffer += chunk.toString();
-      let newline: number;
-      while ((newline = buffer.indexOf('\n')) >= 0) {
-        const line = buffer.slice(0, newline);
-        buffer = buffer.slice(newline + 1);
-        try {
-          const value = JSON.parse(line) as Record<string, unknown>;
-          if (accept(value)) {
-            child.stdout?.off('data', onData);
-            child.stdout?.resume();
-            resolve(value as T);
-            return;
-          }
-        } catch (err) {
-          if (!(err instanceof SyntaxError)) throw err;
-        }
-      }
-    };
-    child.stdout?.on('data', onData);
-    child.once('exit', (code) => reject(new Error(`process exited (${code}) before it was ready`)));
-  });
-}
-
-function node(args: string[], env: Record<string, string> = {}, nodeArgs: string[] = []): ChildProcess {
-  return track(spawn(process.execPath, [...nodeArgs, ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] }));
-}
-
 /** CPU seconds (user + system) and RSS bytes of a process, from /proc. */
 function usage(pid: number): { cpuSeconds: number; rssBytes: number } {
   return { cpuSeconds: cpuSeconds(pid), rssBytes: rssBytes(pid) ?? 0 };
-}
-
-async function setRate(controlBase: string, rate: number): Promise<void> {
-  const res = await fetch(`${controlBase}/control/rate?value=${rate}`, { method: 'POST' });
-  if (!res.ok) throw new Error(`could not set the simulator rate: ${res.status}`);
 }
 
 /** A process the clients connect to: the gateway (a URL per stream path) or the baseline (one for all). */
@@ -187,24 +148,6 @@ async function startClients(target: Target, groups: readonly PlannedGroup[]): Pr
   child.send({ type: 'start', plan: { groups: plan } });
   await ready;
   return child;
-}
-
-function measure(child: ChildProcess, ms: number): Promise<Measured> {
-  return new Promise((resolve) => {
-    const onMessage = (m: { type: string } & Measured): void => {
-      if (m.type !== 'measured') return;
-      child.off('message', onMessage);
-      resolve({ deliveredPerSecond: m.deliveredPerSecond, framesPerSecond: m.framesPerSecond, latencyMs: m.latencyMs, groups: m.groups });
-    };
-    child.on('message', onMessage);
-    child.send({ type: 'measure', ms });
-  });
-}
-
-async function stopClients(child: ChildProcess): Promise<void> {
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  child.send({ type: 'stop' });
-  await exited;
 }
 
 /** One measured step: clients connect, the vendor runs at `rate`, a warm-up, then a window. */

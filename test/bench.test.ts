@@ -1,5 +1,4 @@
 import t from 'tap';
-import { NATS_SKIP } from './helpers/nats.js';
 import { spawnNode } from './helpers/processes.js';
 
 interface Step {
@@ -10,7 +9,7 @@ interface Step {
 
 /** The benchmark is measured by hand (`npm run bench`); this only proves it still runs end to end. */
 t.test('npm run bench runs end to end on a tiny load and prints one JSON object', async (t) => {
-  const proc = spawnNode(t, ['dist/bench/run.js', '--clients', '20', '--seconds', '1', '--warmup', '0.5', '--idle', '20', '--rates', '200', '--filtered-rate', '200', '--mixed-rate', '200', '--overload-ramp', '200', '--overload-steps', '1,2']);
+  const proc = spawnNode(t, ['dist/bench/run.js', '--clients', '20', '--seconds', '0.5', '--warmup', '0.3', '--idle', '20', '--rates', '200', '--filtered-rate', '200', '--mixed-rate', '200', '--overload-ramp', '200', '--overload-steps', '1']);
   t.equal(await proc.exited, 0, proc.stderr());
   const result = JSON.parse(proc.stdout()) as {
     clients: number;
@@ -64,7 +63,7 @@ t.test('npm run bench runs end to end on a tiny load and prints one JSON object'
 
   const { overload } = result;
   t.equal(overload.saturation.vendorRate, 200, 'the overload ramp kept up at its one rate: that is its base');
-  t.same(overload.steps.map((s) => s.multiple), [1, 2], 'one step per multiple of it');
+  t.same(overload.steps.map((s) => s.multiple), [1], 'one step per multiple of it');
   for (const s of overload.steps) {
     t.ok(s.gateway.deliveredPerSecond > 0 && s.baseline.deliveredPerSecond > 0, `${s.multiple}×: the gateway's JSON clients and the JSON baseline's received data`);
     t.ok(s.gateway.healthLive.probes > 0, `${s.multiple}×: /health/live was probed`);
@@ -73,33 +72,4 @@ t.test('npm run bench runs end to end on a tiny load and prints one JSON object'
     t.ok(s.gateway.rssPeakMb > 0);
   }
   t.equal(overload.shutdown.exitCode, 0, 'the overload gateway stopped on SIGTERM');
-});
-
-interface ClusterStep {
-  deliveredPerSecond: number;
-  latencyMs: { samples: number };
-  processes: Record<string, { cpuPercent: number; rssMb: number }>;
-  counters: Record<string, Record<string, number>>;
-}
-
-t.test('npm run bench -- --cluster runs owner, follower and nats-server beside a standalone gateway and prints one JSON object', { skip: NATS_SKIP }, async (t) => {
-  const proc = spawnNode(t, ['dist/bench/run.js', '--cluster', '--clients', '20', '--seconds', '0.5', '--warmup', '0.2', '--rates', '200']);
-  t.equal(await proc.exited, 0, proc.stderr());
-  const result = JSON.parse(proc.stdout()) as {
-    clients: number;
-    machine: { loadAverageAtStart: number[] };
-    cluster: { ramp: { vendorRate: number; standalone: ClusterStep; cluster: ClusterStep; ratio: Record<string, number | null> }[] };
-  };
-  t.equal(result.clients, 20);
-  t.equal(result.machine.loadAverageAtStart.length, 3, 'the load average is reported');
-  const [step] = result.cluster.ramp;
-  t.equal(step?.vendorRate, 200);
-  t.ok(step!.standalone.deliveredPerSecond > 0, 'the standalone gateway delivered');
-  t.ok(step!.cluster.deliveredPerSecond > 0, 'the follower delivered');
-  t.ok(step!.cluster.latencyMs.samples > 0, 'latency was sampled through the cluster');
-  t.same(Object.keys(step!.cluster.processes).sort(), ['follower', 'nats', 'owner'], 'CPU and RSS of the owner, the follower and nats-server');
-  t.ok(step!.cluster.counters.owner!.cluster_published! > 0, 'the owner published to NATS');
-  t.ok(step!.cluster.counters.follower!.cluster_received! > 0, 'the follower received from NATS');
-  t.equal(step!.cluster.counters.follower!.upstream_messages, undefined, 'the follower has no vendor link of its own');
-  for (const key of ['delivered', 'p50', 'p99', 'followerCpu', 'clusterCpu', 'followerRss', 'clusterRss']) t.type(step!.ratio[key], 'number', `ratio ${key}`);
 });
