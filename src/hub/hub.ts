@@ -511,7 +511,7 @@ export class Hub {
     const values = session.options.snapshot;
     const missing = pairs.filter(([channel, symbol]) => {
       if (symbol === WILDCARD) return true;
-      if (channel === 'orderbooks' && this.#books !== undefined) return this.#books.resets(symbol).length === 0 || (values && !this.#lastValues.has(channel, symbol));
+      if (channel === 'orderbooks' && this.#books !== undefined) return this.#books.resets(symbol).length === 0;
       return values && !this.#lastValues.has(channel, symbol);
     });
     const books = missing.filter(([channel]) => channel === 'orderbooks' && this.#books !== undefined).map(([, symbol]) => symbol);
