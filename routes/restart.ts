@@ -7,20 +7,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { OwnerUnavailableError } from '../src/cluster/cluster-stream.js';
 import { unknownStream } from '../src/plugins/problems.js';
-import {
-  answer,
-  BadRequest,
-  ControlTokenSecurity,
-  CorrelationHeaders,
-  Forbidden,
-  NoOwner,
-  NotServed,
-  RestartAccepted,
-  RestartRequest,
-  TooLarge,
-  Unauthorized,
-  UnsupportedMediaType,
-} from '../src/schemas.js';
+import { answer, ControlTokenSecurity, CorrelationHeaders, RestartAccepted, RestartRequest, StreamControlProblems } from '../src/schemas.js';
 
 const restartRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   const { gateway } = fastify;
@@ -40,13 +27,7 @@ const restartRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
         'x-body-optional': true,
         response: {
           202: answer(RestartAccepted, 'The restarts are under way, one per stream.'),
-          400: BadRequest,
-          401: Unauthorized,
-          403: Forbidden,
-          404: NotServed,
-          413: TooLarge,
-          415: UnsupportedMediaType,
-          503: NoOwner,
+          ...StreamControlProblems,
         },
       },
       // `curl -X POST …/restart` sends no body: that means every stream.

@@ -18,14 +18,12 @@ import {
   ControlTokenSecurity,
   CorrelationHeaders,
   Forbidden,
-  NoOwner,
   NotServed,
+  StreamControlProblems,
   StreamQuery,
   SubscriptionChange,
   SubscriptionState,
-  TooLarge,
   Unauthorized,
-  UnsupportedMediaType,
 } from '../src/schemas.js';
 
 /** The lists of the kind's own channels (the other kinds' keys would always be empty). */
@@ -101,13 +99,7 @@ const subscriptionRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
         response: {
           200: answer(SubscriptionState, 'Applied and acknowledged by the vendor (`applied: true`).'),
           202: answer(SubscriptionState, 'Accepted; the vendor has not acknowledged it yet, the link being down or slow (`applied: false`).'),
-          400: BadRequest,
-          401: Unauthorized,
-          403: Forbidden,
-          404: NotServed,
-          413: TooLarge,
-          415: UnsupportedMediaType,
-          503: NoOwner,
+          ...StreamControlProblems,
         },
       },
       preHandler: fastify.requireControlToken,

@@ -161,3 +161,14 @@ export const NoOwner = answer(Problem, 'In a cluster: NATS is not connected, or 
 export const TooLarge = answer(Problem, 'The body is larger than the limit (1 MiB).');
 
 export const UnsupportedMediaType = answer(Problem, 'The body is declared as something other than application/json (a body-less POST needs no content type).');
+
+/** What a control-plane POST about a stream may answer besides its own success. */
+export const StreamControlProblems = {
+  400: BadRequest,
+  401: Unauthorized,
+  403: Forbidden,
+  404: NotServed,
+  413: TooLarge,
+  415: UnsupportedMediaType,
+  503: NoOwner,
+} as const;

@@ -32,8 +32,6 @@ import { ClusterStream, OwnerUnavailableError } from './cluster-stream.js';
 import { isWrongLastSequence, Lease, openLeaseBucket, parseLeaseValue } from './lease.js';
 import { escapeToken, nodesBucketName, pinnedBucketName, unescapeToken } from './subjects.js';
 
-export { OwnerUnavailableError };
-
 export type NatsState = 'connecting' | 'connected' | 'reconnecting' | 'closed';
 
 /** owner: this node holds the stream's lease (and runs its link); unknown: not connected or not started. */

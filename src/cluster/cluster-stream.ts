@@ -16,16 +16,17 @@ import { EventEmitter } from 'node:events';
 import { createInbox, type Msg, type NatsConnection, type Subscription } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
+import { TickmuxError } from '../errors.js';
 import { ChannelSet, type Pair, pairsOf } from '../protocol/channel-set.js';
 import { type Channel, WILDCARD } from '../protocol/channels.js';
 import { type Encoding, joinFrame, type MessageUnit, splitFrame, splitMessage } from '../protocol/frame.js';
 import type { StreamKind } from '../protocol/streams.js';
 import type { Hub } from '../hub/hub.js';
-import type { LinkState, Refusal, StateChange, StreamManager } from '../upstream/stream-manager.js';
-import { unwrap, wrap } from './envelope.js';
+import { LINK_STATES, type LinkState, type Refusal, type StateChange, type StreamManager } from '../upstream/stream-manager.js';
+import { encodingByte, encodingOfByte, unwrap, wrap } from './envelope.js';
 import { dataSubject, ownerSubject, refusedSubject, stateSubject } from './subjects.js';
 
-export type Role = 'owner' | 'follower';
+type Role = 'owner' | 'follower';
 
 /** A relay subject and the sequence number of the last message published on it. */
 interface SubjectSequence {
@@ -34,7 +35,7 @@ interface SubjectSequence {
 }
 
 /** The owner's link as it last published it. */
-export interface OwnerState {
+interface OwnerState {
   readonly node: string;
   readonly state: LinkState;
   /** when the owner's link entered that state (its clock, epoch ms) */
@@ -80,11 +81,13 @@ interface StreamEvents {
 }
 
 /** The owner could not be asked (no owner, NATS down, or it did not answer in time). */
-export class OwnerUnavailableError extends Error {
-  readonly code = 'ERR_CLUSTER_NO_OWNER';
+export class OwnerUnavailableError extends TickmuxError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('ERR_CLUSTER_NO_OWNER', message, options);
+  }
 }
 
-const LINK_STATES = new Set<string>(['stopped', 'connecting', 'authenticating', 'live', 'backoff', 'breaker-open', 'failed', 'stopping']);
+const LINK_STATE_NAMES = new Set<string>(LINK_STATES);
 
 export class ClusterStream extends EventEmitter<StreamEvents> {
   readonly path: string;
@@ -147,10 +150,6 @@ export class ClusterStream extends EventEmitter<StreamEvents> {
     this.#hub = hub;
   }
 
-  get role(): Role {
-    return this.#role;
-  }
-
   get state(): LinkState {
     return this.#state;
   }
@@ -166,12 +165,6 @@ export class ClusterStream extends EventEmitter<StreamEvents> {
   /** When the last vendor message arrived here: from the local link as owner, through NATS as follower. */
   get lastMessageAt(): number | undefined {
     return this.#role === 'owner' ? this.#link.stats.lastMessageAt : this.#lastReceivedAt;
-  }
-
-  /** The owner as last heard (this node's own link when it owns). */
-  get owner(): OwnerState | undefined {
-    if (this.#role === 'owner') return { node: this.#o.nodeId, state: this.#link.state, since: this.#link.since, reason: this.#link.reason };
-    return this.#owner;
   }
 
   /** Whether data reaches the hub from NATS rather than from a local vendor link. */
@@ -308,7 +301,7 @@ export class ClusterStream extends EventEmitter<StreamEvents> {
       if (answer instanceof Error) return done(answer);
       const data = Buffer.from(answer.data.buffer, answer.data.byteOffset, answer.data.byteLength);
       try {
-        done(data.length < 2 ? [] : splitFrame(data.subarray(1), data[0] === 0 ? 'json' : 'msgpack', this.kind).map((unit) => unit.detach()));
+        done(data.length < 2 ? [] : splitFrame(data.subarray(1), encodingOfByte(data[0] as number), this.kind).map((unit) => unit.detach()));
       } catch (err) {
         this.#malformed('snapshot answer', answer.subject, err);
         done(err instanceof Error ? err : new Error(String(err)));
@@ -318,7 +311,7 @@ export class ClusterStream extends EventEmitter<StreamEvents> {
   }
 
   /** A request whose answer is handled in the subscription callback itself, in wire order. */
-  #askInOrder(nc: NatsConnection, operation: string, body: string, done: (answer: Msg | OwnerUnavailableError) => void): void {
+  #askInOrder(nc: NatsConnection, operation: string, body: string, done: (answer: Msg | OwnerUnavailableError) => void, timeoutMs = this.#o.requestTimeoutMs ?? 5000): void {
     const inbox = createInbox(`${this.#o.clusterName}._INBOX`);
     let timer: unknown;
     const sub = nc.subscribe(inbox, {
@@ -332,7 +325,7 @@ export class ClusterStream extends EventEmitter<StreamEvents> {
     timer = this.#o.clock.setTimeout(() => {
       sub.unsubscribe();
       done(new OwnerUnavailableError(`the owner of ${this.path} did not answer ${operation} in time`));
-    }, this.#o.requestTimeoutMs ?? 5000);
+    }, timeoutMs);
     nc.publish(ownerSubject(this.#o.clusterName, this.path, operation), body, { reply: inbox });
   }
 
@@ -424,12 +417,9 @@ export class ClusterStream extends EventEmitter<StreamEvents> {
     this.#ownerSubs.length = 0;
   }
 
-  async #ask(nc: NatsConnection, operation: string, body: string, timeout = this.#o.requestTimeoutMs ?? 5000): Promise<Msg> {
-    try {
-      return await nc.request(ownerSubject(this.#o.clusterName, this.path, operation), body, { timeout });
-    } catch (err) {
-      throw new OwnerUnavailableError(`the owner of ${this.path} did not answer ${operation}: ${String(err)}`, { cause: err });
-    }
+  /** A request to the owner as a promise (for answers nothing else is ordered against). */
+  #ask(nc: NatsConnection, operation: string, body: string, timeoutMs?: number): Promise<Msg> {
+    return new Promise((resolve, reject) => this.#askInOrder(nc, operation, body, (answer) => (answer instanceof Error ? reject(answer) : resolve(answer)), timeoutMs));
   }
 
   #markSubsDirty(): void {
@@ -545,7 +535,7 @@ export class ClusterStream extends EventEmitter<StreamEvents> {
         }
       }
       const encoding: Encoding = this.#link.encoding;
-      msg.respond(Buffer.concat([Buffer.of(encoding === 'json' ? 0 : 1), joinFrame(units.filter((unit) => unit.tryEncoded(encoding) !== undefined), encoding)]));
+      msg.respond(Buffer.concat([Buffer.of(encodingByte(encoding)), joinFrame(units.filter((unit) => unit.tryEncoded(encoding) !== undefined), encoding)]));
     });
     handle('sync', async (msg) => {
       const { revision, timeoutMs } = parseObject(msg);
@@ -585,7 +575,7 @@ export class ClusterStream extends EventEmitter<StreamEvents> {
     let state: OwnerState;
     try {
       const value = msg.json() as Record<string, unknown>;
-      if (value.v !== 1 || typeof value.node !== 'string' || typeof value.state !== 'string' || !LINK_STATES.has(value.state) || typeof value.since !== 'number') {
+      if (value.v !== 1 || typeof value.node !== 'string' || typeof value.state !== 'string' || !LINK_STATE_NAMES.has(value.state) || typeof value.since !== 'number') {
         throw new Error('not a version-1 owner state');
       }
       state = { node: value.node, state: value.state as LinkState, since: value.since, reason: typeof value.reason === 'string' ? value.reason : undefined };

@@ -33,11 +33,22 @@ export interface Envelope {
   readonly body: Buffer;
 }
 
+/** How the cluster's messages name an encoding in one byte: 0 JSON, 1 msgpack. */
+export function encodingByte(encoding: Encoding): number {
+  return encoding === 'json' ? 0 : 1;
+}
+
+/** @throws EnvelopeError for a byte that names no encoding */
+export function encodingOfByte(byte: number): Encoding {
+  if (byte !== 0 && byte !== 1) throw new EnvelopeError(`cluster message encoding ${byte} is unknown`);
+  return byte === 0 ? 'json' : 'msgpack';
+}
+
 /** The header and `body` in one new buffer. */
 export function wrap(encoding: Encoding, epoch: number, seq: number, body: Buffer): Buffer {
   const out = Buffer.allocUnsafe(ENVELOPE_HEADER_BYTES + body.length);
   out[0] = ENVELOPE_VERSION;
-  out[1] = encoding === 'json' ? 0 : 1;
+  out[1] = encodingByte(encoding);
   out.writeUInt32BE(epoch >>> 0, 2);
   out.writeUInt32BE(Math.floor(seq / 0x1_0000_0000), 6);
   out.writeUInt32BE(seq >>> 0, 10);
@@ -50,10 +61,8 @@ export function unwrap(data: Uint8Array): Envelope {
   const buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
   if (buf.length < ENVELOPE_HEADER_BYTES + 1) throw new EnvelopeError(`cluster message of ${buf.length} bytes is too short`);
   if (buf[0] !== ENVELOPE_VERSION) throw new EnvelopeError(`cluster message format ${buf[0]} (this node reads ${ENVELOPE_VERSION}): a node of another version?`);
-  const code = buf[1];
-  if (code !== 0 && code !== 1) throw new EnvelopeError(`cluster message encoding ${code} is unknown`);
   return {
-    encoding: code === 0 ? 'json' : 'msgpack',
+    encoding: encodingOfByte(buf[1] as number),
     epoch: buf.readUInt32BE(2),
     seq: buf.readUInt32BE(6) * 0x1_0000_0000 + buf.readUInt32BE(10),
     body: buf.subarray(ENVELOPE_HEADER_BYTES),

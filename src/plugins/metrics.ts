@@ -8,7 +8,7 @@ import fp from 'fastify-plugin';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { RelayCounters } from '../cluster/cluster-stream.js';
 import type { ServedStream } from '../hub/gateway.js';
-import type { LinkState } from '../upstream/stream-manager.js';
+import { LINK_STATES } from '../upstream/stream-manager.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -16,7 +16,6 @@ declare module 'fastify' {
   }
 }
 
-const LINK_STATES: LinkState[] = ['stopped', 'connecting', 'authenticating', 'live', 'backoff', 'breaker-open', 'failed', 'stopping'];
 const BREAKER_VALUES = { closed: 0, 'half-open': 1, open: 2 } as const;
 
 type Streams = readonly ServedStream[];

@@ -28,7 +28,10 @@ import { StaleWatchdog } from './stale-watchdog.js';
 import { buildRequests, type SubscriptionRequest } from './subscription-requests.js';
 import { type ConnectionHandlers, VendorConnection } from './vendor-connection.js';
 
-export type LinkState = 'stopped' | 'connecting' | 'authenticating' | 'live' | 'backoff' | 'breaker-open' | 'failed' | 'stopping';
+/** Every state a vendor link can be in. */
+export const LINK_STATES = ['stopped', 'connecting', 'authenticating', 'live', 'backoff', 'breaker-open', 'failed', 'stopping'] as const;
+
+export type LinkState = (typeof LINK_STATES)[number];
 
 /** Vendor codes after which reconnecting cannot help: wrong keys, feed or scope not in the plan. */
 const TERMINAL_CODES = new Set([402, 408, 409, 411]);
