@@ -157,6 +157,11 @@ async function runTail(args: string[]): Promise<void> {
     if (err instanceof TypeError) usageError(err.message);
     throw err;
   }
+  // `tickmux tail … | head` closes the pipe: the reader is done, so tail is too (exit 0, as Unix tools do).
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EPIPE') throw err;
+    process.exit(0);
+  });
   const target = tailTarget(values.url, values.stream);
   const channels = tailChannels(values, target.path, target.kind);
   const code = await tail({

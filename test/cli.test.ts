@@ -88,6 +88,13 @@ t.test('tickmux tail prints a gateway’s stream, losslessly with --json, and fa
   t.ok(ids.some((id) => id > 2n ** 53n), 'ids beyond 2^53 as exact digits');
   t.ok(raw.every((l) => /"t":"[^"]+\.\d{1,9}Z"/.test(l)), 'timestamps with their fraction');
 
+  // `| head`: the reader closes the pipe after what it wanted; tail stops quietly.
+  const piped = spawnNode(t, ['dist/src/cli.js', 'tail', '--url', gw.url(), '--key', 'ops', '--secret', 'ops-secret', '--quotes', 'MSFT']);
+  await piped.line(/ q {2}MSFT /);
+  piped.child.stdout?.destroy();
+  t.equal(await piped.exited, 0, 'a closed stdout ends tail with exit 0');
+  t.notMatch(piped.stderr(), /EPIPE|Error/, 'without a stack trace');
+
   const bad = spawnNode(t, ['dist/src/cli.js', 'tail', '--url', gw.url(), '--key', 'ops', '--secret', 'wrong', '--trades', 'AAPL']);
   t.equal(await bad.exited, 1);
   t.match(bad.stderr(), 'tickmux tail: 402 auth failed');
