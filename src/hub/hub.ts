@@ -20,7 +20,7 @@ import { ClientAuthenticator } from './client-auth.js';
 import { ClientSession, type SessionHost, type SessionOptions } from './client-session.js';
 import { LastValues } from './last-values.js';
 import { OrderBooks } from './order-books.js';
-import { DrainScheduler, type QueueCounters, SharedBatch } from './outbound-queue.js';
+import { DRAIN_TURN_BYTES, DrainScheduler, type QueueCounters, SharedBatch } from './outbound-queue.js';
 import { SubscriptionIndex } from './subscription-index.js';
 
 /** The part of the vendor link the hub uses. */
@@ -167,7 +167,7 @@ export class Hub {
     noopRequests: 0,
   };
   readonly #host: SessionHost;
-  readonly #drains = new DrainScheduler();
+  readonly #drains: DrainScheduler;
 
   constructor(options: HubOptions) {
     this.#options = options;
@@ -178,6 +178,7 @@ export class Hub {
     this.#books = OrderBooks.for(this.kind, this.#logger);
     this.#bookType = Object.keys(this.kind.typeToChannel).find((type) => this.kind.typeToChannel[type] === 'orderbooks');
     this.#auth = new ClientAuthenticator(options.clients.keys);
+    this.#drains = new DrainScheduler(DRAIN_TURN_BYTES, () => options.clock.now());
     this.#host = this.#makeHost();
     options.link.on('refused', (refusal) => this.#onRefused(refusal));
     options.link.on('state', (change) => this.#onLinkState(change));

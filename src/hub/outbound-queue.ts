@@ -49,11 +49,21 @@ function sharedDrainFrame(units: MessageUnit[], encoding: Encoding): Buffer {
  * sockets' writes complete together; drained at once, a thousand clients would each write up to
  * the high-water mark in one turn (a gigabyte at the defaults) while probes and timers wait.
  */
-export const DRAIN_TURN_BYTES = 2 * 1024 * 1024;
+export const DRAIN_TURN_BYTES = 32 * 1024 * 1024;
 
 /**
- * Drains lagging clients' backlogs a bounded number of bytes per event-loop turn, in the order
- * their sockets became ready, and continues in the next turn (`setImmediate`) with the rest.
+ * Milliseconds of one event-loop turn that draining may take, whatever the bytes: the budget
+ * that keeps probes and timers answered on a slow or busy machine. With 2 MiB per turn and no
+ * time limit (issue #11's first version) lagging clients drained slower than the fresh fan-out
+ * reached the clients keeping up; a byte budget alone, large enough for a fast machine (8 MiB),
+ * gave drain turns of up to 230 ms on a loaded one.
+ */
+export const DRAIN_TURN_MS = 10;
+
+/**
+ * Drains lagging clients' backlogs a bounded number of bytes, for a bounded time, per event-loop
+ * turn, in the order their sockets became ready, and continues in the next turn
+ * (`setImmediate`) with the rest.
  */
 export class DrainScheduler {
   /**
@@ -62,11 +72,16 @@ export class DrainScheduler {
    */
   turn = 0;
   readonly #budget: number;
+  readonly #sliceMs: number;
+  readonly #now: () => number;
   #ready: OutboundQueue[] = [];
   #scheduled = false;
 
-  constructor(budgetBytes = DRAIN_TURN_BYTES) {
+  /** `now` in milliseconds (the hub's injected clock); a clock that stands still leaves the bytes as the only bound. */
+  constructor(budgetBytes = DRAIN_TURN_BYTES, now: () => number = Date.now, sliceMs = DRAIN_TURN_MS) {
     this.#budget = budgetBytes;
+    this.#now = now;
+    this.#sliceMs = sliceMs;
   }
 
   /** `queue`'s socket has room: drain it in a coming turn. */
@@ -82,8 +97,9 @@ export class DrainScheduler {
     const ready = this.#ready;
     this.#ready = [];
     let budget = this.#budget;
+    const until = this.#now() + this.#sliceMs;
     let i = 0;
-    while (i < ready.length && budget > 0) budget -= (ready[i++] as OutboundQueue).drainNow();
+    while (i < ready.length && budget > 0 && (i === 0 || this.#now() < until)) budget -= (ready[i++] as OutboundQueue).drainNow();
     if (i === ready.length) return;
     // The rest go first next turn, ahead of sockets that became ready meanwhile.
     const rest = ready.slice(i);

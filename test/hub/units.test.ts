@@ -262,3 +262,22 @@ t.test('lagging clients drain a bounded number of bytes per event-loop turn, and
   for (const c of clients) t.same(c.messages().map((m) => `${m.T}${m.i ?? m.bp}`), ['t1', 't2', 't3', 'q11'], 'each: every trade, the latest quote');
   t.equal(clients[0]!.written.at(-1)!.frame, clients[2]!.written.at(-1)!.frame, 'and the drained frame is one Buffer for all');
 });
+
+t.test('lagging clients drain for a bounded time per event-loop turn, whatever the bytes allow', async (t) => {
+  let now = 0;
+  // Each reading of the clock finds 6 ms gone: the 10 ms slice ends after the second client.
+  const drains = new DrainScheduler(1 << 30, () => (now += 6), 10);
+  const clients = [fixture(10, 1 << 20, STOCKS, drains), fixture(10, 1 << 20, STOCKS, drains), fixture(10, 1 << 20, STOCKS, drains)];
+  for (const units of [[trade('A', 1)], [trade('A', 2)]]) {
+    for (const c of clients) for (const unit of units) c.route(unit);
+    const shared = new SharedBatch(units, 'json');
+    for (const c of clients) c.queue.flush(shared);
+  }
+  for (const c of clients) c.complete();
+  const drained = (): number => clients.filter((c) => c.written.length > 1).length;
+  await new Promise((resolve) => setImmediate(resolve));
+  t.equal(drained(), 2, 'the slice ran out after two clients');
+  await new Promise((resolve) => setImmediate(resolve));
+  t.equal(drained(), 3, 'the third drains first in the next turn');
+  for (const c of clients) t.same(c.messages().map((m) => `${m.T}${m.i}`), ['t1', 't2'], 'each: every trade, in order');
+});
