@@ -100,3 +100,32 @@ export async function stopClients(child: ChildProcess): Promise<void> {
   child.send({ type: 'stop' });
   await exited;
 }
+
+/**
+ * Memory of every TCP socket on the machine, in bytes (/proc/net/sockstat, pages). On loopback a
+ * client's unread data sits in its socket's receive queue — kernel memory, in no process's RSS.
+ */
+export function tcpSocketBytes(): number | undefined {
+  try {
+    const m = /^TCP:.* mem (\d+)$/m.exec(readFileSync('/proc/net/sockstat', 'utf8'));
+    return m === null ? undefined : Number(m[1]) * 4096;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+/** The kernel's TCP extension counters (/proc/net/netstat `TcpExt`), by name; empty where there is no such file. */
+export function tcpExtCounters(): Map<string, number> {
+  let text: string;
+  try {
+    text = readFileSync('/proc/net/netstat', 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return new Map();
+    throw err;
+  }
+  const [names, values] = text.split('\n').filter((line) => line.startsWith('TcpExt:'));
+  if (names === undefined || values === undefined) return new Map();
+  const counts = values.split(' ').slice(1).map(Number);
+  return new Map(names.split(' ').slice(1).map((name, i) => [name, counts[i] as number]));
+}

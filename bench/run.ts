@@ -27,7 +27,7 @@ import { seededRandom } from '../src/random.js';
 import { runCluster } from './cluster.js';
 import type { ClientGroup, Measured } from './load-clients.js';
 import { deliveriesPerVendorMessage, mixedPlan, type PlannedGroup, STREAMS, stocksOnlyGroup } from './mixed-plan.js';
-import { cpuSeconds, jsonLine, measure, node, rssBytes, setRate, stopClients, track } from './processes.js';
+import { cpuSeconds, jsonLine, measure, node, rssBytes, setRate, stopClients, tcpExtCounters, tcpSocketBytes, track } from './processes.js';
 import { percentiles } from './percentiles.js';
 
 const { values } = parseArgs({
@@ -465,6 +465,7 @@ async function overloadStep(target: Target, control: string, rate: number, group
       return undefined;
     });
   const atStart = metrics === undefined ? undefined : await scrape(metrics);
+  const kernel = kernelWatch();
   const clients = await startClients(target, [group]);
   await setRate(control, rate);
   await new Promise((resolve) => setTimeout(resolve, WARMUP_MS));
@@ -480,6 +481,7 @@ async function overloadStep(target: Target, control: string, rate: number, group
   const probed = await probing?.stop();
   const atEnd = metrics === undefined ? undefined : await scrape(metrics);
   await setRate(control, 0);
+  const kernelFigures = kernel.stop();
   await stopClients(clients);
   await new Promise((resolve) => setTimeout(resolve, 500));
   const vendor = 'tickmux_upstream_messages_total';
@@ -490,6 +492,7 @@ async function overloadStep(target: Target, control: string, rate: number, group
     cpuPercent: Math.round(((after.cpuSeconds - before.cpuSeconds) / seconds) * 100),
     rssMb: Math.round(after.rssBytes / 1048576),
     loadCpuPercent: Math.round(((loadAfter - loadBefore) / seconds) * 100),
+    kernel: kernelFigures,
     ...(atStart && atWindow && atEnd && probed
       ? {
           rssPeakMb: Math.max(probed.peakRssMb, Math.round(after.rssBytes / 1048576)),
@@ -500,6 +503,28 @@ async function overloadStep(target: Target, control: string, rate: number, group
           clientsLeft: total(atEnd, 'tickmux_clients_authenticated'),
         }
       : {}),
+  };
+}
+
+/**
+ * What the kernel held for the step's sockets: the peak of all TCP sockets' memory (on loopback the
+ * clients' unread data, in no process's RSS), and how often it went past `net.ipv4.tcp_mem`'s
+ * pressure threshold and dropped segments for a full receive queue (then retransmitted after a
+ * timeout: both ends wait). Sampled every 100 ms from before the clients connect.
+ */
+function kernelWatch() {
+  const before = tcpExtCounters();
+  let peak = tcpSocketBytes() ?? 0;
+  const timer = setInterval(() => {
+    peak = Math.max(peak, tcpSocketBytes() ?? 0);
+  }, 100).unref();
+  return {
+    stop: () => {
+      clearInterval(timer);
+      const after = tcpExtCounters();
+      const delta = (name: string): number | null => (after.has(name) && before.has(name) ? (after.get(name) as number) - (before.get(name) as number) : null);
+      return { tcpMemPeakMb: Math.round(Math.max(peak, tcpSocketBytes() ?? 0) / 1048576), memoryPressures: delta('TCPMemoryPressures'), receiveQueueDrops: delta('TCPRcvQDrop') };
+    },
   };
 }
 
@@ -562,7 +587,7 @@ async function overload(vendorBase: string, control: string): Promise<Record<str
       ofSaturation: saturationDelivered === 0 ? null : Number((gw.deliveredPerSecond / saturationDelivered).toFixed(3)),
     });
     process.stderr.write(
-      `overload ${multiple}× (${rate}/s): gateway ${gw.deliveredPerSecond}/s, baseline ${base.deliveredPerSecond}/s, RSS ${gw.rssPeakMb} MB, lag p99 ${gw.eventLoopLagP99Ms} ms, /health/live p99 ${gw.healthLive?.p99Ms} ms, 407 ${gw.slowClientCloses}, conflated ${gw.conflated}\n`,
+      `overload ${multiple}× (${rate}/s): gateway ${gw.deliveredPerSecond}/s, baseline ${base.deliveredPerSecond}/s, RSS ${gw.rssPeakMb} MB, lag p99 ${gw.eventLoopLagP99Ms} ms, /health/live p99 ${gw.healthLive?.p99Ms} ms, 407 ${gw.slowClientCloses}, conflated ${gw.conflated}, kernel TCP memory peak ${gw.kernel.tcpMemPeakMb} MB / ${base.kernel.tcpMemPeakMb} MB (pressure ${gw.kernel.memoryPressures} / ${base.kernel.memoryPressures})\n`,
     );
   }
   baselineProcess.kill('SIGTERM');

@@ -27,8 +27,15 @@ t.test('npm run bench runs end to end on a tiny load and prints one JSON object'
       saturation: { vendorRate: number };
       steps: {
         multiple: number;
-        gateway: Step & { healthLive: { probes: number; failures: number }; eventLoopLagP99Ms: number | null; rssPeakMb: number; slowClientCloses: number; conflated: number };
-        baseline: Step;
+        gateway: Step & {
+          healthLive: { probes: number; failures: number };
+          eventLoopLagP99Ms: number | null;
+          rssPeakMb: number;
+          slowClientCloses: number;
+          conflated: number;
+          kernel: { tcpMemPeakMb: number; memoryPressures: number | null; receiveQueueDrops: number | null };
+        };
+        baseline: Step & { kernel: { tcpMemPeakMb: number } };
       }[];
       shutdown: { exitMs: number | null; exitCode: number | string | null };
     };
@@ -70,6 +77,8 @@ t.test('npm run bench runs end to end on a tiny load and prints one JSON object'
     t.equal(s.gateway.healthLive.failures, 0, `${s.multiple}×: and answered`);
     t.type(s.gateway.eventLoopLagP99Ms, 'number', `${s.multiple}×: the gateway's event-loop lag read from /metrics`);
     t.ok(s.gateway.rssPeakMb > 0);
+    t.ok(s.gateway.kernel.tcpMemPeakMb >= 0 && s.baseline.kernel.tcpMemPeakMb >= 0, `${s.multiple}×: the kernel's TCP memory read for both`);
+    t.type(s.gateway.kernel.receiveQueueDrops, 'number', `${s.multiple}×: and its receive-queue drops`);
   }
   t.equal(overload.shutdown.exitCode, 0, 'the overload gateway stopped on SIGTERM');
 });
