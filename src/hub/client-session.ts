@@ -62,7 +62,8 @@ export interface SessionHost {
   /** flushes this session's queue at the end of the turn */
   scheduleFlush(session: ClientSession): void;
   onAuthenticated(session: ClientSession): void;
-  onSlowClient(session: ClientSession): void;
+  /** the session went past CLIENT_MAX_BUFFER_BYTES holding `heldBytes` after conflation; it is being closed with 407 */
+  onSlowClient(session: ClientSession, heldBytes: number): void;
   onClosed(session: ClientSession): void;
 }
 
@@ -108,7 +109,7 @@ export class ClientSession {
         if (socket.readyState === WebSocket.OPEN) socket.send(frame, { binary }, done);
       },
       host.limits,
-      () => this.#slow(),
+      (heldBytes) => this.#slow(heldBytes),
       host.counters,
       host.drains,
     );
@@ -225,8 +226,8 @@ export class ClientSession {
     return dropped;
   }
 
-  #slow(): void {
-    this.#host.onSlowClient(this);
+  #slow(heldBytes: number): void {
+    this.#host.onSlowClient(this, heldBytes);
     // The queue is closed: this goes out behind whatever the socket still holds, if it ever reads.
     if (this.#socket.readyState === WebSocket.OPEN) {
       this.#socket.send(encodeFrame([{ T: 'error', code: 407, msg: vendorErrorMessage(407) }], this.encoding), { binary: this.encoding === 'msgpack' });

@@ -469,9 +469,10 @@ export class Hub {
         this.#authenticated.add(session);
         if (session.options.events) this.#eventListeners.add(session);
       },
-      onSlowClient: (session) => {
+      onSlowClient: (session, heldBytes) => {
         this.#stats.slowClientCloses += 1;
-        this.#logger.warn({ client: session.id, clientKey: session.key, buffered: session.queue.bufferedBytes }, 'slow client closed with 407');
+        // What it held when it went past the limit (the queue is already emptied).
+        this.#logger.warn({ client: session.id, clientKey: session.key, buffered: heldBytes }, 'slow client closed with 407');
       },
       onClosed: (session) => {
         this.#sessions.delete(session);

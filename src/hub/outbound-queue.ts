@@ -211,7 +211,8 @@ export class OutboundQueue {
   readonly encoding: Encoding;
   readonly #write: FrameWriter;
   readonly #limits: QueueLimits;
-  readonly #onOverflow: () => void;
+  /** called once, with the bytes the client held after conflation when it went past the limit */
+  readonly #onOverflow: (heldBytes: number) => void;
   readonly #counters: QueueCounters;
   #batch: MessageUnit[] = [];
   /** created when the client first lags (an idle or keeping-up client never has one); read from `#head` */
@@ -229,7 +230,7 @@ export class OutboundQueue {
   readonly #drains: DrainScheduler | undefined;
   #drainRequested = false;
 
-  constructor(encoding: Encoding, write: FrameWriter, limits: QueueLimits, onOverflow: () => void, counters: QueueCounters, drains?: DrainScheduler) {
+  constructor(encoding: Encoding, write: FrameWriter, limits: QueueLimits, onOverflow: (heldBytes: number) => void, counters: QueueCounters, drains?: DrainScheduler) {
     this.encoding = encoding;
     this.#write = write;
     this.#limits = limits;
@@ -353,7 +354,7 @@ export class OutboundQueue {
       this.#conflationCounted = superseded;
     }
     if (live > max) {
-      this.#overflow();
+      this.#overflow(live);
       return;
     }
     this.#recountAt = this.#backlogBytes + Math.max(max - live, Math.ceil(max / 64));
@@ -421,9 +422,9 @@ export class OutboundQueue {
     return sent;
   }
 
-  #overflow(): void {
+  #overflow(heldBytes: number): void {
     this.close();
-    this.#onOverflow();
+    this.#onOverflow(heldBytes);
   }
 }
 

@@ -24,11 +24,16 @@ function fixture(highWaterBytes: number, maxBufferBytes: number, kind: StreamKin
   const unfinished: (() => void)[] = [];
   const counters: QueueCounters = { conflated: 0, messagesOut: 0, bytesOut: 0 };
   let overflowed = 0;
+  let heldAtOverflow: number | undefined;
   const write = (frame: Buffer, done: () => void): void => {
     written.push({ frame });
     unfinished.push(done);
   };
-  const queue = new OutboundQueue('json', write, { highWaterBytes, maxBufferBytes }, () => overflowed++, counters, drains);
+  const onOverflow = (held: number): void => {
+    overflowed++;
+    heldAtOverflow = held;
+  };
+  const queue = new OutboundQueue('json', write, { highWaterBytes, maxBufferBytes }, onOverflow, counters, drains);
   /** The socket writes out everything it holds (and whatever that lets drain). */
   const complete = (): void => {
     while (unfinished.length > 0) unfinished.shift()!();
@@ -38,7 +43,7 @@ function fixture(highWaterBytes: number, maxBufferBytes: number, kind: StreamKin
     values.store(unit);
     queue.enqueue(unit);
   };
-  return { queue, route, written, counters, complete, messages, overflows: () => overflowed };
+  return { queue, route, written, counters, complete, messages, overflows: () => overflowed, heldAtOverflow: () => heldAtOverflow };
 }
 
 t.test('under the high-water mark each flush sends one frame with the whole batch', async (t) => {
@@ -79,6 +84,8 @@ t.test('past the hard limit the queue overflows once and stops', async (t) => {
     f.queue.flush();
   }
   t.equal(f.overflows(), 1);
+  const held = f.heldAtOverflow()!;
+  t.ok(held > 300 && held < 600, `it reports what the client held past the limit (${held} bytes), not what is left once the queue is emptied`);
   f.route(trade('A', 99));
   f.queue.flush();
   f.complete();
