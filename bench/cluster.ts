@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { ClientGroup, Latency } from './load-clients.js';
 import { STREAMS } from './mixed-plan.js';
-import { cpuSeconds, jsonLine, measure, node, rssBytes, setRate, stopClients, track } from './processes.js';
+import { cpuSeconds, jsonLine, measure, node, rssBytes, setRate, stopClients, stopProcess, track } from './processes.js';
 
 const STREAM = STREAMS.stocks;
 const BROADCAST_SYMBOLS = Array.from({ length: 20 }, (_, i) => `B${String(i).padStart(2, '0')}`);
@@ -238,14 +238,7 @@ async function step(target: Target, control: string, rate: number, o: Options): 
 }
 
 /** SIGTERM, SIGKILL if it has not exited 10 s later; resolves once it has. */
-async function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  child.kill('SIGTERM');
-  const kill = setTimeout(() => child.kill('SIGKILL'), 10_000);
-  await exited;
-  clearTimeout(kill);
-}
+const stop = (child: ChildProcess): Promise<void> => stopProcess(child, 10_000);
 
 function ratio(a: number | null | undefined, b: number | null | undefined): number | null {
   return a === null || a === undefined || b === null || b === undefined || b === 0 ? null : Number((a / b).toFixed(3));

@@ -94,6 +94,16 @@ export function measure(child: ChildProcess, ms: number): Promise<Measured> {
   });
 }
 
+/** SIGTERM, then SIGKILL if `child` has not exited `graceMs` later; resolves once it has exited. */
+export async function stopProcess(child: ChildProcess, graceMs: number): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.kill('SIGTERM');
+  const kill = setTimeout(() => child.kill('SIGKILL'), graceMs);
+  await exited;
+  clearTimeout(kill);
+}
+
 /** Stops the load process and waits for it to exit. */
 export async function stopClients(child: ChildProcess): Promise<void> {
   const exited = new Promise((resolve) => child.once('exit', resolve));

@@ -16,7 +16,7 @@ import { createWriteStream } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { seededRandom } from '../src/random.js';
-import { rssBytes, track } from './processes.js';
+import { rssBytes, stopProcess, track } from './processes.js';
 import { Population } from './soak-population.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -360,8 +360,8 @@ async function main(): Promise<void> {
   process.stderr.write(`soak: stopping clients\n`);
   await population.stop();
   process.stderr.write(`soak: clients stopped\n`);
-  await stopChild(gateway.child);
-  await stopChild(simulator.child);
+  await stopProcess(gateway.child, 8000);
+  await stopProcess(simulator.child, 8000);
 
   // ---- the report
   const gaps = population.gaps.map((g) => ({ ...g, inOutage: population.inOutage(g.lastAt, g.seenAt, OUTAGE_PAD_MS) }));
@@ -449,16 +449,6 @@ function figures(series: (number | undefined)[], show: (v: number) => number): R
     max: show(Math.max(...values)),
     lastQuarterOverSecondQuarter: q === 0 ? undefined : Math.round((mean(last) / mean(second)) * 1000) / 1000,
   };
-}
-
-/** SIGTERM, then SIGKILL if it has not exited within 8 s. */
-async function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 8000);
-  await exited;
-  clearTimeout(timer);
 }
 
 await main();
