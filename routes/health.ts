@@ -11,6 +11,14 @@ import { answer, CorrelationHeaders, Forbidden, Health, Liveness } from '../src/
 import { VERSION } from '../src/version.js';
 import { streamStatus } from './streams.js';
 
+/** The tape's state and, while degraded, why (the first degraded stream's reason). */
+export function tapeHealth(gateway: Gateway): { state: 'off' | 'recording' | 'degraded'; reason: string | null } {
+  const tape = gateway.tape;
+  if (tape === undefined) return { state: 'off', reason: null };
+  const degraded = tape.recorders.find((r) => r.state === 'degraded');
+  return { state: tape.state, reason: degraded === undefined ? null : `${degraded.stream}: ${degraded.reason ?? 'degraded'}` };
+}
+
 function health(gateway: Gateway): { code: 200 | 503; body: Static<typeof Health> } {
   const streams = gateway.streams.map(streamStatus);
   const live = streams.every((stream) => stream.state === 'live');
@@ -25,6 +33,7 @@ function health(gateway: Gateway): { code: 200 | 503; body: Static<typeof Health
       status: live ? 'ok' : 'degraded',
       streams,
       clients,
+      tape: tapeHealth(gateway),
       version: VERSION,
       uptimeSeconds: Math.round((Date.now() - gateway.startedAt) / 1000),
     },

@@ -8,12 +8,13 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { WebSocket } from 'ws';
 import { Type } from '@sinclair/typebox';
 import type { ServedStream } from '../src/hub/gateway.js';
+import type { ClientInfo } from '../src/hub/hub.js';
 import { notServed, problemBody } from '../src/plugins/problems.js';
 import { releaseUpgrade } from '../src/plugins/websocket.js';
 import { STREAM_PATHS, streamKindOf } from '../src/protocol/streams.js';
 import { answer, BadRequest, Forbidden, NotServed, Problem } from '../src/schemas.js';
 
-const flag = (description: string) =>
+export const flag = (description: string) =>
   Type.Optional(Type.Union([Type.Literal('1'), Type.Literal('0'), Type.Literal('true'), Type.Literal('false')], { description }));
 const Query = Type.Object({
   snapshot: flag('`1` or `true`: the last values of newly subscribed symbols, sent on subscribe'),
@@ -26,7 +27,7 @@ type StreamRequest = FastifyRequest<{ Params: Record<string, string>; Querystrin
  * The stream paths as route templates (the vendor's own names for the last segment): one route per
  * template, so the spec shows three paths, not thirteen. Every known path must fit one.
  */
-const TEMPLATES: readonly (readonly [string, string])[] = [
+export const TEMPLATES: readonly (readonly [string, string])[] = [
   ['v2', 'feed'],
   ['v1beta1', 'feed'],
   ['v1beta3/crypto', 'loc'],
@@ -37,7 +38,7 @@ for (const path of STREAM_PATHS) {
 }
 
 /** The known last segments under `prefix`, by kind: `stocks: boats, overnight; options: indicative, opra; news: news`. */
-function knownUnder(prefix: string): string {
+export function knownUnder(prefix: string): string {
   const byKind = new Map<string, string[]>();
   for (const path of STREAM_PATHS.filter((p) => fits(prefix, p))) {
     const kind = streamKindOf(path)?.name as string;
@@ -56,6 +57,18 @@ function header(request: FastifyRequest, name: string): string | undefined {
 
 const enabled = (value: string | undefined): boolean => value === '1' || value === 'true';
 
+/** What the upgrade request says of a stream client: its encoding, `?snapshot`/`?events`, header credentials. */
+export function clientInfo(request: FastifyRequest<{ Querystring: { snapshot?: string; events?: string } }>): ClientInfo {
+  const contentType = (header(request, 'content-type') ?? '').toLowerCase();
+  return {
+    encoding: contentType.startsWith('application/msgpack') ? 'msgpack' : 'json',
+    options: { snapshot: enabled(request.query.snapshot), events: enabled(request.query.events) },
+    remoteAddress: request.ip,
+    headerKey: header(request, 'apca-api-key-id'),
+    headerSecret: header(request, 'apca-api-secret-key'),
+  };
+}
+
 export default async function streamRoutes(fastify: FastifyInstance): Promise<void> {
   const { gateway } = fastify;
   const served = gateway.paths;
@@ -73,15 +86,8 @@ export default async function streamRoutes(fastify: FastifyInstance): Promise<vo
   }
 
   function accept(stream: ServedStream, socket: WebSocket, request: StreamRequest): void {
-    const contentType = (header(request, 'content-type') ?? '').toLowerCase();
     releaseUpgrade(socket, request);
-    stream.hub.accept(socket, {
-      encoding: contentType.startsWith('application/msgpack') ? 'msgpack' : 'json',
-      options: { snapshot: enabled(request.query.snapshot), events: enabled(request.query.events) },
-      remoteAddress: request.ip,
-      headerKey: header(request, 'apca-api-key-id'),
-      headerSecret: header(request, 'apca-api-secret-key'),
-    });
+    stream.hub.accept(socket, clientInfo(request));
   }
 
   for (const [prefix, param] of TEMPLATES) {

@@ -25,6 +25,7 @@ export function streamStatus(stream: ServedStream): Static<typeof StreamStatus> 
     reconnects: stats.reconnects,
     breaker: link.breakerState,
     clients: { connected: clients.connected, authenticated: clients.authenticated },
+    tape: stream.recorder === undefined ? 'off' : stream.recorder.state === 'degraded' ? 'degraded' : 'recording',
   };
 }
 

@@ -10,10 +10,12 @@ import clusterRoutes from '../routes/cluster.js';
 import healthRoutes from '../routes/health.js';
 import metricsRoutes from '../routes/metrics.js';
 import openapiRoutes from '../routes/openapi.js';
+import replayRoutes from '../routes/replay.js';
 import restartRoutes from '../routes/restart.js';
 import streamRoutes from '../routes/stream.js';
 import streamsRoutes from '../routes/streams.js';
 import subscriptionRoutes from '../routes/subscriptions.js';
+import tapeRoutes from '../routes/tape.js';
 import type { Clock } from './clock.js';
 import type { Config } from './config.js';
 import browserGuardPlugin from './plugins/browser-guard.js';
@@ -59,5 +61,7 @@ export default async function app(fastify: FastifyInstance, options: AppOptions)
   await fastify.register(openapiRoutes);
   await fastify.register(streamsRoutes);
   await fastify.register(clusterRoutes);
+  await fastify.register(tapeRoutes);
   await fastify.register(streamRoutes);
+  await fastify.register(replayRoutes);
 }

@@ -5,12 +5,14 @@
  */
 import { isIP } from 'node:net';
 import { hostname } from 'node:os';
+import { resolve } from 'node:path';
 import { type TSchema, Type } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { SAFE_NAME } from './cluster/subjects.js';
 import { ConfigError } from './errors.js';
 import { STREAM_PATHS, streamKindOf, streamPathEnding } from './protocol/streams.js';
 import { Secret } from './secret.js';
+import type { TapeConfig } from './tape/tape.js';
 
 const MS_MAX = 86_400_000; // a day: anything longer is a typo
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -69,6 +71,14 @@ export const EnvSchema = Type.Object({
   NODE_ID: Type.Optional(Type.String({ pattern: SAFE_NAME.source })),
   // Renewals run every TTL/3; below a second they would race the NATS round trip.
   LEASE_TTL_MS: count(3000, 1000, 60_000),
+  TAPE_DIR: Type.Optional(Type.String({ minLength: 1 })),
+  // Offsets in a segment's index are 32-bit: a segment stays below 2 GiB (plus its last record).
+  TAPE_SEGMENT_BYTES: count(268_435_456, 65_536, 2_147_483_648),
+  TAPE_FSYNC_MS: ms(200),
+  TAPE_RETENTION_HOURS: count(72, 1, 87_600),
+  TAPE_MAX_BYTES: count(0, 0, 2 ** 50),
+  TAPE_QUEUE_BYTES: count(67_108_864, 1_048_576, 4_294_967_296),
+  REPLAY_MAX_SESSIONS: count(16, 1, 10_000),
 });
 
 /** Variables whose values never appear in an error or log. */
@@ -154,6 +164,8 @@ export interface Config {
   readonly simulatorRate: number;
   /** undefined: standalone */
   readonly cluster: ClusterConfig | undefined;
+  /** the tape (DESIGN.md §12); undefined: recording is off (`TAPE_DIR` unset) */
+  readonly tape: TapeConfig | undefined;
 }
 
 /** Whether a host binds only to this machine (protected mode allows open access there). */
@@ -291,7 +303,26 @@ function buildConfig(v: Record<string, unknown>): Config {
     shutdownGraceMs: num('SHUTDOWN_GRACE_MS'),
     simulatorRate: num('SIMULATOR_RATE'),
     cluster: parseCluster(v),
+    tape: parseTape(v),
   };
+}
+
+/** The tape's settings, or undefined (recording off) when `TAPE_DIR` is unset. */
+function parseTape(v: Record<string, unknown>): TapeConfig | undefined {
+  const dir = v.TAPE_DIR as string | undefined;
+  if (dir === undefined) return undefined;
+  if (v.NATS_URL !== undefined) {
+    throw new ConfigError('TAPE_DIR', "records a standalone gateway's streams to files; a cluster's tape lives in JetStream (TAPE=1), which this version does not have yet: unset TAPE_DIR or NATS_URL");
+  }
+  return Object.freeze({
+    dir: resolve(dir),
+    segmentBytes: v.TAPE_SEGMENT_BYTES as number,
+    fsyncMs: v.TAPE_FSYNC_MS as number,
+    retentionHours: v.TAPE_RETENTION_HOURS as number,
+    maxBytes: v.TAPE_MAX_BYTES as number,
+    queueBytes: v.TAPE_QUEUE_BYTES as number,
+    replayMaxSessions: v.REPLAY_MAX_SESSIONS as number,
+  });
 }
 
 /** The cluster settings, or undefined (standalone) when `NATS_URL` is unset. */

@@ -75,6 +75,34 @@ export const StreamStatus = Type.Object({
   reconnects: Type.Integer(),
   breaker: Type.String({ description: 'the connect breaker: closed, half-open or open' }),
   clients: Clients,
+  tape: Type.Union([Type.Literal('off'), Type.Literal('recording'), Type.Literal('degraded')], {
+    description: "this stream's recording: off (TAPE_DIR unset), recording, or degraded (the disk is full, refuses writes or is too slow: clients keep their data, the tape has a gap)",
+  }),
+});
+
+const TapeStateSchema = Type.Union([Type.Literal('off'), Type.Literal('recording'), Type.Literal('degraded')]);
+
+/** GET /tape: what the tape holds per stream (DESIGN.md §12). */
+export const TapeStatus = Type.Object({
+  state: TapeStateSchema,
+  reason: Type.Union([Type.String(), Type.Null()], { description: 'why recording is degraded, while it is' }),
+  streams: Type.Array(
+    Type.Object({
+      stream: Type.String({ description: 'the stream path, e.g. v2/iex' }),
+      from: Type.Union([Type.String(), Type.Null()], { description: 'the first recorded receive time (RFC 3339, nanoseconds); null with nothing recorded' }),
+      to: Type.Union([Type.String(), Type.Null()], { description: 'the last recorded receive time (RFC 3339, nanoseconds)' }),
+      bytes: Type.Integer({ description: 'bytes of its segment files' }),
+      messages: Type.Integer({ description: 'vendor data messages recorded' }),
+      segments: Type.Integer(),
+      gaps: Type.Array(
+        Type.Object({
+          from: Type.String({ description: 'RFC 3339, nanoseconds' }),
+          to: Type.Union([Type.String(), Type.Null()], { description: 'null while it lasts' }),
+          reason: Type.String({ description: 'a recorder gap (queue full, write failed, gateway not running) or the vendor link down' }),
+        }),
+      ),
+    }),
+  ),
 });
 
 export const Streams = Type.Object({ streams: Type.Array(StreamStatus) });
@@ -114,6 +142,10 @@ export const Health = Type.Object({
   status: Type.Union([Type.Literal('ok'), Type.Literal('degraded')]),
   streams: Type.Array(StreamStatus),
   clients: Clients,
+  tape: Type.Object(
+    { state: TapeStateSchema, reason: Type.Union([Type.String(), Type.Null()]) },
+    { description: 'the recording: degraded does not make the gateway unhealthy (clients keep their data); it is reported here and in GET /tape' },
+  ),
   version: Type.String(),
   uptimeSeconds: Type.Number(),
 });

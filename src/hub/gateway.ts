@@ -10,6 +10,8 @@ import type { Config } from '../config.js';
 import { type StreamKind, streamKindOf } from '../protocol/streams.js';
 import { Secret } from '../secret.js';
 import { StreamManager } from '../upstream/stream-manager.js';
+import type { StreamRecorder } from '../tape/stream-recorder.js';
+import { Tape } from '../tape/tape.js';
 import type { MessageUnit } from '../protocol/frame.js';
 import { Hub, type UpstreamLink } from './hub.js';
 
@@ -48,6 +50,8 @@ export interface ServedStream {
   /** what the hub takes as its link: `link` standalone, the cluster's view of the stream in a cluster */
   readonly upstream: StreamUpstream;
   readonly hub: Hub;
+  /** what records its vendor frames, when recording is on */
+  readonly recorder: StreamRecorder | undefined;
 }
 
 export class Gateway {
@@ -57,6 +61,10 @@ export class Gateway {
   /** the first served stream: what the control plane acts on when a request names none */
   readonly defaultStream: ServedStream;
   readonly startedAt: number;
+  /** the clock every part runs on (injected in tests) */
+  readonly clock: Clock;
+  /** the recorder of every stream's vendor frames; undefined when recording is off (`TAPE_DIR` unset) */
+  readonly tape: Tape | undefined;
   readonly #byPath: ReadonlyMap<string, ServedStream>;
   readonly #logger: Logger;
   readonly #clock: Clock;
@@ -67,7 +75,12 @@ export class Gateway {
     this.config = config;
     this.#logger = logger;
     this.#clock = options.clock ?? systemClock;
+    this.clock = this.#clock;
     this.startedAt = this.#clock.now();
+    this.tape =
+      config.tape === undefined
+        ? undefined
+        : new Tape({ config: config.tape, streams: config.streams.map((path) => ({ path, kind: streamKindOf(path) as StreamKind })), clock: this.#clock, logger });
     this.streams = config.streams.map((path) => this.#serve(path, options));
     this.defaultStream = this.streams[0] as ServedStream;
     this.#byPath = new Map(this.streams.map((stream) => [stream.path, stream]));
@@ -81,6 +94,7 @@ export class Gateway {
     const upstream = config.upstream;
     let hub: Hub | undefined;
     let view: StreamUpstream | undefined;
+    const recorder = this.tape?.recorder(path);
     const link = new StreamManager({
       ...upstream,
       url: `${options.upstreamBase}/${path}`,
@@ -92,10 +106,13 @@ export class Gateway {
       logger,
       clock: this.#clock,
       onData: (units) => {
+        recorder?.books(units);
         hub?.onData(units);
         view?.relay?.(units);
       },
+      onFrame: recorder === undefined ? undefined : (data, encoding, dataMessages) => recorder.frame(data, encoding, dataMessages),
     });
+    if (recorder !== undefined) link.on('state', (change) => recorder.link(change.to === 'live', { state: change.to, reason: change.reason }));
     view = options.upstreamFor?.(path, kind, link) ?? link;
     hub = new Hub({
       kind,
@@ -108,7 +125,7 @@ export class Gateway {
       // MAX_CLIENTS is the process's: every stream's clients share the machine.
       authenticatedInProcess: () => this.#authenticated(),
     });
-    return { path, kind, link, upstream: view, hub };
+    return { path, kind, link, upstream: view, hub, recorder };
   }
 
   #authenticated(): number {
@@ -139,6 +156,11 @@ export class Gateway {
     for (const stream of this.streams) stream.link.start();
   }
 
+  /** Repairs and opens the tape, if recording is on: before the links start, so it keeps their first frame. */
+  async startTape(): Promise<void> {
+    await this.tape?.start();
+  }
+
   /**
    * The first step of a shutdown, taken as soon as it begins: every vendor link stops for good, so
    * a restart in flight cannot open a new vendor connection while clients are being closed.
@@ -150,7 +172,7 @@ export class Gateway {
 
   /** Closes every stream's clients with `code`. */
   async closeClients(code = 1001, reason = 'going away'): Promise<void> {
-    await Promise.all(this.streams.map((stream) => stream.hub.closeAll(code, reason)));
+    await Promise.all([...this.streams.map((stream) => stream.hub.closeAll(code, reason)), this.tape?.replays.closeAll(code, reason)]);
   }
 
   /** Closes clients with 1001 and stops the vendor links. */
@@ -159,5 +181,7 @@ export class Gateway {
     const linksStopped = this.beginShutdown();
     await this.closeClients();
     await linksStopped;
+    // After the links: their last frames and down marks are on the tape.
+    await this.tape?.stop();
   }
 }

@@ -15,6 +15,7 @@ import { ChannelSet, type Pair } from '../protocol/channel-set.js';
 import { type Channel, type ChannelSymbols, WILDCARD } from '../protocol/channels.js';
 import { STOCKS, type StreamKind } from '../protocol/streams.js';
 import type { Encoding, MessageUnit } from '../protocol/frame.js';
+import type { WireValue } from '../protocol/transcode.js';
 import type { LinkState, Refusal, StateChange } from '../upstream/stream-manager.js';
 import { ClientAuthenticator } from './client-auth.js';
 import { ClientSession, type SessionHost, type SessionOptions } from './client-session.js';
@@ -596,7 +597,24 @@ export class Hub {
     if (change.to === 'live') event = 'upstream_up';
     else if (change.from === 'live') event = 'upstream_down';
     if (event === undefined) return;
-    const notice = { T: 'gateway', event, ...(this.#options.stream === undefined ? {} : { stream: this.#options.stream }), state: change.to, reason: change.reason };
-    for (const session of this.#eventListeners) session.sendControl(notice);
+    const at = change.atText ?? new Date(change.at).toISOString();
+    this.notify({ T: 'gateway', event, ...(this.#options.stream === undefined ? {} : { stream: this.#options.stream }), state: change.to, reason: change.reason, at });
+  }
+
+  /** Sends a `{"T":"gateway",…}` notice to every `?events=1` client, after the data routed before it. */
+  notify(notice: Record<string, unknown>): void {
+    for (const session of this.#eventListeners) session.sendControl(notice as WireValue);
+  }
+
+  /**
+   * Learns what a source knew before its clients came (a replay starting mid-tape): order books
+   * and last values, as if those units had been routed to nobody. `clear` first forgets the books
+   * (the vendor session they belonged to ended).
+   */
+  prime(units: readonly MessageUnit[], clear = false): void {
+    if (clear) this.#books?.clear();
+    this.#books?.apply(units);
+    for (const unit of units) if (unit.type !== undefined && this.kind.typeToChannel[unit.type] !== undefined) this.#lastValues.store(unit);
+    this.#lastValues.settle();
   }
 }

@@ -57,6 +57,7 @@ export default fp<GatewayPluginOptions>(
     fastify.decorate('simulator', simulator);
     fastify.decorate('cluster', cluster);
     fastify.addHook('onReady', async () => {
+      await gateway.startTape();
       if (cluster === undefined) gateway.start();
       else cluster.start();
     });

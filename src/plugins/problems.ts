@@ -47,7 +47,7 @@ function sendProblem(reply: FastifyReply, status: number, detail: string, type?:
 }
 
 /** A 404 naming the stream paths served (`stream` and `served` without a leading `/`). */
-function streamProblem(request: FastifyRequest, reply: FastifyReply, detail: string, stream: string, served: readonly string[]): FastifyReply {
+export function streamProblem(request: FastifyRequest, reply: FastifyReply, detail: string, stream: string, served: readonly string[]): FastifyReply {
   return reply
     .code(404)
     .type('application/problem+json')

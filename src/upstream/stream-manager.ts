@@ -72,6 +72,8 @@ export interface StreamManagerOptions extends LinkSettings {
   readonly onData: (units: MessageUnit[]) => void;
   /** restarts asked for within this long after one settled join it (default 1000) */
   readonly restartCoalesceMs?: number;
+  /** every frame of the live connection as the vendor sent it, before its data reaches `onData` (the tape) */
+  readonly onFrame?: (data: Buffer, encoding: Encoding, dataMessages: number) => void;
 }
 
 /** A restart as its caller sees it: one id for every request that shares it. */
@@ -96,6 +98,8 @@ export interface StateChange {
   /** for `backoff`: how long until the next attempt */
   readonly delayMs?: number;
   readonly correlationId?: string;
+  /** when it happened as RFC 3339 text, where milliseconds are not enough (a replayed mark's nanoseconds) */
+  readonly atText?: string;
 }
 
 export interface Refusal {
@@ -648,6 +652,12 @@ export class StreamManager extends EventEmitter<StreamManagerEvents> {
       onBytes: (bytes: number) => {
         if (current()) this.#stats.bytes += bytes;
       },
+      onFrame:
+        this.#options.onFrame === undefined
+          ? undefined
+          : (data: Buffer, encoding: Encoding, dataMessages: number) => {
+              if (current()) this.#options.onFrame?.(data, encoding, dataMessages);
+            },
     };
   }
 

@@ -23,6 +23,8 @@ export interface ConnectionHandlers {
   onPong(): void;
   /** bytes of every frame received */
   onBytes(bytes: number): void;
+  /** every well-formed frame as the vendor sent it, with how many data messages it holds (the tape records it) */
+  onFrame?(data: Buffer, encoding: Encoding, dataMessages: number): void;
 }
 
 interface Waiter {
@@ -201,6 +203,11 @@ export class VendorConnection {
       if (!(err instanceof ProtocolError)) throw err;
       this.#handlers.onMalformed(err, data.length);
       return;
+    }
+    if (this.#handlers.onFrame !== undefined) {
+      let dataMessages = 0;
+      for (const unit of units) if (!isControl(unit.type)) dataMessages += 1;
+      this.#handlers.onFrame(data, isBinary ? 'msgpack' : 'json', dataMessages);
     }
     let data_: MessageUnit[] | undefined;
     for (const unit of units) {

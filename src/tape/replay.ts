@@ -1,0 +1,314 @@
+/**
+ * A replay: one client served a recorded window as the vendor would have served it (DESIGN.md
+ * §12). Each replay is a hub of its own with one client, and a `ReplayLink` as its vendor link: the
+ * hub speaks the stream's protocol exactly as the live gateway does (greeting, auth, subscribe
+ * replies with the client's set, JSON or msgpack, the vendor's errors, book resets for a book
+ * joined late), and the link plays the tape into it from the first subscribe on — the recorded
+ * frames, in order, paced by their receive times ÷ speed. The hub routes only what the client's
+ * set holds at that moment.
+ *
+ * Bounded memory: the link reads one chunk of the tape at a time and reads on only while the
+ * client has less than `bufferBytes` waiting (below the conflation threshold, so a backtest gets
+ * every message, however slowly it reads).
+ */
+import { EventEmitter } from 'node:events';
+import type { Logger } from 'pino';
+import type { WebSocket } from 'ws';
+import type { Clock } from '../clock.js';
+import type { ClientsConfig } from '../config.js';
+import { type ClientInfo, Hub, type UpstreamLink } from '../hub/hub.js';
+import type { ClientSession } from '../hub/client-session.js';
+import { ChannelSet, type Pair } from '../protocol/channel-set.js';
+import { CONTROL_TYPES } from '../protocol/channels.js';
+import { type MessageUnit, splitFrame } from '../protocol/frame.js';
+import type { StreamKind } from '../protocol/streams.js';
+import { Timestamp } from '../protocol/timestamp.js';
+import { ProtocolError } from '../errors.js';
+import type { LinkState, Refusal, StateChange } from '../upstream/stream-manager.js';
+import type { TapeRecord } from './record.js';
+import { TapeCursor } from './tape-cursor.js';
+
+export interface ReplayWindow {
+  /** ns since the epoch */
+  readonly fromNs: bigint;
+  /** ns since the epoch; undefined: to the end of the tape */
+  readonly toNs: bigint | undefined;
+  /** recorded time ÷ speed; `max`: as fast as the client reads */
+  readonly speed: number | 'max';
+}
+
+export interface ReplayOptions {
+  /** `TAPE_DIR` */
+  readonly dir: string;
+  readonly stream: string;
+  readonly kind: StreamKind;
+  readonly window: ReplayWindow;
+  /** the gateway's client settings: credentials and limits as on the live streams */
+  readonly clients: ClientsConfig;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  /** the client's bytes waiting before the tape is read on (default: a quarter of its high-water mark) */
+  readonly bufferBytes?: number;
+  /** called once when the replay is over and its client gone */
+  readonly onClosed?: () => void;
+}
+
+const isControl = (type: string | undefined): boolean => (CONTROL_TYPES as readonly (string | undefined)[]).includes(type);
+
+/** The data messages of a recorded frame (its control messages — greetings, replies — are the link's, not the client's). */
+export function dataUnits(record: TapeRecord, kind: StreamKind): MessageUnit[] {
+  if (record.type === 'mark') return [];
+  try {
+    return splitFrame(record.bytes, record.encoding, kind).filter((unit) => !isControl(unit.type));
+  } catch (err) {
+    if (err instanceof ProtocolError) return []; // recorded as the vendor sent it; the live link skipped it too
+    throw err;
+  }
+}
+
+/** RFC 3339 with every nanosecond digit. */
+export function nsText(ns: bigint): string {
+  return Timestamp.fromEpochNanos(ns).toString();
+}
+
+/** A wait that yields to the event loop (socket writes, the hub's flush). */
+const yieldTurn = (ms = 0): Promise<void> => new Promise((resolve) => (ms > 0 ? setTimeout(resolve, ms) : setImmediate(resolve)));
+
+/** The vendor link of a replay's hub: the tape, played from the first subscribe. */
+class ReplayLink extends EventEmitter<{ refused: [Refusal]; state: [StateChange] }> implements UpstreamLink {
+  readonly state: LinkState = 'live';
+  readonly kind: StreamKind;
+  readonly #options: ReplayOptions;
+  readonly #desired = new ChannelSet();
+  #hub: Hub | undefined;
+  #session: ClientSession | undefined;
+  #playing: Promise<void> | undefined;
+  #paused = false;
+  #stopped = false;
+  /** set once playback has ended (tape exhausted or `to` passed) */
+  ended = false;
+  readonly #log: Logger;
+
+  constructor(options: ReplayOptions) {
+    super();
+    this.kind = options.kind;
+    this.#options = options;
+    this.#log = options.logger;
+  }
+
+  attach(hub: Hub, session: ClientSession): void {
+    this.#hub = hub;
+    this.#session = session;
+  }
+
+  change(added: Iterable<Pair>, removed: Iterable<Pair>): void {
+    for (const [channel, symbol] of added) this.#desired.add(channel, symbol);
+    for (const [channel, symbol] of removed) this.#desired.delete(channel, symbol);
+    if (this.#playing === undefined && !this.#desired.isEmpty) {
+      this.#playing = this.#play().catch((err: unknown) => {
+        this.#log.error({ err }, 'replay failed');
+        this.#session?.fail(500, 'replay failed');
+      });
+    }
+  }
+
+  pauseIntake(): void {
+    this.#paused = true;
+  }
+
+  resumeIntake(): void {
+    this.#paused = false;
+  }
+
+  stop(): Promise<void> {
+    this.#stopped = true;
+    return this.#playing ?? Promise.resolve();
+  }
+
+  async #play(): Promise<void> {
+    const { dir, stream, window, clock } = this.#options;
+    const hub = this.#hub as Hub;
+    const cursor = await TapeCursor.open(dir, stream, window.fromNs);
+    try {
+      if (this.#stopped) return;
+      await this.#prime(cursor, hub);
+      let anchor: { ns: bigint; ms: number } | undefined;
+      let live = true;
+      for (let records = await cursor.next(); records.length > 0 && !this.#stopped; records = await cursor.next()) {
+        for (const record of records) {
+          if (window.toNs !== undefined && record.ns > window.toNs) return this.#end();
+          anchor ??= { ns: record.ns > window.fromNs ? record.ns : window.fromNs, ms: clock.now() };
+          if (window.speed !== 'max') await this.#due(anchor, record.ns, window.speed);
+          while ((this.#paused || this.#lagging()) && !this.#stopped) await yieldTurn(this.#paused ? 0 : 1);
+          if (this.#stopped) return;
+          live = this.#emit(hub, record, live);
+        }
+        await yieldTurn(); // the hub flushes this chunk's frames before the next is read
+      }
+      if (!this.#stopped) this.#end();
+    } finally {
+      await cursor.close();
+    }
+  }
+
+  /** The books (and, for `?snapshot=1`, last values) as of `from`, and resets to the first subscriber as the vendor sends them. */
+  async #prime(cursor: TapeCursor, hub: Hub): Promise<void> {
+    const snapshot = this.#session?.options.snapshot === true;
+    const books = this.kind.channels.includes('orderbooks');
+    if (!snapshot && !books) return;
+    await cursor.prelude((records) => {
+      for (const record of records) {
+        if (record.type === 'mark') {
+          if (record.mark.event === 'upstream_down' || (record.mark.event === 'segment' && !record.mark.live)) hub.prime([], true);
+          continue;
+        }
+        // A checkpoint is the books as of its record; frames go on from there.
+        hub.prime(dataUnits(record, this.kind), record.type === 'checkpoint');
+      }
+    });
+    // What the vendor sends right after a subscription: the book whole; with snapshots, the last values.
+    const catchUp: MessageUnit[] = [];
+    for (const [channel, symbol] of this.#desired.pairs()) {
+      catchUp.push(...hub.bookResetsOf(channel, symbol));
+      if (snapshot) catchUp.push(...hub.lastValuesOf(channel, symbol));
+    }
+    if (catchUp.length > 0) hub.onData(catchUp);
+  }
+
+  #lagging(): boolean {
+    const session = this.#session;
+    if (session === undefined) return false;
+    return session.queue.bufferedBytes > (this.#options.bufferBytes ?? this.#options.clients.highWaterBytes / 4);
+  }
+
+  /** Waits until `ns` is due: recorded time since the anchor ÷ speed, on the injected clock. */
+  async #due(anchor: { ns: bigint; ms: number }, ns: bigint, speed: number): Promise<void> {
+    const clock = this.#options.clock;
+    const dueMs = anchor.ms + Number(ns - anchor.ns) / 1e6 / speed;
+    const wait = dueMs - clock.now();
+    if (wait < 1) return;
+    await new Promise<void>((resolve) => clock.setTimeout(resolve, wait));
+  }
+
+  /** Hands one record to the hub; returns whether the recorded link is live after it. */
+  #emit(hub: Hub, record: TapeRecord, live: boolean): boolean {
+    if (record.type === 'frame') {
+      const units = dataUnits(record, this.kind);
+      if (units.length > 0) hub.onData(units);
+      return live;
+    }
+    if (record.type === 'checkpoint') return live; // the hub keeps its books from the frames
+    const mark = record.mark;
+    const at = nsText(record.ns);
+    const ms = Number(record.ns / 1_000_000n);
+    switch (mark.event) {
+      case 'upstream_down':
+        this.emit('state', { from: 'live', to: mark.state as LinkState, at: ms, atText: at, reason: mark.reason ?? undefined } satisfies StateChange);
+        return false;
+      case 'upstream_up':
+        this.emit('state', { from: 'connecting', to: 'live', at: ms, atText: at } satisfies StateChange);
+        return true;
+      case 'tape_gap':
+        hub.notify({ T: 'gateway', event: 'tape_gap', stream: this.#options.stream, at, from: nsText(BigInt(mark.from)), to: nsText(BigInt(mark.to)), reason: mark.reason });
+        return live;
+      case 'segment':
+        // A segment that starts with the link down after it was up: the recorder stopped in between.
+        if (live && !mark.live) this.emit('state', { from: 'live', to: 'stopped', at: ms, atText: at, reason: 'recorder restarted' } satisfies StateChange);
+        return mark.live;
+    }
+  }
+
+  #end(): void {
+    this.ended = true;
+    this.#hub?.notify({ T: 'gateway', event: 'replay_end', stream: this.#options.stream });
+    this.#log.info('replay reached the end of its window');
+  }
+}
+
+/** One replay session: its hub, its link, its client. */
+export class Replay {
+  readonly #link: ReplayLink;
+  readonly hub: Hub;
+  readonly session: ClientSession;
+
+  private constructor(link: ReplayLink, hub: Hub, session: ClientSession) {
+    this.#link = link;
+    this.hub = hub;
+    this.session = session;
+  }
+
+  /** Serves `socket` the window; the replay ends (and `onClosed` runs) when the client goes. */
+  static start(socket: WebSocket, info: ClientInfo, options: ReplayOptions): Replay {
+    const logger = options.logger.child({ component: 'replay', stream: options.stream });
+    const link = new ReplayLink({ ...options, logger });
+    const hub = new Hub({ kind: options.kind, stream: options.stream, clients: options.clients, upstreamMaxSymbols: 0, link, logger, clock: options.clock });
+    const session = hub.accept(socket, info);
+    link.attach(hub, session);
+    const replay = new Replay(link, hub, session);
+    logger.info(
+      { client: session.id, from: nsText(options.window.fromNs), to: options.window.toNs === undefined ? null : nsText(options.window.toNs), speed: options.window.speed },
+      'replay started',
+    );
+    socket.once('close', () => {
+      void link.stop().finally(() => options.onClosed?.());
+    });
+    return replay;
+  }
+
+  /** Whether playback has passed the end of its window. */
+  get ended(): boolean {
+    return this.#link.ended;
+  }
+
+  /** Closes the client with `code` (1001 on shutdown). */
+  close(code = 1001, reason = 'going away'): Promise<void> {
+    return this.hub.closeAll(code, reason);
+  }
+}
+
+/** The replays running at once, at most `max` (REPLAY_MAX_SESSIONS): admitted before the upgrade, closed on shutdown. */
+export class ReplayRegistry {
+  readonly max: number;
+  #admitted = 0;
+  readonly #running = new Set<Replay>();
+
+  constructor(max: number) {
+    this.max = max;
+  }
+
+  /** Takes a slot for a replay about to start; false when all are taken. */
+  admit(): boolean {
+    if (this.#admitted >= this.max) return false;
+    this.#admitted += 1;
+    return true;
+  }
+
+  /** Starts a replay in a slot `admit` took; the slot is given back when its client goes. */
+  start(socket: WebSocket, info: ClientInfo, options: ReplayOptions): Replay {
+    let replay: Replay | undefined;
+    replay = Replay.start(socket, info, {
+      ...options,
+      onClosed: () => {
+        if (replay !== undefined) this.#running.delete(replay);
+        this.#admitted -= 1;
+        options.onClosed?.();
+      },
+    });
+    this.#running.add(replay);
+    return replay;
+  }
+
+  /** A slot taken for a replay that did not start (the upgrade failed). */
+  release(): void {
+    this.#admitted = Math.max(0, this.#admitted - 1);
+  }
+
+  get running(): number {
+    return this.#admitted;
+  }
+
+  /** Closes every replay's client with `code` (1001 on shutdown) and waits for them to go. */
+  async closeAll(code = 1001, reason = 'going away'): Promise<void> {
+    await Promise.all([...this.#running].map((replay) => replay.close(code, reason)));
+  }
+}
