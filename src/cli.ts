@@ -3,12 +3,18 @@
  * The `tickmux` command: `tickmux simulate` runs the vendor simulator alone (for docker-compose
  * and for trying clients); `tickmux tail` prints a gateway's live stream.
  */
+import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import closeWithGrace from 'close-with-grace';
 import { createLogger } from './logger.js';
 import { CHANNELS, type Channel, STREAM_PATHS, type StreamKind, streamKindOf, streamPathOfUrl } from './protocol/streams.js';
 import { VendorSimulator } from './simulator/index.js';
 import { tail } from './tail.js';
+import { systemClock } from './clock.js';
+import { loadConfig } from './config.js';
+import { Secret } from './secret.js';
+import { ReplayServer } from './tape/replay-server.js';
+import { replayWindow, WindowError } from './tape/replay-window.js';
 
 const USAGE = `usage: tickmux <command> [options]
 
@@ -36,6 +42,13 @@ commands:
                         msgpack only, which tail does not speak)
                news     --news SYM or '*'
              --json     print each message as the wire's JSON   --count N   stop after N messages
+  replay     serve a recorded window as the vendor on every recorded stream path (point an SDK or
+             a gateway's UPSTREAM_URL at ws://HOST:PORT)
+             --tape DIR   a TAPE_DIR a gateway recorded
+             --from T     the window's start: RFC 3339 (up to ns) or Unix ms   --to T  (default: the end)
+             --speed S    1 as recorded (default), N times as fast, or max
+             --host H (default 127.0.0.1)  --port N (default 9000)  --max-sessions N (default 16)
+             --key K --secret S   accept only this key pair (default: any)
 `;
 
 /** One-line error and exit 2 for a bad command line. */
@@ -177,10 +190,72 @@ async function runTail(args: string[]): Promise<void> {
   process.exitCode = code;
 }
 
+async function runReplay(args: string[]): Promise<void> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args,
+      options: {
+        tape: { type: 'string' },
+        nats: { type: 'string' },
+        host: { type: 'string', default: '127.0.0.1' },
+        port: { type: 'string' },
+        from: { type: 'string' },
+        to: { type: 'string' },
+        speed: { type: 'string' },
+        key: { type: 'string' },
+        secret: { type: 'string' },
+        'max-sessions': { type: 'string' },
+      },
+      strict: true,
+    }));
+  } catch (err) {
+    if (err instanceof TypeError) usageError(err.message);
+    throw err;
+  }
+  if (values.nats !== undefined) usageError('--nats: a cluster tape in JetStream is not supported yet; replay a tape folder with --tape DIR');
+  if (values.tape === undefined) usageError('replay needs --tape DIR (a TAPE_DIR a gateway recorded)');
+  if ((values.key === undefined) !== (values.secret === undefined)) usageError('--key and --secret go together');
+  let window;
+  try {
+    window = replayWindow(values.from, values.to, values.speed);
+  } catch (err) {
+    if (err instanceof WindowError) usageError(err.message);
+    throw err;
+  }
+  const logger = createLogger(process.env.LOG_LEVEL ?? 'info');
+  const defaults = loadConfig({}).clients;
+  const server = new ReplayServer({
+    dir: resolve(values.tape),
+    host: values.host,
+    port: integerOption('port', values.port, 9000, 0, 65535),
+    window,
+    clients: { ...defaults, keys: values.key === undefined ? undefined : new Map([[values.key, new Secret(values.secret as string, '--secret')]]) },
+    maxSessions: integerOption('max-sessions', values['max-sessions'], 16, 1, 10_000),
+    clock: systemClock,
+    logger,
+  });
+  await server.start();
+  if (server.paths.length === 0) {
+    await server.stop();
+    process.stderr.write(`tickmux: nothing is recorded under ${resolve(values.tape)}\n`);
+    process.exit(1);
+  }
+  logger.info({ base: server.baseUrl, paths: server.paths, from: values.from, to: values.to ?? 'the end of the tape', speed: window.speed }, 'replay vendor ready');
+  closeWithGrace({ delay: 5000 }, async ({ err, signal }) => {
+    if (err !== undefined) logger.error({ err }, 'replay stopping after an error');
+    else logger.info({ signal }, 'replay stopping');
+    await server.stop();
+  });
+}
+
 const [command, ...rest] = process.argv.slice(2);
 switch (command) {
   case 'simulate':
     await simulate(rest);
+    break;
+  case 'replay':
+    await runReplay(rest);
     break;
   case 'tail':
     await runTail(rest);
