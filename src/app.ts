@@ -18,6 +18,7 @@ import subscriptionRoutes from '../routes/subscriptions.js';
 import tapeRoutes from '../routes/tape.js';
 import type { Clock } from './clock.js';
 import type { Config } from './config.js';
+import type { TapeFiles } from './tape/stream-recorder.js';
 import browserGuardPlugin from './plugins/browser-guard.js';
 import controlAuthPlugin from './plugins/control-auth.js';
 import gatewayPlugin from './plugins/gateway.js';
@@ -28,6 +29,8 @@ import websocketPlugin from './plugins/websocket.js';
 export interface AppOptions {
   config: Config;
   clock?: Clock;
+  /** the tape's file operations (tests inject a failing disk) */
+  tapeFiles?: TapeFiles;
 }
 
 /**
@@ -47,7 +50,7 @@ export function fastifyOptions(logger: FastifyBaseLogger): FastifyHttpOptions<Se
 }
 
 export default async function app(fastify: FastifyInstance, options: AppOptions): Promise<void> {
-  await fastify.register(gatewayPlugin, { config: options.config, clock: options.clock });
+  await fastify.register(gatewayPlugin, { config: options.config, clock: options.clock, tapeFiles: options.tapeFiles });
   await fastify.register(problemsPlugin);
   await fastify.register(controlAuthPlugin);
   await fastify.register(metricsPlugin);

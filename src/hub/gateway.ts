@@ -10,7 +10,7 @@ import type { Config } from '../config.js';
 import { type StreamKind, streamKindOf } from '../protocol/streams.js';
 import { Secret } from '../secret.js';
 import { StreamManager } from '../upstream/stream-manager.js';
-import type { StreamRecorder } from '../tape/stream-recorder.js';
+import type { StreamRecorder, TapeFiles } from '../tape/stream-recorder.js';
 import { Tape } from '../tape/tape.js';
 import type { MessageUnit } from '../protocol/frame.js';
 import { Hub, type UpstreamLink } from './hub.js';
@@ -19,6 +19,8 @@ export interface GatewayOptions {
   readonly config: Config;
   readonly logger: Logger;
   readonly clock?: Clock;
+  /** the tape's file operations (default: the disk; tests inject failures) */
+  readonly tapeFiles?: TapeFiles;
   /** the base URL the links connect to (`wss://stream.data.alpaca.markets`, or a simulator's) */
   readonly upstreamBase: string;
   /**
@@ -80,7 +82,7 @@ export class Gateway {
     this.tape =
       config.tape === undefined
         ? undefined
-        : new Tape({ config: config.tape, streams: config.streams.map((path) => ({ path, kind: streamKindOf(path) as StreamKind })), clock: this.#clock, logger });
+        : new Tape({ config: config.tape, streams: config.streams.map((path) => ({ path, kind: streamKindOf(path) as StreamKind })), clock: this.#clock, logger, files: options.tapeFiles });
     this.streams = config.streams.map((path) => this.#serve(path, options));
     this.defaultStream = this.streams[0] as ServedStream;
     this.#byPath = new Map(this.streams.map((stream) => [stream.path, stream]));

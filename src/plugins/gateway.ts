@@ -14,6 +14,7 @@ import { ClusterNode } from '../cluster/cluster-node.js';
 import type { Config } from '../config.js';
 import { Gateway } from '../hub/gateway.js';
 import { VendorSimulator } from '../simulator/index.js';
+import type { TapeFiles } from '../tape/stream-recorder.js';
 import { VERSION } from '../version.js';
 
 declare module 'fastify' {
@@ -30,6 +31,7 @@ declare module 'fastify' {
 export interface GatewayPluginOptions {
   config: Config;
   clock?: Clock;
+  tapeFiles?: TapeFiles;
 }
 
 export default fp<GatewayPluginOptions>(
@@ -48,6 +50,7 @@ export default fp<GatewayPluginOptions>(
       config,
       logger: fastify.log as never,
       clock: options.clock,
+      tapeFiles: options.tapeFiles,
       upstreamBase,
       upstreamFor: cluster === undefined ? undefined : (path, kind, link) => cluster.streamFor(path, kind, link),
     });

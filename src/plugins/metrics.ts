@@ -8,6 +8,7 @@ import fp from 'fastify-plugin';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { RelayCounters } from '../cluster/cluster-stream.js';
 import type { ServedStream } from '../hub/gateway.js';
+import type { RecorderStats, StreamRecorder } from '../tape/stream-recorder.js';
 import { LINK_STATES } from '../upstream/stream-manager.js';
 
 declare module 'fastify' {
@@ -153,6 +154,37 @@ export default fp(
         registers: [registry],
         collect() {
           this.set(cluster.nodes().length);
+        },
+      });
+    }
+    const tape = fastify.gateway.tape;
+    if (tape !== undefined) {
+      const recorded = streams.filter((stream) => stream.recorder !== undefined);
+      const recorder = (name: string, help: string, read: (stats: RecorderStats) => number): void =>
+        mirroredCounter(registry, recorded, name, help, (stream) => read((stream.recorder as StreamRecorder).stats));
+      recorder('tickmux_tape_messages_total', 'Vendor data messages handed to the tape', (s) => s.messages);
+      recorder('tickmux_tape_bytes_written_total', 'Bytes written to the tape (records and indexes)', (s) => s.bytesWritten);
+      recorder('tickmux_tape_dropped_messages_total', 'Vendor data messages the tape could not keep (write queue full, disk refused): inside gap marks', (s) => s.droppedMessages);
+      recorder('tickmux_tape_write_errors_total', 'Failed tape writes (each starts a gap; recording retries by itself)', (s) => s.writeErrors);
+      recorder('tickmux_tape_gaps_total', 'Gap marks written (recording resumed after a gap)', (s) => s.gaps);
+      recorder('tickmux_tape_segments_total', 'Tape segments opened', (s) => s.segments);
+      streamGauge(registry, recorded, 'tickmux_tape_queue_bytes', 'Bytes waiting to be written to the tape', (stream) => (stream.recorder as StreamRecorder).queuedBytes);
+      streamGauge(registry, recorded, 'tickmux_tape_degraded', '1 while the stream’s recording is degraded (a gap is open)', (stream) => ((stream.recorder as StreamRecorder).state === 'degraded' ? 1 : 0));
+      new Gauge({
+        name: 'tickmux_replay_sessions',
+        help: 'Replays running (REPLAY_MAX_SESSIONS caps them)',
+        registers: [registry],
+        collect() {
+          this.set(tape.replays.running);
+        },
+      });
+      new Counter({
+        name: 'tickmux_tape_deleted_segments_total',
+        help: 'Segments deleted by retention (TAPE_RETENTION_HOURS, TAPE_MAX_BYTES)',
+        registers: [registry],
+        collect() {
+          this.reset();
+          this.inc(tape.deletedSegments);
         },
       });
     }

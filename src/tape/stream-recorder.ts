@@ -101,6 +101,10 @@ interface OpenSegment {
   /** data messages and the earliest receive time among the queued buffers (for a gap if they are lost) */
   queuedMessages: number;
   queuedFromNs: bigint | undefined;
+  /** gaps whose marks are among the queued buffers */
+  closesGaps: Gap[];
+  /** the same of the write in flight, until it is known to be on disk */
+  inFlight?: { readonly messages: number; readonly fromNs: bigint | undefined; readonly closesGaps: readonly Gap[] };
 }
 
 /** An open gap: nothing has been kept since `fromNs`. */
@@ -301,7 +305,8 @@ export class StreamRecorder {
     this.#gap = undefined;
     this.stats.gaps += 1;
     this.#mark(ns, { event: 'tape_gap', from: gap.fromNs.toString(), to: ns.toString(), reason: gap.reason, messages: gap.messages });
-    if (this.#state === 'degraded') this.#setState('recording');
+    // Closed for good once its mark is on disk; a write that fails first reopens it (see #lose).
+    (this.#segments.at(-1) as OpenSegment).closesGaps.push(gap);
   }
 
   #mark(ns: bigint, mark: Mark): void {
@@ -350,6 +355,7 @@ export class StreamRecorder {
       indexBuffers: [],
       queuedMessages: 0,
       queuedFromNs: undefined,
+      closesGaps: [],
     };
     this.#queuedBytes += SEGMENT_MAGIC.length;
     this.#segments.push(segment);
@@ -410,20 +416,28 @@ export class StreamRecorder {
     const buffers = segment.buffers;
     const indexBuffers = segment.indexBuffers;
     const lastNs = segment.lastNs;
+    const messages = segment.queuedMessages;
+    const fromNs = segment.queuedFromNs;
+    const closesGaps = segment.closesGaps;
+    segment.closesGaps = [];
     segment.buffers = [];
     segment.indexBuffers = [];
     segment.queuedMessages = 0;
     segment.queuedFromNs = undefined;
     let bytes = 0;
     for (const b of buffers) bytes += b.length;
+    segment.inFlight = { messages, fromNs, closesGaps };
     try {
       await segment.handle.writev(buffers);
       segment.written += bytes;
       // The index after its records: it never points past what is on disk.
       if (indexBuffers.length > 0) await segment.index.writev(indexBuffers);
+      segment.inFlight = undefined;
     } finally {
       this.#queuedBytes -= bytes;
     }
+    // Written: the gaps it closed are closed, and recording is whole again unless one is open.
+    if (this.#state === 'degraded' && this.#gap === undefined) this.#setState('recording');
     this.#unsynced = true;
     this.#writtenNs = lastNs;
     this.stats.bytesWritten += bytes + indexBuffers.length * 20;
@@ -455,9 +469,17 @@ export class StreamRecorder {
     this.#queuedBytes = 0;
     let fromNs: bigint | undefined;
     let messages = 0;
+    let reopened: Gap | undefined;
     for (const segment of segments) {
-      fromNs ??= segment.queuedFromNs;
-      messages += segment.queuedMessages;
+      // Gaps whose marks are lost with it are open again, from their start.
+      for (const gap of [...(segment.inFlight?.closesGaps ?? []), ...segment.closesGaps]) {
+        this.stats.gaps -= 1;
+        reopened ??= { fromNs: gap.fromNs, reason: gap.reason, messages: 0 };
+        reopened.messages += gap.messages;
+      }
+      // What was being written when it failed, then what waited behind it.
+      fromNs ??= segment.inFlight?.fromNs ?? segment.queuedFromNs;
+      messages += (segment.inFlight?.messages ?? 0) + segment.queuedMessages;
       void Promise.allSettled([segment.handle?.close(), segment.index?.close()]).then(() =>
         segment.written > 0 ? this.#files.truncate(segment.path, segment.written).catch(() => undefined) : undefined,
       );
@@ -465,8 +487,14 @@ export class StreamRecorder {
     const reason = `write failed: ${describe(err)}`;
     const ns = fromNs ?? this.#now();
     this.stats.droppedMessages += messages;
-    if (this.#gap === undefined) this.#gap = { fromNs: ns, reason, messages };
-    else this.#gap.messages += messages;
+    if (reopened !== undefined) {
+      reopened.messages += messages + (this.#gap?.messages ?? 0);
+      this.#gap = reopened;
+    } else if (this.#gap === undefined) {
+      this.#gap = { fromNs: ns, reason, messages };
+    } else {
+      this.#gap.messages += messages;
+    }
     this.#failed(err, 'tape write failed');
   }
 

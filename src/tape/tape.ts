@@ -45,6 +45,7 @@ export class Tape {
   readonly #logger: Logger;
   #sweepTimer: unknown;
   #sweeping: Promise<void> | undefined;
+  #sweepAgain: Promise<void> | undefined;
   /** the replays served from this tape (REPLAY_MAX_SESSIONS) */
   readonly replays: ReplayRegistry;
   /** segments deleted by retention */
@@ -110,7 +111,15 @@ export class Tape {
 
   /** Deletes whole segments, oldest first: older than the retention, then past `maxBytes`. */
   sweep(): Promise<void> {
-    this.#sweeping ??= this.#sweep().finally(() => (this.#sweeping = undefined));
+    // One at a time; a sweep asked for during one runs after it, with the time it was asked at or later.
+    if (this.#sweeping !== undefined) {
+      this.#sweepAgain ??= this.#sweeping.then(() => {
+        this.#sweepAgain = undefined;
+        return this.sweep();
+      });
+      return this.#sweepAgain;
+    }
+    this.#sweeping = this.#sweep().finally(() => (this.#sweeping = undefined));
     return this.#sweeping;
   }
 

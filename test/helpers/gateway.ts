@@ -6,6 +6,7 @@ import type { Clock } from '../../src/clock.js';
 import { loadConfig } from '../../src/config.js';
 import type { Gateway } from '../../src/hub/gateway.js';
 import type { VendorSimulator } from '../../src/simulator/index.js';
+import type { TapeFiles } from '../../src/tape/stream-recorder.js';
 import { captureLogs } from './log-capture.js';
 import { type ClientOptions, StreamClient } from './stream-client.js';
 
@@ -28,12 +29,12 @@ export interface GatewayFixture {
  * UPSTREAM_URL is given), its logs captured; the teardown closes it. It serves the stock stream
  * `v2/iex` alone unless `env` says otherwise (`STREAMS: ''` for the default four streams).
  */
-export async function startGateway(t: Test, env: Record<string, string> = {}, clock?: Clock): Promise<GatewayFixture> {
+export async function startGateway(t: Test, env: Record<string, string> = {}, clock?: Clock, tapeFiles?: TapeFiles): Promise<GatewayFixture> {
   const config = loadConfig({ SIMULATOR_RATE: '0', ...(env.UPSTREAM_URL === undefined ? { STREAMS: 'v2/iex' } : {}), ...env });
   const { logger, lines } = captureLogs(env.LOG_LEVEL ?? 'info');
   const fastify: FastifyInstance = Fastify(fastifyOptions(logger as FastifyBaseLogger));
   // Registered through fastify-plugin so the test sees the app's decorators (`gateway`), as fastify/demo's tests do.
-  await fastify.register(fp(app), { config, clock });
+  await fastify.register(fp(app), { config, clock, tapeFiles });
   t.teardown(() => fastify.close());
   await fastify.listen({ host: '127.0.0.1', port: 0 });
   const address = fastify.server.address() as { port: number };
