@@ -12,10 +12,11 @@ import { CRYPTO, STOCKS, type StreamKind } from '../../src/protocol/streams.js';
 import { Timestamp } from '../../src/protocol/timestamp.js';
 import type { TapeRecord } from '../../src/tape/record.js';
 import { INDEX_ENTRY_BYTES, listSegments } from '../../src/tape/segment-files.js';
-import { nodeTapeFiles, StreamRecorder, type StreamRecorderOptions, type TapeFiles } from '../../src/tape/stream-recorder.js';
+import { StreamRecorder, type StreamRecorderOptions } from '../../src/tape/stream-recorder.js';
 import { Tape } from '../../src/tape/tape.js';
 import { TapeCursor } from '../../src/tape/tape-cursor.js';
 import { FakeClock } from '../helpers/fake-clock.js';
+import { flakyDisk } from '../helpers/flaky-disk.js';
 import { captureLogs } from '../helpers/log-capture.js';
 import { eventually } from '../helpers/wait.js';
 
@@ -131,43 +132,6 @@ t.test('a torn tail is truncated at start with a log line; recording goes on in 
   const gap = records.find((x) => x.type === 'mark' && x.mark.event === 'tape_gap');
   t.match(gap, { mark: { reason: /recorder not running/ } });
 });
-
-/** The disk's operations with a switch that makes writes fail (ENOSPC) and a gate that holds them. */
-function flakyDisk(): { files: TapeFiles; fail: (on: boolean) => void; hold: () => () => void; writes: () => number } {
-  let failing = false;
-  let gate: Promise<void> | undefined;
-  let writes = 0;
-  const files: TapeFiles = {
-    ...nodeTapeFiles,
-    openAppend: async (path) => {
-      if (failing) throw Object.assign(new Error(`no space left on device, open '${path}'`), { code: 'ENOSPC' });
-      const handle = await nodeTapeFiles.openAppend(path);
-      return {
-        writev: async (buffers: NodeJS.ArrayBufferView[]) => {
-          await gate;
-          writes += 1;
-          if (failing) throw Object.assign(new Error('no space left on device, write'), { code: 'ENOSPC' });
-          return handle.writev(buffers);
-        },
-        datasync: () => handle.datasync(),
-        close: () => handle.close(),
-      } as Awaited<ReturnType<TapeFiles['openAppend']>>;
-    },
-  };
-  return {
-    files,
-    fail: (on) => (failing = on),
-    hold: () => {
-      let open!: () => void;
-      gate = new Promise((resolve) => (open = resolve));
-      return () => {
-        gate = undefined;
-        open();
-      };
-    },
-    writes: () => writes,
-  };
-}
 
 t.test('a disk that refuses writes: frames go into one gap, the recorder says degraded, and it resumes by itself when the disk allows', async (t) => {
   const disk = flakyDisk();
