@@ -85,6 +85,8 @@ class ReplayLink extends EventEmitter<{ refused: [Refusal]; state: [StateChange]
   #playing: Promise<void> | undefined;
   #paused = false;
   #stopped = false;
+  /** ends a pacing wait early (the replay is stopping) */
+  #wake: (() => void) | undefined;
   /** set once playback has ended (tape exhausted or `to` passed) */
   ended = false;
   readonly #log: Logger;
@@ -105,7 +107,8 @@ class ReplayLink extends EventEmitter<{ refused: [Refusal]; state: [StateChange]
     for (const [channel, symbol] of added) this.#desired.add(channel, symbol);
     for (const [channel, symbol] of removed) this.#desired.delete(channel, symbol);
     if (this.#playing === undefined && !this.#desired.isEmpty) {
-      this.#playing = this.#play().catch((err: unknown) => {
+      // Paced from the first subscribe, however long opening the tape takes.
+      this.#playing = this.#play(this.#options.clock.now()).catch((err: unknown) => {
         this.#log.error({ err }, 'replay failed');
         this.#session?.fail(500, 'replay failed');
       });
@@ -122,11 +125,12 @@ class ReplayLink extends EventEmitter<{ refused: [Refusal]; state: [StateChange]
 
   stop(): Promise<void> {
     this.#stopped = true;
+    this.#wake?.();
     return this.#playing ?? Promise.resolve();
   }
 
-  async #play(): Promise<void> {
-    const { dir, stream, window, clock } = this.#options;
+  async #play(startedAt: number): Promise<void> {
+    const { dir, stream, window } = this.#options;
     const hub = this.#hub as Hub;
     const cursor = await TapeCursor.open(dir, stream, window.fromNs);
     try {
@@ -134,16 +138,26 @@ class ReplayLink extends EventEmitter<{ refused: [Refusal]; state: [StateChange]
       await this.#prime(cursor, hub);
       let anchor: { ns: bigint; ms: number } | undefined;
       let live = true;
+      const budget = this.#bufferBytes();
+      let sinceFlush = 0;
       for (let records = await cursor.next(); records.length > 0 && !this.#stopped; records = await cursor.next()) {
         for (const record of records) {
           if (window.toNs !== undefined && record.ns > window.toNs) return this.#end();
-          anchor ??= { ns: record.ns > window.fromNs ? record.ns : window.fromNs, ms: clock.now() };
+          anchor ??= { ns: record.ns > window.fromNs ? record.ns : window.fromNs, ms: startedAt };
           if (window.speed !== 'max') await this.#due(anchor, record.ns, window.speed);
+          // What was handed to the hub is flushed before more is read, so the client's backlog is
+          // known; a client past the budget holds the tape back.
+          if (sinceFlush >= budget) {
+            await yieldTurn();
+            sinceFlush = 0;
+          }
           while ((this.#paused || this.#lagging()) && !this.#stopped) await yieldTurn(this.#paused ? 0 : 1);
           if (this.#stopped) return;
           live = this.#emit(hub, record, live);
+          if (record.type !== 'mark') sinceFlush += record.bytes.length;
         }
         await yieldTurn(); // the hub flushes this chunk's frames before the next is read
+        sinceFlush = 0;
       }
       if (!this.#stopped) this.#end();
     } finally {
@@ -175,10 +189,14 @@ class ReplayLink extends EventEmitter<{ refused: [Refusal]; state: [StateChange]
     if (catchUp.length > 0) hub.onData(catchUp);
   }
 
+  /** The client's bytes waiting before the tape is read on: below the conflation threshold. */
+  #bufferBytes(): number {
+    return this.#options.bufferBytes ?? this.#options.clients.highWaterBytes / 4;
+  }
+
   #lagging(): boolean {
     const session = this.#session;
-    if (session === undefined) return false;
-    return session.queue.bufferedBytes > (this.#options.bufferBytes ?? this.#options.clients.highWaterBytes / 4);
+    return session !== undefined && session.queue.bufferedBytes > this.#bufferBytes();
   }
 
   /** Waits until `ns` is due: recorded time since the anchor ÷ speed, on the injected clock. */
@@ -187,7 +205,14 @@ class ReplayLink extends EventEmitter<{ refused: [Refusal]; state: [StateChange]
     const dueMs = anchor.ms + Number(ns - anchor.ns) / 1e6 / speed;
     const wait = dueMs - clock.now();
     if (wait < 1) return;
-    await new Promise<void>((resolve) => clock.setTimeout(resolve, wait));
+    await new Promise<void>((resolve) => {
+      const timer = clock.setTimeout(() => this.#wake?.(), wait);
+      this.#wake = () => {
+        clock.clearTimeout(timer);
+        this.#wake = undefined;
+        resolve();
+      };
+    });
   }
 
   /** Hands one record to the hub; returns whether the recorded link is live after it. */
@@ -305,6 +330,11 @@ export class ReplayRegistry {
 
   get running(): number {
     return this.#admitted;
+  }
+
+  /** The replays started and not yet over, for diagnostics and tests. */
+  get replays(): Replay[] {
+    return [...this.#running];
   }
 
   /** Closes every replay's client with `code` (1001 on shutdown) and waits for them to go. */

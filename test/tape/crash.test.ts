@@ -78,7 +78,7 @@ t.test('kill -9 of a recording gateway under load: the tape reads back, at most 
   await eventually(() => second.proc.stdout().includes('torn tail truncated'), 'the truncation logged');
   t.match(second.proc.stdout(), /"truncatedBytes":40\b/, 'exactly the torn bytes cut');
   t.same([...(await tapeTrades(dir))].filter((k) => !recorded.has(k)), [], 'nothing of the old tape was lost by the repair');
-  const tape = async (): Promise<{ state: string; streams: { messages: number; segments: number; gaps: { reason: string }[] }[] }> => (await fetch(`${second.base}/tape`)).json();
+  const tape = async (): Promise<{ state: string; streams: { messages: number; segments: number; gaps: { reason: string }[] }[] }> => (await (await fetch(`${second.base}/tape`)).json()) as never;
   const before = (await tape()).streams[0]!.messages;
   const repinned = await fetch(`${second.base}/subscriptions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ action: 'subscribe', trades: ['*'] }) });
   t.equal(repinned.status, 200, 'the vendor streams trades again');

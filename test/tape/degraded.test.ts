@@ -49,8 +49,8 @@ t.test('a disk that refuses writes: clients get every message, /health stays 200
   gw.simulator!.publish(trades(150, 10), 'v2/iex');
   await client.until(() => data(client.messages).length === 160, 'trades after the recovery');
   await recorder.flushed();
-  const tape = await (await fetch(`${gw.base}/tape`)).json();
+  const tape = (await (await fetch(`${gw.base}/tape`)).json()) as { streams: { messages: number }[] };
   t.match(tape, { state: 'recording', reason: null, streams: [{ stream: 'v2/iex', gaps: [{ reason: /write failed: ENOSPC/ }] }] });
-  t.equal(tape.streams[0].messages, 50 + 10, 'the tape holds what came before and after the outage');
+  t.equal(tape.streams[0]?.messages, 50 + 10, 'the tape holds what came before and after the outage');
   t.equal(recorder.stats.droppedMessages, 100, 'and counts what it could not keep');
 });
