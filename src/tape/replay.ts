@@ -37,9 +37,20 @@ export interface ReplayWindow {
   readonly speed: number | 'max';
 }
 
+/** Where a replay reads its records, in recorded order (a tape folder's `TapeCursor`, or another store's). */
+export interface TapeSource {
+  /** the next records (a chunk's worth), or an empty list at the end */
+  next(): Promise<TapeRecord[]>;
+  /** the records before the start that a replay needs for its books (a checkpoint on), in order */
+  prelude(each: (records: readonly TapeRecord[]) => void): Promise<void>;
+  close(): Promise<void>;
+}
+
 export interface ReplayOptions {
-  /** `TAPE_DIR` */
+  /** `TAPE_DIR` (read with a `TapeCursor` unless `source` says otherwise) */
   readonly dir: string;
+  /** opens the records of `stream` from `fromNs` on (default: the tape folder `dir`) */
+  readonly source?: (stream: string, fromNs: bigint) => Promise<TapeSource>;
   readonly stream: string;
   readonly kind: StreamKind;
   readonly window: ReplayWindow;
@@ -132,7 +143,7 @@ class ReplayLink extends EventEmitter<{ refused: [Refusal]; state: [StateChange]
   async #play(startedAt: number): Promise<void> {
     const { dir, stream, window } = this.#options;
     const hub = this.#hub as Hub;
-    const cursor = await TapeCursor.open(dir, stream, window.fromNs);
+    const cursor = await (this.#options.source?.(stream, window.fromNs) ?? TapeCursor.open(dir, stream, window.fromNs));
     try {
       if (this.#stopped) return;
       await this.#prime(cursor, hub);
@@ -166,7 +177,7 @@ class ReplayLink extends EventEmitter<{ refused: [Refusal]; state: [StateChange]
   }
 
   /** The books (and, for `?snapshot=1`, last values) as of `from`, and resets to the first subscriber as the vendor sends them. */
-  async #prime(cursor: TapeCursor, hub: Hub): Promise<void> {
+  async #prime(cursor: TapeSource, hub: Hub): Promise<void> {
     const snapshot = this.#session?.options.snapshot === true;
     const books = this.kind.channels.includes('orderbooks');
     if (!snapshot && !books) return;
