@@ -61,7 +61,7 @@ export default async function replayRoutes(fastify: FastifyInstance): Promise<vo
       return;
     }
     try {
-      request.replayWindow = replayWindow(request.query.from, request.query.to, request.query.speed, tape.endOf(path) ?? undefined);
+      request.replayWindow = replayWindow(request.query.from, request.query.to, request.query.speed, tape.endOf(path));
     } catch (err) {
       if (!(err instanceof WindowError)) throw err;
       await reply.problem(400, err.message);

@@ -150,10 +150,14 @@ export class SegmentReader {
   #damage: string | undefined;
   readonly #chunkBytes: number;
 
+  /** where reading began */
+  readonly startOffset: number;
+
   private constructor(segment: SegmentFile, handle: FileHandle, offset: number, chunkBytes: number) {
     this.segment = segment;
     this.#handle = handle;
     this.#position = offset;
+    this.startOffset = offset;
     this.#chunkBytes = chunkBytes;
   }
 

@@ -8,8 +8,7 @@ import { rm, truncate, writeFile } from 'node:fs/promises';
 import { CONTROL_TYPES } from '../protocol/channels.js';
 import { splitFrame } from '../protocol/frame.js';
 import { ProtocolError } from '../errors.js';
-import type { TapeRecord } from './record.js';
-import { SEGMENT_MAGIC } from './record.js';
+import { SEGMENT_MAGIC, type TapeRecord } from './record.js';
 import {
   encodeIndexEntry,
   fileSize,

@@ -17,10 +17,11 @@ import type { Clock } from '../clock.js';
 import { OrderBooks } from '../hub/order-books.js';
 import { type Encoding, joinFrame, type MessageUnit } from '../protocol/frame.js';
 import type { StreamKind } from '../protocol/streams.js';
-import { encodeMark, frameType, type Mark, RECORD_TYPES, recordHeader, SEGMENT_MAGIC } from './record.js';
+import { frameType, type Mark, RECORD_TYPES, recordHeader, SEGMENT_MAGIC } from './record.js';
 import { repairSegment } from './segment-repair.js';
 import {
   encodeIndexEntry,
+  INDEX_ENTRY_BYTES,
   INDEX_INTERVAL_BYTES,
   INDEX_KINDS,
   INDEX_SUFFIX,
@@ -311,8 +312,8 @@ export class StreamRecorder {
 
   #mark(ns: bigint, mark: Mark): void {
     if (this.#segments.length === 0) return;
-    const record = encodeMark(ns, mark);
-    this.#appendRecord(record.subarray(0, 17), record.subarray(17), ns, 0, INDEX_KINDS.mark, false);
+    const payload = Buffer.from(JSON.stringify(mark));
+    this.#appendRecord(recordHeader(RECORD_TYPES.mark, ns, payload), payload, ns, 0, INDEX_KINDS.mark, false);
   }
 
   #append(type: (typeof RECORD_TYPES)[keyof typeof RECORD_TYPES], ns: bigint, payload: Buffer, messages: number): void {
@@ -440,7 +441,7 @@ export class StreamRecorder {
     if (this.#state === 'degraded' && this.#gap === undefined) this.#setState('recording');
     this.#unsynced = true;
     this.#writtenNs = lastNs;
-    this.stats.bytesWritten += bytes + indexBuffers.length * 20;
+    this.stats.bytesWritten += bytes + indexBuffers.length * INDEX_ENTRY_BYTES;
   }
 
   async #closeSegment(segment: OpenSegment): Promise<void> {

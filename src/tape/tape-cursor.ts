@@ -6,7 +6,7 @@
  * the frames since) is read only when asked for (`prelude`), for a replay that needs the books.
  */
 import { join } from 'node:path';
-import type { TapeRecord } from './record.js';
+import { SEGMENT_MAGIC, type TapeRecord } from './record.js';
 import { listSegments, readIndex, type SegmentFile, SegmentReader, seekOffset } from './segment-files.js';
 
 /** The last segment that starts at or before `ns` (the first, if `ns` precedes them all). */
@@ -92,8 +92,13 @@ export class TapeCursor {
       }
       let records = await this.#reader.next();
       if (records.length === 0) {
-        await this.#reader.close();
+        const reader = this.#reader;
+        await reader.close();
         this.#reader = undefined;
+        // An index entry that points at no record (a damaged index): the segment is scanned from its start instead.
+        if (this.#seeking && reader.damage !== undefined && reader.startOffset > SEGMENT_MAGIC.length) {
+          this.#reader = await SegmentReader.open(reader.segment);
+        }
         continue;
       }
       if (this.#seeking) {

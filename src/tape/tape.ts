@@ -10,7 +10,7 @@ import type { Clock } from '../clock.js';
 import type { StreamKind } from '../protocol/streams.js';
 import { ReplayRegistry } from './replay.js';
 import { fileSize, listSegments, type SegmentFile } from './segment-files.js';
-import { type RecorderState, StreamRecorder, type TapeFiles } from './stream-recorder.js';
+import { StreamRecorder, type TapeFiles } from './stream-recorder.js';
 import { type StreamTape, summarizeStream } from './tape-catalog.js';
 
 export interface TapeConfig {
@@ -167,4 +167,3 @@ export class Tape {
   }
 }
 
-export type { RecorderState };
