@@ -1,19 +1,16 @@
 #!/usr/bin/env node
 /**
- * The `tickmux` command: `tickmux simulate` runs the vendor simulator alone (for docker-compose
- * and for trying clients); `tickmux tail` prints a gateway's live stream.
+ * The `tickmux` command: `simulate` runs the vendor simulator alone (for docker-compose and for
+ * trying clients); `tail` prints a gateway's live stream; `replay` serves a tape as the vendor;
+ * `tape ls` and `tape export` read a tape. Each command loads only the modules it needs, so a
+ * short command starts fast.
  */
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import closeWithGrace from 'close-with-grace';
 import { createLogger } from './logger.js';
+import { ChannelSet } from './protocol/channel-set.js';
 import { CHANNELS, type Channel, STREAM_PATHS, type StreamKind, streamKindOf, streamPathOfUrl } from './protocol/streams.js';
-import { VendorSimulator } from './simulator/index.js';
-import { tail } from './tail.js';
-import { systemClock } from './clock.js';
-import { loadConfig } from './config.js';
-import { Secret } from './secret.js';
-import { ReplayServer } from './tape/replay-server.js';
 import { replayWindow, WindowError } from './tape/replay-window.js';
 
 const USAGE = `usage: tickmux <command> [options]
@@ -49,6 +46,17 @@ commands:
              --speed S    1 as recorded (default), N times as fast, or max
              --host H (default 127.0.0.1)  --port N (default 9000)  --max-sessions N (default 16)
              --key K --secret S   accept only this key pair (default: any)
+  tape ls    what a tape folder holds: per stream its range, bytes, messages, segments and gaps
+             --tape DIR   a TAPE_DIR a gateway recorded   --json   as GET /tape's streams
+  tape export  a window of one stream's tape, losslessly (ids and nanoseconds exact)
+             --tape DIR --stream P --from T --to T   (T: RFC 3339 up to ns, or Unix ms; both included)
+             channels as tail takes them (none: every message), e.g. --trades AAPL,MSFT --quotes '*'
+             --format ndjson   the vendor's JSON of each message, one a line, with "recv" (its
+                               receive time) last; --marks adds link down/up and tape gaps as
+                               {"T":"mark",…} lines
+             --format csv      one file per message type (t.csv, q.csv …) with a header, in --out DIR
+                               (files there are replaced); without --out, stdout if the channels
+                               give one type
 `;
 
 /** One-line error and exit 2 for a bad command line. */
@@ -85,6 +93,7 @@ async function simulate(args: string[]): Promise<void> {
   }
   if ((values.key === undefined) !== (values.secret === undefined)) usageError('--key and --secret go together');
   const logger = createLogger(process.env.LOG_LEVEL ?? 'info');
+  const { VendorSimulator } = await import('./simulator/index.js');
   const simulator = new VendorSimulator({
     host: values.host,
     port: integerOption('port', values.port, 9000, 0, 65535),
@@ -177,6 +186,7 @@ async function runTail(args: string[]): Promise<void> {
   });
   const target = tailTarget(values.url, values.stream);
   const channels = tailChannels(values, target.path, target.kind);
+  const { tail } = await import('./tail.js');
   const code = await tail({
     url: target.url,
     key: values.key ?? process.env.APCA_API_KEY_ID ?? 'tail',
@@ -214,7 +224,8 @@ async function runReplay(args: string[]): Promise<void> {
     throw err;
   }
   if (values.nats !== undefined) usageError('--nats: a cluster tape in JetStream is not supported yet; replay a tape folder with --tape DIR');
-  if (values.tape === undefined) usageError('replay needs --tape DIR (a TAPE_DIR a gateway recorded)');
+  values.tape ??= process.env.TAPE_DIR;
+  if (values.tape === undefined) usageError('replay needs --tape DIR (a TAPE_DIR a gateway recorded; default $TAPE_DIR)');
   if ((values.key === undefined) !== (values.secret === undefined)) usageError('--key and --secret go together');
   let window;
   try {
@@ -224,6 +235,12 @@ async function runReplay(args: string[]): Promise<void> {
     throw err;
   }
   const logger = createLogger(process.env.LOG_LEVEL ?? 'info');
+  const [{ systemClock }, { loadConfig }, { Secret }, { ReplayServer }] = await Promise.all([
+    import('./clock.js'),
+    import('./config.js'),
+    import('./secret.js'),
+    import('./tape/replay-server.js'),
+  ]);
   const defaults = loadConfig({}).clients;
   const server = new ReplayServer({
     dir: resolve(values.tape),
@@ -249,6 +266,116 @@ async function runReplay(args: string[]): Promise<void> {
   });
 }
 
+/** One line on stderr and exit `code`: 2 for a bad command line, 1 for a tape that cannot be read. */
+function tapeFail(message: string, code: 1 | 2): never {
+  process.stderr.write(`tickmux tape: ${message}\n`);
+  process.exit(code);
+}
+
+/** The channels and symbols `tape export` keeps (undefined: every message); a channel the stream's kind lacks is a usage error. */
+function exportSelection(values: Record<string, unknown>, path: string, kind: StreamKind): ChannelSet | undefined {
+  const own = kind.channels.map((c) => `--${channelOption(c)}`).join(', ');
+  let selection: ChannelSet | undefined;
+  for (const channel of CHANNELS) {
+    const given = values[channelOption(channel)] as string[] | undefined;
+    if (given === undefined) continue;
+    const option = `--${channelOption(channel)}`;
+    if (!kind.channels.includes(channel)) tapeFail(`${path} has no ${option}; its channels: ${own}`, 2);
+    const symbols = given.flatMap((s) => s.split(',')).map((s) => s.trim()).filter(Boolean);
+    if (symbols.length === 0) tapeFail(`${option} needs a symbol or '*'`, 2);
+    for (const symbol of symbols) {
+      // A mistyped symbol would export nothing and say nothing.
+      if (!kind.isValidSymbol(symbol)) tapeFail(`${option} ${JSON.stringify(symbol)} is not a ${kind.name} symbol`, 2);
+      (selection ??= new ChannelSet()).add(channel, symbol);
+    }
+  }
+  return selection;
+}
+
+async function tapeLs(args: string[]): Promise<void> {
+  let values;
+  try {
+    ({ values } = parseArgs({ args, options: { tape: { type: 'string' }, json: { type: 'boolean', default: false } }, strict: true }));
+  } catch (err) {
+    if (err instanceof TypeError) tapeFail(err.message, 2);
+    throw err;
+  }
+  values.tape ??= process.env.TAPE_DIR;
+  if (values.tape === undefined) tapeFail('ls needs --tape DIR (a TAPE_DIR a gateway recorded; default $TAPE_DIR)', 2);
+  const { formatTapeTable, listTape } = await import('./tape/tape-list.js');
+  const listing = await listTape(values.tape);
+  process.stdout.write(values.json ? `${JSON.stringify(listing)}\n` : formatTapeTable(listing, values.tape));
+}
+
+async function tapeExport(args: string[]): Promise<void> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args,
+      options: {
+        tape: { type: 'string' },
+        stream: { type: 'string' },
+        from: { type: 'string' },
+        to: { type: 'string' },
+        format: { type: 'string' },
+        out: { type: 'string' },
+        marks: { type: 'boolean', default: false },
+        ...Object.fromEntries(CHANNELS.map((c) => [channelOption(c), { type: 'string', multiple: true } as const])),
+      },
+      strict: true,
+    }));
+  } catch (err) {
+    if (err instanceof TypeError) tapeFail(err.message, 2);
+    throw err;
+  }
+  values.tape ??= process.env.TAPE_DIR;
+  if (values.tape === undefined) tapeFail('export needs --tape DIR (a TAPE_DIR a gateway recorded; default $TAPE_DIR)', 2);
+  if (values.stream === undefined) tapeFail(`export needs --stream P: one of ${STREAM_PATHS.join(', ')}`, 2);
+  const stream = values.stream.replace(/^\/+/, '');
+  const kind = streamKindOf(stream);
+  if (kind === undefined) tapeFail(`unknown stream ${JSON.stringify(values.stream)}; known: ${STREAM_PATHS.join(', ')}`, 2);
+  if (values.from === undefined || values.to === undefined) tapeFail('export needs --from T and --to T (RFC 3339 up to nanoseconds, or Unix ms)', 2);
+  const window = replayWindow(values.from, values.to, undefined);
+  const format = values.format;
+  if (format !== 'ndjson' && format !== 'csv') tapeFail(format === undefined ? 'export needs --format ndjson or --format csv' : `--format must be ndjson or csv; got ${JSON.stringify(format)}`, 2);
+  const selection = exportSelection(values, stream, kind);
+  const { exportTape } = await import('./tape/tape-export.js');
+  const result = await exportTape(
+    { dir: values.tape, stream, kind, fromNs: window.fromNs, toNs: window.toNs as bigint, selection, format, marks: values.marks, outDir: values.out },
+    process.stdout,
+  );
+  for (const table of result.tables) {
+    if (table.path !== undefined) process.stderr.write(`wrote ${table.path}: ${table.rows} ${table.rows === 1 ? 'row' : 'rows'}\n`);
+    if (table.messagesWithExtraFields > 0) {
+      process.stderr.write(`tickmux tape: ${table.messagesWithExtraFields} ${table.type} messages had fields the header lacks (${table.extraFields.join(', ')}), left out of their rows; --format ndjson keeps them\n`);
+    }
+  }
+  for (const [why, n] of result.skipped) process.stderr.write(`tickmux tape: ${n} messages left out: ${why}\n`);
+}
+
+/** `tickmux tape ls` and `tickmux tape export`: one line on stderr for what goes wrong. */
+async function runTape(args: string[]): Promise<void> {
+  const [sub, ...rest] = args;
+  // `… | head` closes the pipe: the reader is done, so the command is too (exit 0, as tail does).
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EPIPE') throw err;
+    process.exit(0);
+  });
+  try {
+    if (sub === 'ls') await tapeLs(rest);
+    else if (sub === 'export') await tapeExport(rest);
+    else tapeFail(sub === undefined ? 'tape needs ls or export' : `unknown tape command ${JSON.stringify(sub)}: tape ls or tape export`, 2);
+  } catch (err) {
+    // By name: the classes live in modules loaded only by the command that throws them.
+    if (err instanceof Error && err.name === 'TapeFolderError') tapeFail(err.message, 1);
+    if (err instanceof Error && (err.name === 'TapeExportError' || err instanceof WindowError)) tapeFail(err.message, 2);
+    // The disk's refusals (an --out that is a file, no space left): one line too.
+    const code = (err as NodeJS.ErrnoException).code;
+    if (err instanceof Error && typeof code === 'string' && /^E[A-Z]+$/.test(code)) tapeFail(err.message, 1);
+    throw err;
+  }
+}
+
 const [command, ...rest] = process.argv.slice(2);
 switch (command) {
   case 'simulate':
@@ -259,6 +386,9 @@ switch (command) {
     break;
   case 'tail':
     await runTail(rest);
+    break;
+  case 'tape':
+    await runTape(rest);
     break;
   case undefined:
   case '--help':

@@ -114,7 +114,10 @@ export class Gateway {
       },
       onFrame: recorder === undefined ? undefined : (data, encoding, dataMessages) => recorder.frame(data, encoding, dataMessages),
     });
-    if (recorder !== undefined) link.on('state', (change) => recorder.link(change.to === 'live', { state: change.to, reason: change.reason }));
+    if (recorder !== undefined) {
+      link.on('state', (change) => recorder.link(change.to === 'live', { state: change.to, reason: change.reason }));
+      link.on('acknowledged', (set) => recorder.subscriptions(set.toLists()));
+    }
     view = options.upstreamFor?.(path, kind, link) ?? link;
     hub = new Hub({
       kind,

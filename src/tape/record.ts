@@ -40,6 +40,8 @@ export type Mark =
   | { event: 'upstream_up'; session: string }
   /** the vendor link left live */
   | { event: 'upstream_down'; state: string; reason: string | null }
+  /** the set the vendor holds changed: its lists per channel, as its `subscription` reply had them */
+  | { event: 'subscriptions'; set: Readonly<Record<string, readonly string[]>> }
   /** the recorder kept nothing from `from` to `to` (ns since the epoch, as text) */
   | { event: 'tape_gap'; from: string; to: string; reason: string; messages: number };
 

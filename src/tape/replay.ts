@@ -247,6 +247,8 @@ class ReplayLink extends EventEmitter<{ refused: [Refusal]; state: [StateChange]
       case 'tape_gap':
         hub.notify({ T: 'gateway', event: 'tape_gap', stream: this.#options.stream, at, from: nsText(BigInt(mark.from)), to: nsText(BigInt(mark.to)), reason: mark.reason });
         return live;
+      case 'subscriptions':
+        return live; // the vendor's side of the recording; a replay's client has its own set
       case 'segment':
         // A segment that starts with the link down after it was up: the recorder stopped in between.
         if (live && !mark.live) this.emit('state', { from: 'live', to: 'stopped', at: ms, atText: at, reason: 'recorder restarted' } satisfies StateChange);

@@ -238,6 +238,21 @@ export class SegmentReader {
   }
 }
 
+/**
+ * The record at `offset` of an open segment (one small read, more only for a large record), or
+ * undefined when there is no whole record there.
+ */
+export async function readRecordAt(handle: FileHandle, offset: number): Promise<TapeRecord | undefined> {
+  let buf = Buffer.alloc(4096);
+  for (;;) {
+    const { bytesRead } = await handle.read(buf, 0, buf.length, offset);
+    const result = readRecord(buf.subarray(0, bytesRead), 0, offset);
+    if (result.status === 'record') return result.record;
+    if (result.status === 'damaged' || bytesRead < buf.length || result.need <= buf.length) return undefined;
+    buf = Buffer.alloc(result.need);
+  }
+}
+
 /** The size of a file, or undefined when it is gone. */
 export async function fileSize(path: string): Promise<number | undefined> {
   try {

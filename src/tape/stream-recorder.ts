@@ -135,7 +135,7 @@ export class StreamRecorder {
   #fsyncTimer: unknown;
   #retryTimer: unknown;
   #gap: Gap | undefined;
-  /** receive times are strictly increasing within a stream (a seek relies on it) */
+  /** receive times are strictly increasing within a stream: each record's is its own (a seek and the catalog rely on it) */
   #lastNs = 0n;
   #writtenNs: bigint | undefined;
   #session: string | null = null;
@@ -211,7 +211,7 @@ export class StreamRecorder {
     const now = this.#now();
     if (previousEnd !== undefined) this.#gap = { fromNs: previousEnd + 1n, reason: 'recorder not running (gateway stopped or restarted)', messages: 0 };
     this.#openSegment(now);
-    this.#closeGap(now);
+    if (this.#gap !== undefined) this.#closeGap(this.#now());
     this.#setState('recording');
     this.#scheduleFsync();
   }
@@ -219,13 +219,17 @@ export class StreamRecorder {
   /** A vendor frame as it arrived: queued with its receive time (now). `messages`: its data messages. */
   frame(bytes: Buffer, encoding: Encoding, messages: number): void {
     if (this.#state === 'stopped' || this.#state === 'starting') return;
-    const ns = this.#now();
+    let ns = this.#now();
     this.stats.messages += messages;
     if (this.#segments.length === 0 || this.#queuedBytes + bytes.length > this.#options.queueBytes) {
       this.#drop(ns, messages, this.#segments.length === 0 ? (this.#reason ?? 'disk unavailable') : 'write queue full (the disk is too slow)');
       return;
     }
-    this.#closeGap(ns);
+    if (this.#gap !== undefined) {
+      // The gap ends as this frame arrives; its mark goes first, a nanosecond before the frame.
+      this.#closeGap(ns);
+      ns = this.#now();
+    }
     this.#append(frameType(encoding), ns, bytes, messages);
   }
 
@@ -242,6 +246,12 @@ export class StreamRecorder {
     const ns = this.#now();
     if (live) this.#session = ns.toString();
     this.#mark(ns, live ? { event: 'upstream_up', session: this.#session as string } : { event: 'upstream_down', state: details.state, reason: details.reason ?? null });
+  }
+
+  /** The vendor acknowledged a different set (only the kind's non-empty channels are kept). */
+  subscriptions(set: Readonly<Record<string, readonly string[]>>): void {
+    const lists = Object.fromEntries(this.#options.kind.channels.flatMap((c) => ((set[c]?.length ?? 0) > 0 ? [[c, set[c] as readonly string[]]] : [])));
+    this.#mark(this.#now(), { event: 'subscriptions', set: lists });
   }
 
   /** Writes what is queued, closes the segment with its end entry, and stops. */
@@ -318,8 +328,14 @@ export class StreamRecorder {
 
   #append(type: (typeof RECORD_TYPES)[keyof typeof RECORD_TYPES], ns: bigint, payload: Buffer, messages: number): void {
     const current = this.#segments.at(-1) as OpenSegment;
-    if (current.planned >= this.#options.segmentBytes || ns / HOUR_NS !== current.hour) this.#openSegment(ns);
-    this.#appendRecord(recordHeader(type, ns, payload), payload, ns, messages, INDEX_KINDS.time, true);
+    let at = ns;
+    if (current.planned >= this.#options.segmentBytes || ns / HOUR_NS !== current.hour) {
+      // The new segment starts at the frame's receive time; its mark and checkpoint take the next
+      // nanoseconds, so every record's time is distinct and in file order.
+      this.#openSegment(ns);
+      at = this.#now();
+    }
+    this.#appendRecord(recordHeader(type, at, payload), payload, at, messages, INDEX_KINDS.time, true);
   }
 
   #appendRecord(header: Buffer, payload: Buffer, ns: bigint, messages: number, kind: IndexKind, sparse: boolean): void {
@@ -366,7 +382,8 @@ export class StreamRecorder {
     if (resets.length > 0) {
       const encoding = (resets[0] as MessageUnit).sourceEncoding;
       const payload = joinFrame(resets, encoding);
-      this.#appendRecord(recordHeader(frameType(encoding, true), ns, payload), payload, ns, 0, INDEX_KINDS.mark, false);
+      const at = this.#now();
+      this.#appendRecord(recordHeader(frameType(encoding, true), at, payload), payload, at, 0, INDEX_KINDS.mark, false);
     }
   }
 

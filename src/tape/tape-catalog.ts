@@ -4,12 +4,12 @@
  * recorder's gap marks and the times the vendor link was down. `GET /tape` and `tickmux tape ls`
  * show it; a replay takes its default end from it.
  */
-import { readdir } from 'node:fs/promises';
+import { type FileHandle, open, readdir } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
 import { streamKindOf } from '../protocol/streams.js';
 import type { Mark, TapeRecord } from './record.js';
 import { dataMessagesOf } from './segment-repair.js';
-import { fileSize, INDEX_KINDS, type IndexEntry, listSegments, readIndex, type SegmentFile, SegmentReader } from './segment-files.js';
+import { fileSize, INDEX_KINDS, type IndexEntry, listSegments, readIndex, readRecordAt, type SegmentFile, SegmentReader } from './segment-files.js';
 
 export interface TapeGap {
   /** ns since the epoch */
@@ -51,17 +51,17 @@ export async function recordedStreams(dir: string): Promise<string[]> {
   return found.sort();
 }
 
-/** The records of one segment from `offset` to its end (small reads: an index's tail, one mark). */
-async function recordsFrom(segment: SegmentFile, offset: number, limit = Infinity): Promise<TapeRecord[]> {
+/** The records of one segment from `offset` to its end (an index's unindexed tail: at most 64 KiB and its marks). */
+async function recordsFrom(segment: SegmentFile, offset: number): Promise<TapeRecord[]> {
   const reader = await SegmentReader.open(segment, offset, 64 * 1024);
   if (reader === undefined) return [];
   const out: TapeRecord[] = [];
   try {
-    for (let records = await reader.next(); records.length > 0 && out.length < limit; records = await reader.next()) out.push(...records);
+    for (let records = await reader.next(); records.length > 0; records = await reader.next()) out.push(...records);
   } finally {
     await reader.close();
   }
-  return out.slice(0, limit);
+  return out;
 }
 
 interface SegmentSummary {
@@ -78,20 +78,31 @@ async function summarizeSegment(segment: SegmentFile): Promise<SegmentSummary> {
   const entries = await readIndex(segment);
   const end = entries.find((e) => e.kind === INDEX_KINDS.end);
   const marks: { ns: bigint; mark: Mark }[] = [];
-  for (const entry of entries) {
-    if (entry.kind !== INDEX_KINDS.mark) continue;
-    const [record] = await recordsFrom(segment, entry.offset, 1);
-    if (record?.type === 'mark') marks.push({ ns: record.ns, mark: record.mark });
+  const markEntries = entries.filter((e) => e.kind === INDEX_KINDS.mark);
+  if (markEntries.length > 0) {
+    let handle: FileHandle | undefined;
+    try {
+      handle = await open(segment.path, 'r');
+      for (const entry of markEntries) {
+        const record = await readRecordAt(handle, entry.offset);
+        if (record?.type === 'mark') marks.push({ ns: record.ns, mark: record.mark });
+      }
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err; // deleted by retention meanwhile
+    } finally {
+      await handle?.close();
+    }
   }
   if (end !== undefined) return { firstNs: entries[0]?.ns, lastNs: end.ns, messages: end.messages, bytes, marks };
   // Still being written (or its index lost entries): read what follows the last entry.
   const last: IndexEntry | undefined = entries.filter((e) => e.kind !== INDEX_KINDS.end).at(-1);
   const tail = await recordsFrom(segment, last?.offset ?? 0);
   let messages = last?.messages ?? 0;
-  const seen = new Set(marks.map((m) => m.ns));
+  // The tail starts at the last entry, which may be a mark read above already.
+  const seen = new Set(markEntries.map((e) => e.offset));
   for (const record of tail) {
     messages += dataMessagesOf(record);
-    if (record.type === 'mark' && !seen.has(record.ns)) marks.push({ ns: record.ns, mark: record.mark });
+    if (record.type === 'mark' && !seen.has(record.offset)) marks.push({ ns: record.ns, mark: record.mark });
   }
   return { firstNs: entries[0]?.ns ?? tail[0]?.ns, lastNs: tail.at(-1)?.ns ?? last?.ns, messages, bytes, marks };
 }

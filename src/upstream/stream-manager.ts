@@ -153,6 +153,8 @@ interface LiveWaiter {
 
 export interface StreamManagerEvents {
   state: [StateChange];
+  /** the set the vendor holds changed (its `subscription` reply differs from the last) */
+  acknowledged: [ChannelSet];
   refused: [Refusal];
   'vendor-error': [{ code: number; message: string }];
 }
@@ -944,6 +946,7 @@ export class StreamManager extends EventEmitter<StreamManagerEvents> {
     }
     const next = new ChannelSet(lists);
     this.#acknowledged = next;
+    if (!next.equals(previous)) this.emit('acknowledged', next);
     let expected = previous.size;
     if (request !== undefined) {
       for (const [channel, symbol] of pairsOf(request.set)) {
