@@ -14,13 +14,14 @@ import { streamStatus } from './streams.js';
 /** The tape's state and, while degraded, why (the first degraded stream's reason). */
 export function tapeHealth(gateway: Gateway): { state: 'off' | 'recording' | 'degraded'; reason: string | null } {
   const tape = gateway.tape;
+  if (gateway.sharedTape !== undefined) return { state: gateway.sharedTape.state, reason: gateway.sharedTape.reason };
   if (tape === undefined) return { state: 'off', reason: null };
   const degraded = tape.recorders.find((r) => r.state === 'degraded');
   return { state: tape.state, reason: degraded === undefined ? null : `${degraded.stream}: ${degraded.reason ?? 'degraded'}` };
 }
 
 function health(gateway: Gateway): { code: 200 | 503; body: Static<typeof Health> } {
-  const streams = gateway.streams.map(streamStatus);
+  const streams = gateway.streams.map((stream) => streamStatus(stream, gateway));
   const live = streams.every((stream) => stream.state === 'live');
   const clients = { connected: 0, authenticated: 0 };
   for (const stream of streams) {

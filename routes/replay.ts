@@ -10,6 +10,7 @@ import { listSegments } from '../src/tape/segment-files.js';
 import { replayWindow, WindowError } from '../src/tape/replay-window.js';
 import type { ReplayWindow } from '../src/tape/replay.js';
 import { recordedStreams } from '../src/tape/tape-catalog.js';
+import { TapeUnavailableError } from '../src/cluster/cluster-tape.js';
 import { streamProblem } from '../src/plugins/problems.js';
 import { releaseUpgrade } from '../src/plugins/websocket.js';
 import { streamKindOf, type StreamKind } from '../src/protocol/streams.js';
@@ -42,26 +43,46 @@ declare module 'fastify' {
 }
 
 const DESCRIPTION =
-  "Upgrade to WebSocket and replay the recorded window of this stream as the vendor: the `connected` greeting, auth with the gateway's client credentials, subscribe/unsubscribe with the client's own set in every reply, JSON or msgpack (`Content-Type: application/msgpack`). From the first subscribe on, the recorded messages of the window that the client's set holds are sent in recorded order, with the vendor's own bytes, paced by their recorded receive times ÷ `speed`; a crypto book starts with a reset equal to the book as of the replay position. The socket stays open after the window until the client closes it. Needs TAPE_DIR.";
+  "Upgrade to WebSocket and replay the recorded window of this stream as the vendor: the `connected` greeting, auth with the gateway's client credentials, subscribe/unsubscribe with the client's own set in every reply, JSON or msgpack (`Content-Type: application/msgpack`). From the first subscribe on, the recorded messages of the window that the client's set holds are sent in recorded order, with the vendor's own bytes, paced by their recorded receive times ÷ `speed`; a crypto book starts with a reset equal to the book as of the replay position. The socket stays open after the window until the client closes it. Needs TAPE_DIR (standalone) or TAPE=1 (a cluster: the tape in JetStream, replayed from any node).";
 
 export default async function replayRoutes(fastify: FastifyInstance): Promise<void> {
-  const { gateway } = fastify;
-  const tape = gateway.tape;
+  const { gateway, clusterTape } = fastify;
+  // Standalone: the tape folder; on a cluster (TAPE=1): the JetStream tape, through the same replay engine.
+  const tape = clusterTape ?? gateway.tape;
+
+  /** Whether `path` is recorded, the end of its tape now, and (when it is not) the streams that are. */
+  async function recorded(path: string): Promise<{ found: boolean; endNs: bigint | undefined; streams: string[] }> {
+    if (clusterTape !== undefined) {
+      const endNs = streamKindOf(path) === undefined || gateway.stream(path) === undefined ? undefined : await clusterTape.endOf(path);
+      if (endNs !== undefined) return { found: true, endNs, streams: [path] };
+      const streams = (await Promise.all(gateway.paths.map(async (p) => ((await clusterTape.endOf(p)) === undefined ? [] : [p])))).flat();
+      return { found: false, endNs, streams };
+    }
+    const dir = (gateway.tape as NonNullable<typeof gateway.tape>).config.dir;
+    const segments = streamKindOf(path) === undefined ? [] : await listSegments(`${dir}/${path}`);
+    if (segments.length > 0) return { found: true, endNs: gateway.tape?.endOf(path), streams: [path] };
+    return { found: false, endNs: undefined, streams: await recordedStreams(dir) };
+  }
 
   async function check(request: ReplayRequest, reply: FastifyReply, path: string): Promise<void> {
     if (tape === undefined) {
-      await reply.problem(404, 'recording is off on this gateway (TAPE_DIR is unset): there is no tape to replay');
+      await reply.problem(404, 'recording is off on this gateway (TAPE_DIR is unset, or TAPE is not 1 on a cluster): there is no tape to replay');
       return;
     }
-    const kind = streamKindOf(path);
-    const segments = kind === undefined ? [] : await listSegments(`${tape.config.dir}/${path}`);
-    if (segments.length === 0) {
-      const recorded = await recordedStreams(tape.config.dir);
-      await streamProblem(request, reply, `nothing is recorded for /${path}; recorded: ${recorded.map((p) => `/replay/${p}`).join(', ') || 'none yet'}`, path, recorded);
+    let found: { found: boolean; endNs: bigint | undefined; streams: string[] };
+    try {
+      found = await recorded(path);
+    } catch (err) {
+      if (!(err instanceof TapeUnavailableError)) throw err;
+      await reply.problem(503, err.message);
+      return;
+    }
+    if (!found.found) {
+      await streamProblem(request, reply, `nothing is recorded for /${path}; recorded: ${found.streams.map((p) => `/replay/${p}`).join(', ') || 'none yet'}`, path, found.streams);
       return;
     }
     try {
-      request.replayWindow = replayWindow(request.query.from, request.query.to, request.query.speed, tape.endOf(path));
+      request.replayWindow = replayWindow(request.query.from, request.query.to, request.query.speed, found.endNs);
     } catch (err) {
       if (!(err instanceof WindowError)) throw err;
       await reply.problem(400, err.message);
@@ -101,7 +122,7 @@ export default async function replayRoutes(fastify: FastifyInstance): Promise<vo
           403: Forbidden,
           404: answer(
             Type.Union([Problem, StreamProblem]),
-            'Recording is off (TAPE_DIR unset), or nothing is recorded for this stream: the problem names it (`stream`) and the recorded streams (`served`).',
+            'Recording is off (TAPE_DIR unset; on a cluster TAPE is not 1), or nothing is recorded for this stream: the problem names it (`stream`) and the recorded streams (`served`).',
           ),
           426: answer(Problem, 'A plain HTTP request to the WebSocket endpoint (the answer carries `Upgrade: websocket`).', { upgrade: Type.Literal('websocket') }),
           503: answer(Problem, 'REPLAY_MAX_SESSIONS replays are running: the upgrade is refused and the socket closed after this answer. Try again later.'),
@@ -116,7 +137,8 @@ export default async function replayRoutes(fastify: FastifyInstance): Promise<vo
         releaseUpgrade(socket, request);
         request.replayStarted?.();
         (tape as NonNullable<typeof tape>).replays.start(socket, clientInfo(request), {
-          dir: (tape as NonNullable<typeof tape>).config.dir,
+          dir: gateway.tape?.config.dir ?? '',
+          source: clusterTape === undefined ? undefined : (stream, fromNs) => clusterTape.source(stream, fromNs),
           stream: path,
           kind: streamKindOf(path) as StreamKind,
           window: request.replayWindow as ReplayWindow,

@@ -4,13 +4,13 @@
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { Static } from '@sinclair/typebox';
-import type { ServedStream } from '../src/hub/gateway.js';
+import type { Gateway, ServedStream } from '../src/hub/gateway.js';
 import { answer, CorrelationHeaders, Forbidden, Streams, type StreamStatus } from '../src/schemas.js';
 
 const iso = (ms: number | undefined): string | null => (ms === undefined ? null : new Date(ms).toISOString());
 
 /** The cheap fields of one stream (probed every few seconds: no copies of subscription lists). */
-export function streamStatus(stream: ServedStream): Static<typeof StreamStatus> {
+export function streamStatus(stream: ServedStream, gateway?: Pick<Gateway, 'sharedTape'>): Static<typeof StreamStatus> {
   const { link, upstream, hub } = stream;
   const stats = link.stats;
   const clients = hub.stats;
@@ -25,7 +25,8 @@ export function streamStatus(stream: ServedStream): Static<typeof StreamStatus> 
     reconnects: stats.reconnects,
     breaker: link.breakerState,
     clients: { connected: clients.connected, authenticated: clients.authenticated },
-    tape: stream.recorder === undefined ? 'off' : stream.recorder.state === 'degraded' ? 'degraded' : 'recording',
+    // A cluster's tape (TAPE=1) is one for every stream.
+    tape: gateway?.sharedTape !== undefined ? gateway.sharedTape.state : stream.recorder === undefined ? 'off' : stream.recorder.state === 'degraded' ? 'degraded' : 'recording',
   };
 }
 
@@ -43,7 +44,7 @@ const streamsRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
       },
     },
     async () => ({
-      streams: fastify.gateway.streams.map(streamStatus),
+      streams: fastify.gateway.streams.map((stream) => streamStatus(stream, fastify.gateway)),
     }),
   );
 };

@@ -28,7 +28,7 @@ const tapeRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
     },
     async () => {
       const { state, reason } = tapeHealth(fastify.gateway);
-      const tape = fastify.gateway.tape;
+      const tape = fastify.clusterTape ?? fastify.gateway.tape;
       if (tape === undefined) return { state, reason, streams: [] };
       const { streams } = await tape.status();
       return {

@@ -72,6 +72,8 @@ export const EnvSchema = Type.Object({
   // Renewals run every TTL/3; below a second they would race the NATS round trip.
   LEASE_TTL_MS: count(3000, 1000, 60_000),
   TAPE_DIR: Type.Optional(Type.String({ minLength: 1 })),
+  // On a cluster: the tape lives in JetStream (DESIGN.md §12).
+  TAPE: Type.Union([Type.Literal('0'), Type.Literal('1')], { default: '0' }),
   // Offsets in a segment's index are 32-bit: a segment stays below 2 GiB (plus its last record).
   TAPE_SEGMENT_BYTES: count(268_435_456, 65_536, 2_147_483_648),
   TAPE_FSYNC_MS: ms(200),
@@ -166,6 +168,16 @@ export interface Config {
   readonly cluster: ClusterConfig | undefined;
   /** the tape (DESIGN.md §12); undefined: recording is off (`TAPE_DIR` unset) */
   readonly tape: TapeConfig | undefined;
+  /** a cluster's tape in JetStream (`TAPE=1` with `NATS_URL`); undefined: off */
+  readonly clusterTape?: ClusterTapeConfig | undefined;
+}
+
+/** The cluster tape's settings (DESIGN.md §12): retention as the JetStream stream's limits. */
+export interface ClusterTapeConfig {
+  readonly retentionHours: number;
+  /** 0: no limit */
+  readonly maxBytes: number;
+  readonly replayMaxSessions: number;
 }
 
 /** Whether a host binds only to this machine (protected mode allows open access there). */
@@ -304,7 +316,15 @@ function buildConfig(v: Record<string, unknown>): Config {
     simulatorRate: num('SIMULATOR_RATE'),
     cluster: parseCluster(v),
     tape: parseTape(v),
+    clusterTape: parseClusterTape(v),
   };
+}
+
+/** The cluster tape's settings when `TAPE=1`, which needs `NATS_URL` (standalone records with TAPE_DIR). */
+function parseClusterTape(v: Record<string, unknown>): ClusterTapeConfig | undefined {
+  if (v.TAPE !== '1') return undefined;
+  if (v.NATS_URL === undefined) throw new ConfigError('TAPE', "1 records a cluster's tape in JetStream and needs NATS_URL; a standalone gateway records to files: set TAPE_DIR instead");
+  return Object.freeze({ retentionHours: v.TAPE_RETENTION_HOURS as number, maxBytes: v.TAPE_MAX_BYTES as number, replayMaxSessions: v.REPLAY_MAX_SESSIONS as number });
 }
 
 /** The tape's settings, or undefined (recording off) when `TAPE_DIR` is unset. */
@@ -312,7 +332,7 @@ function parseTape(v: Record<string, unknown>): TapeConfig | undefined {
   const dir = v.TAPE_DIR as string | undefined;
   if (dir === undefined) return undefined;
   if (v.NATS_URL !== undefined) {
-    throw new ConfigError('TAPE_DIR', "records a standalone gateway's streams to files; a cluster's tape lives in JetStream (TAPE=1), which this version does not have yet: unset TAPE_DIR or NATS_URL");
+    throw new ConfigError('TAPE_DIR', "records a standalone gateway's streams to files; a cluster's tape lives in JetStream: unset TAPE_DIR and set TAPE=1");
   }
   return Object.freeze({
     dir: resolve(dir),

@@ -219,3 +219,17 @@ t.test('cluster: wrong values are refused in one line that names the variable', 
   t.match(errorOf({ LEASE_TTL_MS: '500' }), /^LEASE_TTL_MS: "500" is not allowed; expected an integer from 1000 to 60000$/);
   t.match(errorOf({ LEASE_TTL_MS: '600000' }), /^LEASE_TTL_MS: /);
 });
+
+t.test('tape: TAPE_DIR turns recording on with its defaults; TAPE=1 records a cluster into JetStream; each refuses the other mode', async (t) => {
+  t.equal(loadConfig({}).tape, undefined, 'off unless TAPE_DIR is set');
+  t.equal(loadConfig({}).clusterTape, undefined);
+  const tape = loadConfig({ TAPE_DIR: 'relative/tape' }).tape;
+  t.match(tape, { segmentBytes: 268_435_456, fsyncMs: 200, retentionHours: 72, maxBytes: 0, queueBytes: 67_108_864, replayMaxSessions: 16 });
+  t.ok(tape?.dir.startsWith('/') && tape.dir.endsWith('/relative/tape'), 'the folder as an absolute path');
+  t.match(loadConfig({ NATS_URL: 'nats://127.0.0.1:4222', TAPE: '1', TAPE_RETENTION_HOURS: '24', TAPE_MAX_BYTES: '1000000' }).clusterTape, { retentionHours: 24, maxBytes: 1_000_000 });
+  t.match(errorOf({ TAPE_DIR: '/tmp/t', NATS_URL: 'nats://127.0.0.1:4222' }), /^TAPE_DIR: .*set TAPE=1$/);
+  t.match(errorOf({ TAPE: '1' }), /^TAPE: 1 records a cluster's tape in JetStream and needs NATS_URL/);
+  t.match(errorOf({ TAPE: 'yes' }), /^TAPE: "yes" is not allowed; expected one of 0, 1$/);
+  t.match(errorOf({ TAPE_DIR: '/tmp/t', TAPE_SEGMENT_BYTES: '1000' }), /^TAPE_SEGMENT_BYTES: "1000" is not allowed; expected an integer from 65536 to 2147483648$/);
+  t.match(errorOf({ TAPE_DIR: '/tmp/t', REPLAY_MAX_SESSIONS: '0' }), /^REPLAY_MAX_SESSIONS: "0" is not allowed/);
+});

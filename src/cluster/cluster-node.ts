@@ -50,6 +50,16 @@ export interface ClusterNodeOptions {
   /** first retry delay of an unreachable NATS at start, doubling up to `connectMaxMs` */
   readonly connectBaseMs?: number;
   readonly connectMaxMs?: number;
+  /** the cluster's tape (TAPE=1): set up on each connection, told before this node starts a stream it took */
+  readonly tape?: ClusterTapeHooks;
+}
+
+/** What the cluster node tells the tape (`cluster-tape.ts`). */
+export interface ClusterTapeHooks {
+  /** NATS is connected with `nc`, before any lease starts */
+  connected(nc: NatsConnection): Promise<void>;
+  /** this node holds the stream's lease and is about to start its link (never throws) */
+  beforeOwning(path: string): Promise<void>;
 }
 
 interface StreamLease {
@@ -265,6 +275,7 @@ export class ClusterNode {
       const kvm = new Kvm(nc);
       const nodesKv = await kvm.create(nodesBucketName(this.name), { ttl: this.#nodesTtlMs, history: 1 });
       const pinnedKv = await kvm.create(pinnedBucketName(this.name), { history: 1 });
+      await this.#o.tape?.connected(nc);
       if (this.#stopping !== undefined) return void (await nc.close());
       this.#nc = nc;
       this.#leaseKv = kv;
@@ -316,7 +327,10 @@ export class ClusterNode {
           this.counters.leaseAcquired += 1;
           this.#log.info({ stream: path, via }, 'stream owned here: starting its vendor link');
           // A stop from an earlier loss may still be closing the socket: start after it.
-          entry.linkOp = entry.linkOp.then(() => {
+          entry.linkOp = entry.linkOp.then(async () => {
+            if (!entry.lease.owning || this.#stopping !== undefined) return;
+            // The tape's gap mark for the time no owner recorded goes before this owner's first data.
+            await this.#o.tape?.beforeOwning(path);
             if (!entry.lease.owning || this.#stopping !== undefined) return;
             view.becomeOwner();
             link.start();

@@ -11,7 +11,8 @@ import { type StreamKind, streamKindOf } from '../protocol/streams.js';
 import { Secret } from '../secret.js';
 import { StreamManager } from '../upstream/stream-manager.js';
 import type { StreamRecorder, TapeFiles } from '../tape/stream-recorder.js';
-import { Tape } from '../tape/tape.js';
+import { Tape, type TapeState } from '../tape/tape.js';
+import type { ReplayRegistry } from '../tape/replay.js';
 import type { MessageUnit } from '../protocol/frame.js';
 import { Hub, type UpstreamLink } from './hub.js';
 
@@ -28,6 +29,16 @@ export interface GatewayOptions {
    * local link only while this node owns it); default: the local link itself.
    */
   readonly upstreamFor?: (path: string, kind: StreamKind, link: StreamManager) => StreamUpstream;
+  /** a tape this node does not write itself (a cluster's, in JetStream): its state and replays */
+  readonly sharedTape?: SharedTape;
+}
+
+/** A tape kept outside this process (a cluster's, `TAPE=1`), as health and shutdown see it. */
+export interface SharedTape {
+  readonly state: TapeState;
+  /** why it is degraded, while it is */
+  readonly reason: string | null;
+  readonly replays: ReplayRegistry;
 }
 
 /** The vendor link as a hub and the health routes see it. */
@@ -67,6 +78,8 @@ export class Gateway {
   readonly clock: Clock;
   /** the recorder of every stream's vendor frames; undefined when recording is off (`TAPE_DIR` unset) */
   readonly tape: Tape | undefined;
+  /** the cluster's tape in JetStream, when `TAPE=1` (then `tape` is undefined) */
+  readonly sharedTape: SharedTape | undefined;
   readonly #byPath: ReadonlyMap<string, ServedStream>;
   readonly #logger: Logger;
   readonly #clock: Clock;
@@ -83,6 +96,7 @@ export class Gateway {
       config.tape === undefined
         ? undefined
         : new Tape({ config: config.tape, streams: config.streams.map((path) => ({ path, kind: streamKindOf(path) as StreamKind })), clock: this.#clock, logger, files: options.tapeFiles });
+    this.sharedTape = options.sharedTape;
     this.streams = config.streams.map((path) => this.#serve(path, options));
     this.defaultStream = this.streams[0] as ServedStream;
     this.#byPath = new Map(this.streams.map((stream) => [stream.path, stream]));
@@ -177,7 +191,7 @@ export class Gateway {
 
   /** Closes every stream's clients with `code`. */
   async closeClients(code = 1001, reason = 'going away'): Promise<void> {
-    await Promise.all([...this.streams.map((stream) => stream.hub.closeAll(code, reason)), this.tape?.replays.closeAll(code, reason)]);
+    await Promise.all([...this.streams.map((stream) => stream.hub.closeAll(code, reason)), this.tape?.replays.closeAll(code, reason), this.sharedTape?.replays.closeAll(code, reason)]);
   }
 
   /** Closes clients with 1001 and stops the vendor links. */

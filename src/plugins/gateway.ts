@@ -11,6 +11,8 @@
 import fp from 'fastify-plugin';
 import type { Clock } from '../clock.js';
 import { ClusterNode } from '../cluster/cluster-node.js';
+import { ClusterTape } from '../cluster/cluster-tape.js';
+import { systemClock } from '../clock.js';
 import type { Config } from '../config.js';
 import { Gateway } from '../hub/gateway.js';
 import { VendorSimulator } from '../simulator/index.js';
@@ -25,6 +27,8 @@ declare module 'fastify' {
     simulator: VendorSimulator | undefined;
     /** this node's part in the cluster; undefined when standalone */
     cluster: ClusterNode | undefined;
+    /** the cluster's tape in JetStream (`TAPE=1`); undefined when off or standalone */
+    clusterTape: ClusterTape | undefined;
   }
 }
 
@@ -44,21 +48,37 @@ export default fp<GatewayPluginOptions>(
       await simulator.start();
       upstreamBase = simulator.baseUrl;
     }
-    const cluster =
-      config.cluster === undefined ? undefined : new ClusterNode({ cluster: config.cluster, logger: fastify.log as never, clock: options.clock, version: VERSION });
+    let cluster: ClusterNode | undefined;
+    const clusterTape =
+      config.cluster === undefined || config.clusterTape === undefined
+        ? undefined
+        : new ClusterTape({
+            clusterName: config.cluster.name,
+            config: config.clusterTape,
+            streams: config.streams,
+            clock: options.clock ?? systemClock,
+            logger: fastify.log as never,
+            natsConnected: () => cluster?.nats === 'connected',
+          });
+    cluster =
+      config.cluster === undefined ? undefined : new ClusterNode({ cluster: config.cluster, logger: fastify.log as never, clock: options.clock, version: VERSION, tape: clusterTape });
     const gateway = new Gateway({
       config,
       logger: fastify.log as never,
       clock: options.clock,
       tapeFiles: options.tapeFiles,
       upstreamBase,
-      upstreamFor: cluster === undefined ? undefined : (path, kind, link) => cluster.streamFor(path, kind, link),
+      upstreamFor: cluster === undefined ? undefined : (path, kind, link) => (cluster as ClusterNode).streamFor(path, kind, link),
+      sharedTape: clusterTape,
     });
     cluster?.attach(gateway.streams);
+    // A link runs only while this node owns its stream: its ups and downs are the tape's link marks.
+    if (clusterTape !== undefined) for (const stream of gateway.streams) stream.link.on('state', (change) => clusterTape.linkState(stream.path, change));
     fastify.decorate('gateway', gateway);
     fastify.decorate('config', config);
     fastify.decorate('simulator', simulator);
     fastify.decorate('cluster', cluster);
+    fastify.decorate('clusterTape', clusterTape);
     fastify.addHook('onReady', async () => {
       await gateway.startTape();
       if (cluster === undefined) gateway.start();
@@ -72,6 +92,7 @@ export default fp<GatewayPluginOptions>(
     });
     fastify.addHook('onClose', async () => {
       await cluster?.stop();
+      clusterTape?.stop();
       await gateway.stop();
       await simulator?.stop();
     });
