@@ -163,6 +163,12 @@ export class ClusterTape {
     else if (change.from === 'live' && change.to !== 'live') this.#publish(path, { event: 'upstream_down', state: change.to, reason: change.reason ?? null });
   }
 
+  /** The set the owner's vendor link holds changed: a `subscriptions` mark (the kind's non-empty channels). */
+  subscriptions(path: string, lists: Readonly<Record<string, readonly string[]>>): void {
+    const set = Object.fromEntries(Object.entries(lists).filter(([, symbols]) => symbols.length > 0));
+    this.#publish(path, { event: 'subscriptions', set });
+  }
+
   #publish(path: string, mark: Mark): void {
     // Core NATS, like the data: the tape stream captures it in publish order with the data.
     this.#nc?.publish(markSubject(this.#o.clusterName, path), JSON.stringify(mark));

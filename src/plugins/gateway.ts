@@ -73,7 +73,12 @@ export default fp<GatewayPluginOptions>(
     });
     cluster?.attach(gateway.streams);
     // A link runs only while this node owns its stream: its ups and downs are the tape's link marks.
-    if (clusterTape !== undefined) for (const stream of gateway.streams) stream.link.on('state', (change) => clusterTape.linkState(stream.path, change));
+    if (clusterTape !== undefined) {
+      for (const stream of gateway.streams) {
+        stream.link.on('state', (change) => clusterTape.linkState(stream.path, change));
+        stream.link.on('acknowledged', (set) => clusterTape.subscriptions(stream.path, set.toLists()));
+      }
+    }
     fastify.decorate('gateway', gateway);
     fastify.decorate('config', config);
     fastify.decorate('simulator', simulator);

@@ -188,6 +188,19 @@ export default fp(
         },
       });
     }
+    const shared = fastify.gateway.sharedTape;
+    if (shared !== undefined) {
+      // A cluster's tape (TAPE=1) is one for every stream: the same gauge as a standalone tape's.
+      streamGauge(registry, streams, 'tickmux_tape_degraded', '1 while the stream’s recording is degraded (on a cluster: the JetStream tape cannot be written)', () => (shared.state === 'degraded' ? 1 : 0));
+      new Gauge({
+        name: 'tickmux_replay_sessions',
+        help: 'Replays running (REPLAY_MAX_SESSIONS caps them)',
+        registers: [registry],
+        collect() {
+          this.set(shared.replays.running);
+        },
+      });
+    }
     fastify.decorate('metrics', registry);
     fastify.addHook('onClose', async () => {
       for (const { hub } of streams) hub.observeFanout = undefined;

@@ -97,6 +97,8 @@ t.test('TAPE=1 on a cluster: recorded in JetStream across a kill -9 of the owner
   t.equal(health?.tape.state, 'recording', '/health on any node: the tape is recording');
   const streams = await getJson<{ streams: { tape: string }[] }>(`${nodes[2]?.base}/streams`);
   t.equal(streams?.streams[0]?.tape, 'recording', '/streams: recording');
+  const metrics = await (await fetch(`${nodes[2]?.base}/metrics`)).text();
+  t.match(metrics, /tickmux_tape_degraded\{stream="v2\/iex"\} 0/, '/metrics: not degraded');
 
   // kill -9 of the owner while it records.
   const owner = (await ownerOf(nodes)) as Node;
