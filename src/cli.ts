@@ -41,7 +41,8 @@ commands:
              --json     print each message as the wire's JSON   --count N   stop after N messages
   replay     serve a recorded window as the vendor on every recorded stream path (point an SDK or
              a gateway's UPSTREAM_URL at ws://HOST:PORT)
-             --tape DIR   a TAPE_DIR a gateway recorded
+             --tape DIR   a TAPE_DIR a gateway recorded (default $TAPE_DIR), or
+             --nats URL   a cluster's tape in JetStream (TAPE=1)   --cluster NAME (default tickmux)
              --from T     the window's start: RFC 3339 (up to ns) or Unix ms   --to T  (default: the end)
              --speed S    1 as recorded (default), N times as fast, or max
              --host H (default 127.0.0.1)  --port N (default 9000)  --max-sessions N (default 16)
@@ -200,6 +201,29 @@ async function runTail(args: string[]): Promise<void> {
   process.exitCode = code;
 }
 
+/** A cluster's JetStream tape (`--nats`): the NATS URL checked as the gateway checks NATS_URL. */
+async function natsStore(url: string, clusterName: string): Promise<import('./tape/replay-server.js').ReplayStore> {
+  const [{ loadConfig }, { ConfigError }, { connect }, { jetStreamStore }] = await Promise.all([
+    import('./config.js'),
+    import('./errors.js'),
+    import('@nats-io/transport-node'),
+    import('./cluster/cluster-tape.js'),
+  ]);
+  let servers: readonly string[];
+  try {
+    servers = (loadConfig({ NATS_URL: url }).cluster as { servers: readonly string[] }).servers;
+  } catch (err) {
+    if (err instanceof ConfigError) usageError(`--nats: ${err.message.replace(/^NATS_URL: /, '')}`);
+    throw err;
+  }
+  try {
+    return await jetStreamStore(await connect({ servers: [...servers], name: 'tickmux-replay' }), clusterName);
+  } catch (err) {
+    process.stderr.write(`tickmux: cannot reach NATS at ${url}: ${(err as Error).message}\n`);
+    process.exit(1);
+  }
+}
+
 async function runReplay(args: string[]): Promise<void> {
   let values;
   try {
@@ -208,6 +232,7 @@ async function runReplay(args: string[]): Promise<void> {
       options: {
         tape: { type: 'string' },
         nats: { type: 'string' },
+        cluster: { type: 'string' },
         host: { type: 'string', default: '127.0.0.1' },
         port: { type: 'string' },
         from: { type: 'string' },
@@ -223,9 +248,13 @@ async function runReplay(args: string[]): Promise<void> {
     if (err instanceof TypeError) usageError(err.message);
     throw err;
   }
-  if (values.nats !== undefined) usageError('--nats: a cluster tape in JetStream is not supported yet; replay a tape folder with --tape DIR');
-  values.tape ??= process.env.TAPE_DIR;
-  if (values.tape === undefined) usageError('replay needs --tape DIR (a TAPE_DIR a gateway recorded; default $TAPE_DIR)');
+  if (values.nats !== undefined && values.tape !== undefined) usageError('replay reads --tape DIR or --nats URL, not both');
+  if (values.nats === undefined) values.tape ??= process.env.TAPE_DIR;
+  if (values.tape === undefined && values.nats === undefined) {
+    usageError("replay needs --tape DIR (a TAPE_DIR a gateway recorded; default $TAPE_DIR) or --nats URL (a cluster's TAPE=1 tape in JetStream)");
+  }
+  const clusterName = values.cluster ?? 'tickmux';
+  if (!/^[A-Za-z0-9_-]{1,64}$/.test(clusterName)) usageError('--cluster must be 1 to 64 letters, digits, "-" or "_"');
   if ((values.key === undefined) !== (values.secret === undefined)) usageError('--key and --secret go together');
   let window;
   try {
@@ -235,15 +264,17 @@ async function runReplay(args: string[]): Promise<void> {
     throw err;
   }
   const logger = createLogger(process.env.LOG_LEVEL ?? 'info');
-  const [{ systemClock }, { loadConfig }, { Secret }, { ReplayServer }] = await Promise.all([
+  const [{ systemClock }, { loadConfig }, { Secret }, { folderStore, ReplayServer }] = await Promise.all([
     import('./clock.js'),
     import('./config.js'),
     import('./secret.js'),
     import('./tape/replay-server.js'),
   ]);
   const defaults = loadConfig({}).clients;
+  const where = values.nats === undefined ? resolve(values.tape as string) : `the cluster ${clusterName}'s tape at ${values.nats}`;
+  const store = values.nats === undefined ? folderStore(resolve(values.tape as string)) : await natsStore(values.nats, clusterName);
   const server = new ReplayServer({
-    dir: resolve(values.tape),
+    store,
     host: values.host,
     port: integerOption('port', values.port, 9000, 0, 65535),
     window,
@@ -255,7 +286,7 @@ async function runReplay(args: string[]): Promise<void> {
   await server.start();
   if (server.paths.length === 0) {
     await server.stop();
-    process.stderr.write(`tickmux: nothing is recorded under ${resolve(values.tape)}\n`);
+    process.stderr.write(`tickmux: nothing is recorded in ${where}\n`);
     process.exit(1);
   }
   logger.info({ base: server.baseUrl, paths: server.paths, from: values.from, to: values.to ?? 'the end of the tape', speed: window.speed }, 'replay vendor ready');

@@ -24,7 +24,8 @@ import type { StreamTape, TapeGap } from '../tape/tape-catalog.js';
 import type { TapeState } from '../tape/tape.js';
 import type { StateChange } from '../upstream/stream-manager.js';
 import { JetStreamTapeSource, lastRecord, storedNs, TapeReader } from './jetstream-tape-source.js';
-import { failoverGap, markSubject, streamFilter, tapeStreamName, tapeSubjects } from './tape-records.js';
+import type { ReplayStore } from '../tape/replay-server.js';
+import { failoverGap, markSubject, streamFilter, streamOfSubject, tapeStreamName, tapeSubjects } from './tape-records.js';
 
 const HOUR_NS = 3_600_000_000_000;
 /** a failed stream set-up is tried again after this long */
@@ -33,6 +34,8 @@ const RETRY_MS = 5000;
 const GAP_LOOKUP_MS = 2000;
 /** the most marks GET /tape reads per stream */
 const STATUS_MAX_MARKS = 10_000;
+/** JetStream's code for "no such stream" */
+const STREAM_NOT_FOUND = 10059;
 /** the stream's code for "exists with another configuration" */
 const STREAM_NAME_IN_USE = 10058;
 
@@ -252,4 +255,34 @@ export class TapeUnavailableError extends TickmuxError {
   constructor(message: string) {
     super('ERR_CLUSTER_TAPE', message);
   }
+}
+
+/**
+ * A cluster's JetStream tape as `tickmux replay --nats` reads it: the stream paths it holds (from
+ * the tape stream's subjects), their ends, and a source per replay. It keeps `nc` open until closed.
+ */
+export async function jetStreamStore(nc: NatsConnection, clusterName: string): Promise<ReplayStore> {
+  const jsm = await jetstreamManager(nc);
+  const js = jetstream(nc);
+  return {
+    dir: '',
+    paths: async () => {
+      let info;
+      try {
+        info = await jsm.streams.info(tapeStreamName(clusterName), { subjects_filter: `${clusterName}.data.>` });
+      } catch (err) {
+        if (err instanceof JetStreamApiError && err.code === STREAM_NOT_FOUND) return []; // no node ever recorded
+        throw err;
+      }
+      const paths = new Set<string>();
+      for (const subject of Object.keys(info.state.subjects ?? {})) {
+        const path = streamOfSubject(clusterName, subject);
+        if (path !== undefined) paths.add(path);
+      }
+      return [...paths].sort();
+    },
+    endOf: async (path) => (await lastRecord(jsm, clusterName, path))?.ns,
+    source: (stream, fromNs) => JetStreamTapeSource.open({ js, jsm, clusterName, stream, fromNs }),
+    close: () => nc.close(),
+  };
 }

@@ -14,7 +14,8 @@
 import type { Encoding } from '../protocol/frame.js';
 import type { Mark, TapeRecord } from '../tape/record.js';
 import { EnvelopeError, unwrap } from './envelope.js';
-import { escapeToken } from './subjects.js';
+import { streamKindOf } from '../protocol/streams.js';
+import { escapeToken, TokenError, unescapeToken } from './subjects.js';
 
 /** The JetStream stream holding the cluster's tape. */
 export function tapeStreamName(clusterName: string): string {
@@ -29,6 +30,20 @@ export function tapeSubjects(clusterName: string): string[] {
 /** The one filter subject that reads a stream's data and marks in order. */
 export function streamFilter(clusterName: string, streamPath: string): string {
   return `${clusterName}.data.${escapeToken(streamPath)}.>`;
+}
+
+/** The stream path a tape subject belongs to (`<cluster>.data.<stream>.…`), or undefined for one that is no stream's. */
+export function streamOfSubject(clusterName: string, subject: string): string | undefined {
+  const prefix = `${clusterName}.data.`;
+  if (!subject.startsWith(prefix)) return undefined;
+  const token = subject.slice(prefix.length).split('.')[0] ?? '';
+  try {
+    const path = unescapeToken(token);
+    return streamKindOf(path) === undefined ? undefined : path;
+  } catch (err) {
+    if (err instanceof TokenError) return undefined;
+    throw err;
+  }
 }
 
 /** Where the owner publishes a stream's link marks (and a new owner its failover gap). */

@@ -2,7 +2,8 @@
  * `tickmux replay`: a vendor made of a tape (DESIGN.md §12). It serves every stream path recorded
  * under the tape folder at `ws://HOST:PORT/{stream path}`, each connection a replay of the same
  * window, so an SDK — or a whole gateway with `UPSTREAM_URL=ws://HOST:PORT` — is fed the recorded
- * traffic in the vendor's own protocol. No Fastify: a plain HTTP server and `ws`.
+ * traffic in the vendor's own protocol. The tape is a folder, or a cluster's JetStream tape
+ * (`tickmux replay --nats`). No Fastify: a plain HTTP server and `ws`.
  */
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -11,11 +12,30 @@ import { WebSocketServer } from 'ws';
 import type { Clock } from '../clock.js';
 import type { ClientsConfig } from '../config.js';
 import { streamKindOf, type StreamKind } from '../protocol/streams.js';
-import { ReplayRegistry, type ReplayWindow } from './replay.js';
+import { type ReplayOptions, ReplayRegistry, type ReplayWindow } from './replay.js';
 import { recordedStreams, summarizeStream } from './tape-catalog.js';
 
-export interface ReplayServerOptions {
+/** Where a replay vendor finds its tape: a tape folder (`folderStore`), or a cluster's JetStream. */
+export interface ReplayStore {
+  /** the stream paths recorded */
+  paths(): Promise<string[]>;
+  /** the end of a stream's tape now (a replay's default `to`) */
+  endOf(path: string): Promise<bigint | undefined>;
+  /** opens a stream's records from an instant; absent: the tape folder `dir` */
+  readonly source?: ReplayOptions['source'];
+  /** the tape folder (for the default source) */
   readonly dir: string;
+  /** releases what it holds (a NATS connection) */
+  close?(): Promise<void>;
+}
+
+/** A tape folder as a replay vendor reads it. */
+export function folderStore(dir: string): ReplayStore {
+  return { dir, paths: () => recordedStreams(dir), endOf: async (path) => (await summarizeStream(dir, path)).toNs };
+}
+
+export interface ReplayServerOptions {
+  readonly store: ReplayStore;
   readonly host: string;
   readonly port: number;
   /** `from`, `to` and `speed`; `to` undefined: each replay runs to the end of the tape as it is when it starts */
@@ -61,7 +81,7 @@ export class ReplayServer {
   }
 
   async start(): Promise<void> {
-    this.#paths = await recordedStreams(this.#options.dir);
+    this.#paths = await this.#options.store.paths();
     await new Promise<void>((resolve, reject) => {
       this.#http.once('error', reject);
       this.#http.listen(this.#options.port, this.#options.host, () => {
@@ -76,6 +96,7 @@ export class ReplayServer {
     await new Promise<void>((resolve) => this.#wss.close(() => resolve()));
     this.#http.closeAllConnections();
     await new Promise<void>((resolve) => this.#http.close(() => resolve()));
+    await this.#options.store.close?.();
   }
 
   async #upgrade(request: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
@@ -93,7 +114,7 @@ export class ReplayServer {
       if (!started) this.#replays.release();
     });
     let window = this.#options.window;
-    if (window.toNs === undefined) window = { ...window, toNs: (await summarizeStream(this.#options.dir, path)).toNs };
+    if (window.toNs === undefined) window = { ...window, toNs: await this.#options.store.endOf(path) };
     const query = new URLSearchParams((request.url ?? '').split('?')[1] ?? '');
     const flag = (name: string): boolean => ['1', 'true'].includes(query.get(name) ?? '');
     this.#wss.handleUpgrade(request, socket, head, (ws) => {
@@ -109,7 +130,8 @@ export class ReplayServer {
           headerSecret: header(request, 'apca-api-secret-key'),
         },
         {
-          dir: this.#options.dir,
+          dir: this.#options.store.dir,
+          source: this.#options.store.source,
           stream: path,
           kind: streamKindOf(path) as StreamKind,
           window,

@@ -148,4 +148,22 @@ t.test('TAPE=1 on a cluster: recorded in JetStream across a kill -9 of the owner
   t.same(jumps, [before.length], 'continuous but for the failover: the only missing trades are at the gap');
   t.ok((before.at(-1) as number) < (after[0] as number), 'the gap separates the last recorded trade before the kill from the first after');
   t.comment(`replayed ${ids.length} trades: #${ids[0]}…#${before.at(-1)}, gap, #${after[0]}…#${after.at(-1)}`);
+
+  // The same window from `tickmux replay --nats`: a vendor made of the cluster's tape.
+  const vendor = spawnNode(t, ['dist/src/cli.js', 'replay', '--nats', nats.url, '--cluster', 'tapetest', '--from', fromText, '--to', toText, '--speed', 'max', '--port', '0']);
+  const ready = JSON.parse(await vendor.line(/replay vendor ready/)) as { base: string; paths: string[] };
+  t.same(ready.paths, [STOCKS], 'tickmux replay --nats serves the recorded stream path');
+  const fromCli = new StreamClient(`${ready.base}/${STOCKS}?events=1`, { encoding: 'msgpack' });
+  t.teardown(() => fromCli.close());
+  await fromCli.opened();
+  await fromCli.auth('replayer', 's');
+  await fromCli.request({ action: 'subscribe', trades: ['AAPL'] });
+  await fromCli.waitFor((m) => m.T === 'gateway' && m.event === 'replay_end', 'the end of the CLI replay');
+  t.same(
+    fromCli.messages.filter((m) => m.T === 't').map((m) => Number(m.i)),
+    ids,
+    'the same trades, in the same order, as the gateway’s replay',
+  );
+  vendor.child.kill('SIGTERM');
+  t.equal(await vendor.exited, 0, 'and it stops cleanly');
 });
