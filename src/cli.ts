@@ -6,7 +6,7 @@
  * short command starts fast.
  */
 import { resolve } from 'node:path';
-import { parseArgs } from 'node:util';
+import { type ParseArgsConfig, parseArgs } from 'node:util';
 import closeWithGrace from 'close-with-grace';
 import { createLogger } from './logger.js';
 import { ChannelSet } from './protocol/channel-set.js';
@@ -66,6 +66,16 @@ function usageError(message: string): never {
   process.exit(2);
 }
 
+/** The command line's options (strict: an unknown option or a missing value is an error), or `fail` naming what is wrong. */
+function optionsOf<T extends ParseArgsConfig>(config: T, fail: (message: string) => never = usageError): ReturnType<typeof parseArgs<T & { strict: true }>>['values'] {
+  try {
+    return parseArgs({ ...config, strict: true }).values;
+  } catch (err) {
+    if (err instanceof TypeError) fail(err.message);
+    throw err;
+  }
+}
+
 function integerOption(name: string, value: string | undefined, fallback: number, min: number, max: number): number {
   if (value === undefined) return fallback;
   if (!/^\d+$/.test(value) || Number(value) < min || Number(value) > max) usageError(`--${name} must be an integer from ${min} to ${max}`);
@@ -73,25 +83,18 @@ function integerOption(name: string, value: string | undefined, fallback: number
 }
 
 async function simulate(args: string[]): Promise<void> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args,
-      options: {
-        host: { type: 'string', default: '127.0.0.1' },
-        port: { type: 'string' },
-        rate: { type: 'string' },
-        seed: { type: 'string' },
-        key: { type: 'string' },
-        secret: { type: 'string' },
-        'max-buffer-mb': { type: 'string' },
-      },
-      strict: true,
-    }));
-  } catch (err) {
-    if (err instanceof TypeError) usageError(err.message);
-    throw err;
-  }
+  const values = optionsOf({
+    args,
+    options: {
+      host: { type: 'string', default: '127.0.0.1' },
+      port: { type: 'string' },
+      rate: { type: 'string' },
+      seed: { type: 'string' },
+      key: { type: 'string' },
+      secret: { type: 'string' },
+      'max-buffer-mb': { type: 'string' },
+    },
+  });
   if ((values.key === undefined) !== (values.secret === undefined)) usageError('--key and --secret go together');
   const logger = createLogger(process.env.LOG_LEVEL ?? 'info');
   const { VendorSimulator } = await import('./simulator/index.js');
@@ -161,25 +164,18 @@ function tailChannels(values: Record<string, unknown>, path: string, kind: Strea
 }
 
 async function runTail(args: string[]): Promise<void> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args,
-      options: {
-        url: { type: 'string', default: DEFAULT_BASE },
-        stream: { type: 'string' },
-        key: { type: 'string' },
-        secret: { type: 'string' },
-        json: { type: 'boolean', default: false },
-        count: { type: 'string' },
-        ...Object.fromEntries(CHANNELS.map((c) => [channelOption(c), { type: 'string', multiple: true } as const])),
-      },
-      strict: true,
-    }));
-  } catch (err) {
-    if (err instanceof TypeError) usageError(err.message);
-    throw err;
-  }
+  const values = optionsOf({
+    args,
+    options: {
+      url: { type: 'string', default: DEFAULT_BASE },
+      stream: { type: 'string' },
+      key: { type: 'string' },
+      secret: { type: 'string' },
+      json: { type: 'boolean', default: false },
+      count: { type: 'string' },
+      ...Object.fromEntries(CHANNELS.map((c) => [channelOption(c), { type: 'string', multiple: true } as const])),
+    },
+  });
   // `tickmux tail … | head` closes the pipe: the reader is done, so tail is too (exit 0, as Unix tools do).
   process.stdout.on('error', (err: NodeJS.ErrnoException) => {
     if (err.code !== 'EPIPE') throw err;
@@ -225,29 +221,22 @@ async function natsStore(url: string, clusterName: string): Promise<import('./ta
 }
 
 async function runReplay(args: string[]): Promise<void> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args,
-      options: {
-        tape: { type: 'string' },
-        nats: { type: 'string' },
-        cluster: { type: 'string' },
-        host: { type: 'string', default: '127.0.0.1' },
-        port: { type: 'string' },
-        from: { type: 'string' },
-        to: { type: 'string' },
-        speed: { type: 'string' },
-        key: { type: 'string' },
-        secret: { type: 'string' },
-        'max-sessions': { type: 'string' },
-      },
-      strict: true,
-    }));
-  } catch (err) {
-    if (err instanceof TypeError) usageError(err.message);
-    throw err;
-  }
+  const values = optionsOf({
+    args,
+    options: {
+      tape: { type: 'string' },
+      nats: { type: 'string' },
+      cluster: { type: 'string' },
+      host: { type: 'string', default: '127.0.0.1' },
+      port: { type: 'string' },
+      from: { type: 'string' },
+      to: { type: 'string' },
+      speed: { type: 'string' },
+      key: { type: 'string' },
+      secret: { type: 'string' },
+      'max-sessions': { type: 'string' },
+    },
+  });
   if (values.nats !== undefined && values.tape !== undefined) usageError('replay reads --tape DIR or --nats URL, not both');
   if (values.nats === undefined) values.tape ??= process.env.TAPE_DIR;
   if (values.tape === undefined && values.nats === undefined) {
@@ -303,6 +292,9 @@ function tapeFail(message: string, code: 1 | 2): never {
   process.exit(code);
 }
 
+/** A `tape` command line that is wrong: exit 2. */
+const tapeUsage = (message: string): never => tapeFail(message, 2);
+
 /** The channels and symbols `tape export` keeps (undefined: every message); a channel the stream's kind lacks is a usage error. */
 function exportSelection(values: Record<string, unknown>, path: string, kind: StreamKind): ChannelSet | undefined {
   const own = kind.channels.map((c) => `--${channelOption(c)}`).join(', ');
@@ -324,13 +316,7 @@ function exportSelection(values: Record<string, unknown>, path: string, kind: St
 }
 
 async function tapeLs(args: string[]): Promise<void> {
-  let values;
-  try {
-    ({ values } = parseArgs({ args, options: { tape: { type: 'string' }, json: { type: 'boolean', default: false } }, strict: true }));
-  } catch (err) {
-    if (err instanceof TypeError) tapeFail(err.message, 2);
-    throw err;
-  }
+  const values = optionsOf({ args, options: { tape: { type: 'string' }, json: { type: 'boolean', default: false } } }, tapeUsage);
   values.tape ??= process.env.TAPE_DIR;
   if (values.tape === undefined) tapeFail('ls needs --tape DIR (a TAPE_DIR a gateway recorded; default $TAPE_DIR)', 2);
   const { formatTapeTable, listTape } = await import('./tape/tape-list.js');
@@ -339,26 +325,19 @@ async function tapeLs(args: string[]): Promise<void> {
 }
 
 async function tapeExport(args: string[]): Promise<void> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args,
-      options: {
-        tape: { type: 'string' },
-        stream: { type: 'string' },
-        from: { type: 'string' },
-        to: { type: 'string' },
-        format: { type: 'string' },
-        out: { type: 'string' },
-        marks: { type: 'boolean', default: false },
-        ...Object.fromEntries(CHANNELS.map((c) => [channelOption(c), { type: 'string', multiple: true } as const])),
-      },
-      strict: true,
-    }));
-  } catch (err) {
-    if (err instanceof TypeError) tapeFail(err.message, 2);
-    throw err;
-  }
+  const values = optionsOf({
+    args,
+    options: {
+      tape: { type: 'string' },
+      stream: { type: 'string' },
+      from: { type: 'string' },
+      to: { type: 'string' },
+      format: { type: 'string' },
+      out: { type: 'string' },
+      marks: { type: 'boolean', default: false },
+      ...Object.fromEntries(CHANNELS.map((c) => [channelOption(c), { type: 'string', multiple: true } as const])),
+    },
+  }, tapeUsage);
   values.tape ??= process.env.TAPE_DIR;
   if (values.tape === undefined) tapeFail('export needs --tape DIR (a TAPE_DIR a gateway recorded; default $TAPE_DIR)', 2);
   if (values.stream === undefined) tapeFail(`export needs --stream P: one of ${STREAM_PATHS.join(', ')}`, 2);
