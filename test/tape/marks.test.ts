@@ -3,11 +3,11 @@
  * `tickmux replay` serves the same tape as the vendor to a whole gateway.
  */
 import t, { type Test } from 'tap';
-import { systemClock } from '../../src/clock.js';
 import { Timestamp } from '../../src/protocol/timestamp.js';
 import type { MarketMessage } from '../../src/simulator/stream-market.js';
 import { nsText } from '../../src/tape/replay.js';
 import { type GatewayFixture, startGateway } from '../helpers/gateway.js';
+import { recordingGateway, taped } from '../helpers/tape.js';
 import { spawnNode } from '../helpers/processes.js';
 import { type Message, StreamClient } from '../helpers/stream-client.js';
 
@@ -17,15 +17,8 @@ const trade = (i: number): MarketMessage => ({ T: 't', S: 'AAPL', i: 90071992547
 
 /** Records trade 1, a vendor drop, the link back, trade 2; returns the tape folder and the window's start. */
 async function recordAcrossADrop(t: Test): Promise<{ gw: GatewayFixture; dir: string; fromNs: bigint; live: StreamClient }> {
-  const dir = t.testdir();
-  const gw = await startGateway(t, { TAPE_DIR: dir, RETRY_BASE_MS: '10', RETRY_MAX_MS: '20' });
+  const { gw, dir, live, fromNs } = await recordingGateway(t, { subscribe: { trades: ['AAPL'] }, env: { RETRY_BASE_MS: '10', RETRY_MAX_MS: '20' } });
   const link = gw.gateway.stream(STOCKS)!.link;
-  await link.whenLive(10_000);
-  const live = await gw.connect();
-  await live.auth('live', 's');
-  await live.request({ action: 'subscribe', trades: ['AAPL'] });
-  await link.whenSynced(10_000);
-  const fromNs = systemClock.nanos();
   gw.simulator!.publish([trade(1)], STOCKS);
   await live.until(() => data(live.messages).length === 1, 'trade 1 live');
   gw.simulator!.dropAll({ path: STOCKS, terminate: true });
@@ -34,7 +27,7 @@ async function recordAcrossADrop(t: Test): Promise<{ gw: GatewayFixture; dir: st
   await link.whenSynced(10_000);
   gw.simulator!.publish([trade(2)], STOCKS);
   await live.until(() => data(live.messages).length === 2, 'trade 2 live');
-  await Promise.all(gw.gateway.tape!.recorders.map((r) => r.flushed()));
+  await taped(gw);
   return { gw, dir, fromNs, live };
 }
 

@@ -8,7 +8,8 @@ import { Timestamp } from '../../src/protocol/timestamp.js';
 import type { MarketMessage } from '../../src/simulator/stream-market.js';
 import { nsText } from '../../src/tape/replay.js';
 import { FakeClock } from '../helpers/fake-clock.js';
-import { type GatewayFixture, startGateway } from '../helpers/gateway.js';
+import type { GatewayFixture } from '../helpers/gateway.js';
+import { recordingGateway, taped } from '../helpers/tape.js';
 import { rawUpgrade } from '../helpers/raw-upgrade.js';
 import { type Message, StreamClient } from '../helpers/stream-client.js';
 import { eventually } from '../helpers/wait.js';
@@ -19,20 +20,13 @@ const trades = (messages: readonly Message[]): number[] => messages.filter((m) =
 
 /** A recording gateway that has recorded `count` AAPL trades, one every `everyMs` of its clock. */
 async function recorded(t: Test, count: number, everyMs: number, env: Record<string, string> = {}, clock?: FakeClock): Promise<{ gw: GatewayFixture; fromNs: bigint }> {
-  const gw = await startGateway(t, { TAPE_DIR: t.testdir(), ...env }, clock);
-  const link = gw.gateway.stream(STOCKS)!.link;
-  await link.whenLive(10_000);
-  const live = await gw.connect();
-  await live.auth('live', 's');
-  await live.request({ action: 'subscribe', trades: ['AAPL'] });
-  await link.whenSynced(10_000);
-  const fromNs = gw.gateway.clock.nanos();
+  const { gw, live, fromNs } = await recordingGateway(t, { subscribe: { trades: ['AAPL'] }, env, clock });
   for (let n = 0; n < count; n++) {
     clock?.advance(everyMs);
     gw.simulator!.publish([trade(n)], STOCKS);
     await live.until(() => trades(live.messages).length === n + 1, `trade ${n} live`);
   }
-  await gw.gateway.tape!.recorders[0]!.flushed();
+  await taped(gw);
   return { gw, fromNs };
 }
 

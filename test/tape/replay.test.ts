@@ -9,7 +9,7 @@ import { systemClock } from '../../src/clock.js';
 import { Timestamp } from '../../src/protocol/timestamp.js';
 import type { MarketMessage } from '../../src/simulator/stream-market.js';
 import { nsText } from '../../src/tape/replay.js';
-import { type GatewayFixture, startGateway } from '../helpers/gateway.js';
+import { recordingGateway, taped } from '../helpers/tape.js';
 import { type Message, StreamClient } from '../helpers/stream-client.js';
 import { eventually } from '../helpers/wait.js';
 
@@ -20,18 +20,7 @@ const BIG = 9007199254740993n; // 2^53 + 1: a double would round it
 const ns = (text: string | undefined): bigint => Timestamp.parse(text as string).toEpochNanos();
 const data = (messages: readonly Message[]): Message[] => messages.filter((m) => !['success', 'subscription', 'error', 'gateway'].includes(m.T as string));
 
-/** A recording gateway serving stocks and crypto from the embedded vendor, its tape in a fresh folder. */
-async function recording(t: Test, env: Record<string, string> = {}): Promise<GatewayFixture & { dir: string }> {
-  const dir = t.testdir();
-  const gw = await startGateway(t, { STREAMS: `${STOCKS},${CRYPTO}`, TAPE_DIR: dir, ...env });
-  await Promise.all(gw.gateway.streams.map((s) => s.link.whenLive(10_000)));
-  return { ...gw, dir };
-}
-
-/** Writes what every recorder has queued, so a replay finds it. */
-async function flushed(gw: GatewayFixture): Promise<void> {
-  await Promise.all(gw.gateway.tape!.recorders.map((r) => r.flushed()));
-}
+const BOTH = { STREAMS: `${STOCKS},${CRYPTO}` };
 
 const trade = (symbol: string, i: bigint, n: number): MarketMessage => ({
   T: 't',
@@ -46,12 +35,7 @@ const trade = (symbol: string, i: bigint, n: number): MarketMessage => ({
 });
 
 t.test('the SDK’s StockDataStream on /replay/v2/iex gets exactly the recorded trades of its symbols: ids past 2^53 and nanoseconds as sent live, in order', async (t) => {
-  const gw = await recording(t);
-  const live = await gw.connect({ encoding: 'msgpack' });
-  await live.auth('live', 's');
-  await live.request({ action: 'subscribe', trades: ['AAPL', 'MSFT'] });
-  await gw.gateway.stream(STOCKS)!.link.whenSynced(10_000);
-  const fromNs = systemClock.nanos();
+  const { gw, live, fromNs } = await recordingGateway(t, { subscribe: { trades: ['AAPL', 'MSFT'] }, env: BOTH, encoding: 'msgpack' });
   let n = 0;
   for (let frame = 0; frame < 20; frame++) {
     const batch: MarketMessage[] = [];
@@ -59,7 +43,7 @@ t.test('the SDK’s StockDataStream on /replay/v2/iex gets exactly the recorded 
     gw.simulator!.publish(batch, STOCKS);
   }
   await live.until(() => data(live.messages).length === n, 'every trade live');
-  await flushed(gw);
+  await taped(gw);
 
   const sdk = new streaming.StockDataStream({ url: gw.url(`from=${nsText(fromNs)}&speed=max`, `replay/${STOCKS}`), credentials: { keyId: 'k', secret: 's' }, reconnect: false });
   const got: { symbol?: string; idRaw?: string; price: number; size: number; timestampRaw?: string }[] = [];
@@ -82,15 +66,10 @@ t.test('the SDK’s StockDataStream on /replay/v2/iex gets exactly the recorded 
 });
 
 t.test('a raw client replaying in msgpack gets the vendor’s own bytes; JSON clients get the lossless JSON of them', async (t) => {
-  const gw = await recording(t);
-  const live = await gw.connect({ encoding: 'msgpack' });
-  await live.auth('live', 's');
-  await live.request({ action: 'subscribe', trades: ['AAPL'] });
-  await gw.gateway.stream(STOCKS)!.link.whenSynced(10_000);
-  const fromNs = systemClock.nanos();
+  const { gw, live, fromNs } = await recordingGateway(t, { subscribe: { trades: ['AAPL'] }, env: BOTH, encoding: 'msgpack' });
   gw.simulator!.publish([trade('AAPL', BIG, 1), trade('AAPL', BIG + 2n, 2)], STOCKS);
   await live.until(() => data(live.messages).length === 2, 'the trades live');
-  await flushed(gw);
+  await taped(gw);
   const liveBytes = Buffer.concat(live.raw.filter((r) => r.isBinary).slice(-1).map((r) => r.data));
 
   for (const encoding of ['msgpack', 'json'] as const) {
@@ -110,11 +89,7 @@ t.test('a raw client replaying in msgpack gets the vendor’s own bytes; JSON cl
 });
 
 t.test('a CryptoDataStream replaying a book from the middle of the window starts from a reset equal to the book at `from`, then exactly the recorded updates', async (t) => {
-  const gw = await recording(t);
-  const live = await gw.connect({ stream: CRYPTO });
-  await live.auth('live', 's');
-  await live.request({ action: 'subscribe', orderbooks: ['BTC/USD'], trades: ['BTC/USD'] });
-  await gw.gateway.stream(CRYPTO)!.link.whenSynced(10_000);
+  const { gw, live } = await recordingGateway(t, { subscribe: { orderbooks: ['BTC/USD'], trades: ['BTC/USD'] }, env: BOTH, stream: CRYPTO });
   const ts = (n: number): Timestamp => new Timestamp(1765031400, n);
   const sim = gw.simulator!;
   const book = (n: number, b: [number, number][], a: [number, number][], reset = false): MarketMessage => ({
@@ -127,12 +102,11 @@ t.test('a CryptoDataStream replaying a book from the middle of the window starts
   });
   sim.publish([book(1, [[100, 1], [99, 2]], [[101, 1], [102, 3]], true), book(2, [[99, 0], [98.5, 4]], [])], CRYPTO);
   await live.until(() => live.messages.filter((m) => m.T === 'o').length >= 2, 'the first book messages live');
-  await eventually(() => systemClock.nanos() > 0n, 'a tick'); // the next record's receive time is later
   const fromNs = systemClock.nanos();
   const later = [book(3, [], [[101, 0.5]]), { T: 't', S: 'BTC/USD', p: 100.5, s: 0.25, t: ts(4), i: BIG, tks: 'B' }, book(5, [[100, 0]], [[103, 7]])];
   sim.publish(later, CRYPTO);
   await live.until(() => live.messages.filter((m) => m.T === 'o').length >= 4, 'the later book messages live');
-  await flushed(gw);
+  await taped(gw);
 
   const sdk = new streaming.CryptoDataStream({ url: gw.url(`from=${nsText(fromNs)}&speed=max`, `replay/${CRYPTO}`), credentials: { keyId: 'k', secret: 's' }, reconnect: false });
   const books: { symbol?: string; reset?: boolean; bids: { price: number; size: number }[]; asks: { price: number; size: number }[]; timestampRaw?: string }[] = [];
