@@ -170,14 +170,6 @@ export default fp(
       recorder('tickmux_tape_segments_total', 'Tape segments opened', (s) => s.segments);
       streamGauge(registry, recorded, 'tickmux_tape_queue_bytes', 'Bytes waiting to be written to the tape', (stream) => (stream.recorder as StreamRecorder).queuedBytes);
       streamGauge(registry, recorded, 'tickmux_tape_degraded', '1 while the stream’s recording is degraded (a gap is open)', (stream) => ((stream.recorder as StreamRecorder).state === 'degraded' ? 1 : 0));
-      new Gauge({
-        name: 'tickmux_replay_sessions',
-        help: 'Replays running (REPLAY_MAX_SESSIONS caps them)',
-        registers: [registry],
-        collect() {
-          this.set(tape.replays.running);
-        },
-      });
       new Counter({
         name: 'tickmux_tape_deleted_segments_total',
         help: 'Segments deleted by retention (TAPE_RETENTION_HOURS, TAPE_MAX_BYTES)',
@@ -192,12 +184,15 @@ export default fp(
     if (shared !== undefined) {
       // A cluster's tape (TAPE=1) is one for every stream: the same gauge as a standalone tape's.
       streamGauge(registry, streams, 'tickmux_tape_degraded', '1 while the stream’s recording is degraded (on a cluster: the JetStream tape cannot be written)', () => (shared.state === 'degraded' ? 1 : 0));
+    }
+    const replays = tape?.replays ?? shared?.replays;
+    if (replays !== undefined) {
       new Gauge({
         name: 'tickmux_replay_sessions',
         help: 'Replays running (REPLAY_MAX_SESSIONS caps them)',
         registers: [registry],
         collect() {
-          this.set(shared.replays.running);
+          this.set(replays.running);
         },
       });
     }
