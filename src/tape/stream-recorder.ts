@@ -263,7 +263,7 @@ export class StreamRecorder {
   async #stop(): Promise<void> {
     this.#clock.clearTimeout(this.#fsyncTimer);
     this.#clock.clearTimeout(this.#retryTimer);
-    this.#closeGap(this.#now());
+    if (this.#gap !== undefined) this.#closeGap(this.#now());
     this.#state = 'stopped';
     await this.#started;
     await this.#whenIdle();
