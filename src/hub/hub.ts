@@ -90,6 +90,12 @@ export interface HubOptions {
   /** the per-turn bounds (default TURN_DELIVERIES, FLUSH_SLICE); tests make them tiny to take every path */
   readonly turnDeliveries?: number;
   readonly flushSlice?: number;
+  /**
+   * Whether every routed message updates the last-value cache (default true). A replay's hub,
+   * whose one client neither asked for snapshots nor lags past conflation, keeps none: what it
+   * needs as of the replay's start it learns through `prime`.
+   */
+  readonly keepLastValues?: boolean;
 }
 
 export interface HubStats extends QueueCounters {
@@ -120,6 +126,7 @@ export class Hub {
   /** whether data names its symbols in a list (news) rather than one `S` */
   readonly #routesByList: boolean;
   readonly #options: HubOptions;
+  readonly #keepLastValues: boolean;
   readonly #logger: Logger;
   readonly #auth: ClientAuthenticator;
   readonly #index = new SubscriptionIndex<ClientSession>();
@@ -172,6 +179,7 @@ export class Hub {
 
   constructor(options: HubOptions) {
     this.#options = options;
+    this.#keepLastValues = options.keepLastValues ?? true;
     this.kind = options.kind ?? options.link.kind ?? STOCKS;
     this.#routesByList = this.kind.symbolsField === 'symbols';
     this.#lastValues = new LastValues(this.kind);
@@ -225,7 +233,7 @@ export class Hub {
         for (const session of this.#authenticated) this.#deliver(session, unit);
         continue;
       }
-      this.#lastValues.store(unit);
+      if (this.#keepLastValues) this.#lastValues.store(unit);
       if (this.#routesByList) {
         this.#routeByList(channel, unit);
         continue;

@@ -148,7 +148,8 @@ class ReplayLink extends EventEmitter<{ refused: [Refusal]; state: [StateChange]
       if (this.#stopped) return;
       await this.#prime(cursor, hub);
       let anchor: { ns: bigint; ms: number } | undefined;
-      let live = true;
+      // Unknown until a mark says: a tape's first segment starts with the link not yet live.
+      let live: boolean | undefined;
       const budget = this.#bufferBytes();
       let sinceFlush = 0;
       for (let records = await cursor.next(); records.length > 0 && !this.#stopped; records = await cursor.next()) {
@@ -162,7 +163,9 @@ class ReplayLink extends EventEmitter<{ refused: [Refusal]; state: [StateChange]
             await yieldTurn();
             sinceFlush = 0;
           }
-          while ((this.#paused || this.#lagging()) && !this.#stopped) await yieldTurn(this.#paused ? 0 : 1);
+          // A client that reads is waited for turn by turn (its writes complete in between); one
+          // that has stopped, on a timer, so a stalled replay costs no CPU.
+          for (let waits = 0; (this.#paused || this.#lagging()) && !this.#stopped; waits++) await yieldTurn(this.#paused || waits < 64 ? 0 : 1);
           if (this.#stopped) return;
           live = this.#emit(hub, record, live);
           if (record.type !== 'mark') sinceFlush += record.bytes.length;
@@ -226,8 +229,8 @@ class ReplayLink extends EventEmitter<{ refused: [Refusal]; state: [StateChange]
     });
   }
 
-  /** Hands one record to the hub; returns whether the recorded link is live after it. */
-  #emit(hub: Hub, record: TapeRecord, live: boolean): boolean {
+  /** Hands one record to the hub; returns whether the recorded link is live after it (undefined: not known yet). */
+  #emit(hub: Hub, record: TapeRecord, live: boolean | undefined): boolean | undefined {
     if (record.type === 'frame') {
       const units = dataUnits(record, this.kind);
       if (units.length > 0) hub.onData(units);
@@ -251,7 +254,7 @@ class ReplayLink extends EventEmitter<{ refused: [Refusal]; state: [StateChange]
         return live; // the vendor's side of the recording; a replay's client has its own set
       case 'segment':
         // A segment that starts with the link down after it was up: the recorder stopped in between.
-        if (live && !mark.live) this.emit('state', { from: 'live', to: 'stopped', at: ms, atText: at, reason: 'recorder restarted' } satisfies StateChange);
+        if (live === true && !mark.live) this.emit('state', { from: 'live', to: 'stopped', at: ms, atText: at, reason: 'recorder restarted' } satisfies StateChange);
         return mark.live;
     }
   }
@@ -279,7 +282,17 @@ export class Replay {
   static start(socket: WebSocket, info: ClientInfo, options: ReplayOptions): Replay {
     const logger = options.logger.child({ component: 'replay', stream: options.stream });
     const link = new ReplayLink({ ...options, logger });
-    const hub = new Hub({ kind: options.kind, stream: options.stream, clients: options.clients, upstreamMaxSymbols: 0, link, logger, clock: options.clock });
+    // Last values only for `?snapshot=1` (as of the replay position, then as it plays).
+    const hub = new Hub({
+      kind: options.kind,
+      stream: options.stream,
+      clients: options.clients,
+      upstreamMaxSymbols: 0,
+      link,
+      logger,
+      clock: options.clock,
+      keepLastValues: info.options.snapshot,
+    });
     const session = hub.accept(socket, info);
     link.attach(hub, session);
     const replay = new Replay(link, hub, session);

@@ -49,6 +49,16 @@ t.test('a window spanning a vendor drop replays upstream_down and upstream_up at
   const times = notices.map((m) => Timestamp.parse(m.at as string).toEpochNanos());
   t.ok(times[0]! > fromNs && times[0]! < times[1]!, 'each notice carries its recorded time, in order');
   t.same(data(replay.messages), data(live.messages), 'the trades as the live client got them');
+
+  // From the tape's very start: the link came up once before trade 1, and was never down before it.
+  const whole = new StreamClient(gw.url('from=0&speed=max&events=1', `replay/${STOCKS}`));
+  t.teardown(() => whole.close());
+  await whole.opened();
+  await whole.auth('k', 's');
+  await whole.request({ action: 'subscribe', trades: ['AAPL'] });
+  await whole.waitFor((m) => m.event === 'replay_end', 'replay_end from the start');
+  const all = whole.messages.filter((m) => m.T === 't' || m.T === 'gateway').map((m) => (m.T === 't' ? `trade ${m.s}` : `${m.event}`));
+  t.same(all, ['upstream_up', 'trade 1', 'upstream_down', 'upstream_up', 'trade 2', 'replay_end'], 'no down notice before the first up');
 });
 
 t.test('`tickmux replay` serves the tape as the vendor: a gateway with UPSTREAM_URL pointed at it feeds its clients the recorded trades', async (t) => {

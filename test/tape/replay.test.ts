@@ -134,3 +134,21 @@ t.test('a CryptoDataStream replaying a book from the middle of the window starts
   t.same(trades.map((x) => [x.idRaw, x.size, ns(x.timestampRaw)]), [[String(BIG), 0.25, ts(4).toEpochNanos()]], 'the trade after `from` only, its id exact');
   t.equal(books.length, 3, 'nothing else');
 });
+
+t.test('?snapshot=1 on a replay: the last trade before `from` on subscribe, then the window', async (t) => {
+  const { gw, live } = await recordingGateway(t, { subscribe: { trades: ['AAPL'] }, env: BOTH });
+  gw.simulator!.publish([trade('AAPL', BIG, 1)], STOCKS);
+  gw.simulator!.publish([trade('AAPL', BIG + 2n, 2)], STOCKS);
+  await live.until(() => data(live.messages).length === 2, 'two trades before `from`');
+  const fromNs = systemClock.nanos();
+  gw.simulator!.publish([trade('AAPL', BIG + 4n, 3)], STOCKS);
+  await live.until(() => data(live.messages).length === 3, 'one after it');
+  await taped(gw);
+  const replay = new StreamClient(gw.url(`from=${nsText(fromNs)}&speed=max&events=1&snapshot=1`, `replay/${STOCKS}`));
+  t.teardown(() => replay.close());
+  await replay.opened();
+  await replay.auth('k', 's');
+  await replay.request({ action: 'subscribe', trades: ['AAPL'] });
+  await replay.waitFor((m) => m.event === 'replay_end', 'replay_end');
+  t.same(data(replay.messages).map((m) => m.s), [2, 3], 'the last value as of `from` (trade 2), then the recorded trade 3');
+});
