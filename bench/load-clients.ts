@@ -9,6 +9,7 @@ import { systemClock } from '../src/clock.js';
 import { decodeFrame, type Encoding } from '../src/protocol/frame.js';
 import { type Channel, STOCKS, streamKindOfUrl } from '../src/protocol/streams.js';
 import { Timestamp } from '../src/protocol/timestamp.js';
+import { countJson, countMsgpack } from './message-count.js';
 import { type Latency, percentiles } from './percentiles.js';
 
 /** What a client subscribes to: channel → symbols, as in the vendor's subscribe request. */
@@ -51,27 +52,6 @@ interface Counter {
 const sockets: WebSocket[] = [];
 const counters: Counter[] = [];
 let counting = false;
-
-/** Messages in an msgpack frame, from its array header alone. */
-function countMsgpack(data: Buffer): number {
-  const b = data[0] as number;
-  if (b >= 0x90 && b <= 0x9f) return b & 0x0f;
-  if (b === 0xdc) return data.readUInt16BE(1);
-  if (b === 0xdd) return data.readUInt32BE(1);
-  return 0;
-}
-
-const MESSAGE_OPENING = Buffer.from('{"T":');
-
-/**
- * Messages in a JSON frame: the gateway writes each one with `T` first and no spaces, and a
- * string holding `{"T":` would carry its quotes escaped, so every opening is a message.
- */
-function countJson(data: Buffer): number {
-  let n = 0;
-  for (let at = data.indexOf(MESSAGE_OPENING); at >= 0; at = data.indexOf(MESSAGE_OPENING, at + MESSAGE_OPENING.length)) n += 1;
-  return n;
-}
 
 function connect(counter: Counter, subscription: Subscription | undefined, sampled: boolean): Promise<void> {
   const { url, encoding } = counter.group;

@@ -18,6 +18,8 @@
  * by default, `--overload-steps 0` leaves it out, `--overload-only` runs it alone: N JSON clients
  * on the 20 broadcast symbols against a gateway with the default client limits, its saturation
  * rate found by a ramp, then 1×, 2× and 4× that rate against the gateway and a JSON baseline.
+ * Alone, instead of these: `--cluster` (issue #10, bench/cluster.ts) and `--tape` (issue #18,
+ * bench/tape.ts: recording's cost, replay speed, tape bytes and seek time).
  */
 import { type ChildProcess, fork } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
@@ -25,10 +27,12 @@ import { cpus, loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { seededRandom } from '../src/random.js';
 import { runCluster } from './cluster.js';
-import type { ClientGroup, Measured } from './load-clients.js';
+import type { ClientGroup } from './load-clients.js';
 import { deliveriesPerVendorMessage, mixedPlan, type PlannedGroup, STREAMS, stocksOnlyGroup } from './mixed-plan.js';
 import { cpuSeconds, jsonLine, measure, node, rssBytes, setRate, stopClients, tcpExtCounters, tcpSocketBytes, track } from './processes.js';
 import { percentiles } from './percentiles.js';
+import { runTape } from './tape.js';
+import { BROADCAST_SYMBOLS, startClients, startGateway, type StepResult, type StepTiming, stockGroup as clientsOn, step as measuredStep, type Target, usage } from './step.js';
 
 const { values } = parseArgs({
   options: {
@@ -51,6 +55,14 @@ const { values } = parseArgs({
     'max-buffer-mb': { type: 'string', default: '256' },
     /** run only the cluster scenario (issue #10, bench/cluster.ts) */
     cluster: { type: 'boolean', default: false },
+    /** run only the tape scenario (issue #18, bench/tape.ts, which reads these and its defaults) */
+    tape: { type: 'boolean', default: false },
+    'tape-repeats': { type: 'string' },
+    'tape-fill-rate': { type: 'string' },
+    'tape-fill-seconds': { type: 'string' },
+    'tape-replays': { type: 'string' },
+    'tape-seek-gb': { type: 'string' },
+    'tape-seeks': { type: 'string' },
     /** run the overload scenario alone */
     'overload-only': { type: 'boolean', default: false },
     /** vendor rates tried, in order, to find the overload gateway's saturation rate */
@@ -70,112 +82,17 @@ const FILTERED_RATE = Number(values['filtered-rate']);
 const MIXED_RATE = Number(values['mixed-rate']);
 const OVERLOAD_RAMP = (values['overload-ramp'] ?? '').split(',').map(Number);
 const OVERLOAD_STEPS = (values['overload-steps'] ?? '').split(',').map(Number).filter((n) => n > 0);
-const BROADCAST_SYMBOLS = Array.from({ length: 20 }, (_, i) => `B${String(i).padStart(2, '0')}`);
 
 // A signal ends the run through process.exit, so the child registry kills the simulator, gateway and baseline.
 for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => process.exit(130));
 
-/** CPU seconds (user + system) and RSS bytes of a process, from /proc. */
-function usage(pid: number): { cpuSeconds: number; rssBytes: number } {
-  return { cpuSeconds: cpuSeconds(pid), rssBytes: rssBytes(pid) ?? 0 };
-}
+const TIMING: StepTiming = { warmupMs: WARMUP_MS, measureMs: MEASURE_MS };
 
-/** A process the clients connect to: the gateway (a URL per stream path) or the baseline (one for all). */
-interface Target {
-  url: (path: string) => string;
-  pid: number | undefined;
-  /** the gateway's `/metrics` URL */
-  metrics?: string;
-}
+/** One measured step (bench/step.ts) with this run's warm-up and window. */
+const step = (target: Target, control: string, rate: number, groups: readonly PlannedGroup[]): Promise<StepResult> => measuredStep(target, control, rate, groups, TIMING);
 
-/** Per stream path, over a window: vendor messages the gateway received, and messages it sent to clients. */
-type StreamRates = Record<string, { vendorPerSecond: number; sentPerSecond: number }>;
-
-/**
- * What a step reports: the window's figures (per group when there are several), the target's CPU
- * and RSS, the load process's CPU, and for the gateway its own counts per stream.
- */
-type StepResult = Omit<Measured, 'groups'> & { groups?: Measured['groups']; cpuPercent: number | null; rssMb: number | null; loadCpuPercent: number; streams?: StreamRates };
-
-/** The gateway's running totals per stream: vendor messages in, messages out to clients. */
-async function streamTotals(metricsUrl: string): Promise<Map<string, { vendor: number; sent: number }>> {
-  const res = await fetch(metricsUrl);
-  if (!res.ok) throw new Error(`could not read the gateway's metrics: ${res.status}`);
-  const totals = new Map<string, { vendor: number; sent: number }>();
-  for (const line of (await res.text()).split('\n')) {
-    const m = /^tickmux_(upstream|downstream)_messages_total\{stream="([^"]+)"\} (\d+)/.exec(line);
-    if (m === null) continue;
-    const entry = totals.get(m[2] as string) ?? { vendor: 0, sent: 0 };
-    entry[m[1] === 'upstream' ? 'vendor' : 'sent'] = Number(m[3]);
-    totals.set(m[2] as string, entry);
-  }
-  return totals;
-}
-
-/** Per-second rates between two readings of `streamTotals`, for the streams that moved. */
-function streamRates(before: Map<string, { vendor: number; sent: number }>, after: Map<string, { vendor: number; sent: number }>, seconds: number): StreamRates {
-  const rates: StreamRates = {};
-  for (const [path, end] of after) {
-    const start = before.get(path) ?? { vendor: 0, sent: 0 };
-    if (end.vendor === start.vendor && end.sent === start.sent) continue;
-    rates[path] = { vendorPerSecond: Number(((end.vendor - start.vendor) / seconds).toFixed(1)), sentPerSecond: Math.round((end.sent - start.sent) / seconds) };
-  }
-  return rates;
-}
-
-/** N msgpack clients on the stock stream, each on trades and quotes of its symbols (`symbols` cycled), 10 of them sampled. */
-function stockGroup(symbols: string[][]): PlannedGroup {
-  return {
-    name: 'stocks',
-    path: STREAMS.stocks,
-    clients: CLIENTS,
-    encoding: 'msgpack',
-    subscriptions: symbols.map((s) => ({ trades: s, quotes: s })),
-    sampled: 10,
-    holds: 'trades + quotes',
-    symbols,
-  };
-}
-
-/** Starts a load process with `groups` against `target`; resolves once every client is in. */
-async function startClients(target: Target, groups: readonly PlannedGroup[]): Promise<ChildProcess> {
-  const child = track(fork(new URL('./load-clients.js', import.meta.url), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }));
-  const ready = new Promise<void>((resolve, reject) => {
-    child.on('message', (m: { type: string }) => m.type === 'ready' && resolve());
-    child.once('exit', (code) => reject(new Error(`load clients exited (${code})`)));
-  });
-  const plan: ClientGroup[] = groups.map((g) => ({ name: g.name, url: target.url(g.path), clients: g.clients, encoding: g.encoding, subscriptions: g.subscriptions, sampled: g.sampled }));
-  child.send({ type: 'start', plan: { groups: plan } });
-  await ready;
-  return child;
-}
-
-/** One measured step: clients connect, the vendor runs at `rate`, a warm-up, then a window. */
-async function step(target: Target, control: string, rate: number, groups: readonly PlannedGroup[]): Promise<StepResult> {
-  const clients = await startClients(target, groups);
-  await setRate(control, rate);
-  await new Promise((resolve) => setTimeout(resolve, WARMUP_MS));
-  const totalsBefore = target.metrics === undefined ? undefined : await streamTotals(target.metrics);
-  const before = target.pid === undefined ? undefined : usage(target.pid);
-  const loadBefore = cpuSeconds(clients.pid as number);
-  const started = process.hrtime.bigint();
-  const { groups: perGroup, ...result } = await measure(clients, MEASURE_MS);
-  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-  const after = target.pid === undefined ? undefined : usage(target.pid);
-  const loadAfter = cpuSeconds(clients.pid as number);
-  const totalsAfter = target.metrics === undefined ? undefined : await streamTotals(target.metrics);
-  await setRate(control, 0);
-  await stopClients(clients);
-  await new Promise((resolve) => setTimeout(resolve, 500));
-  return {
-    ...result,
-    ...(groups.length > 1 ? { groups: perGroup } : {}),
-    cpuPercent: before && after ? Math.round(((after.cpuSeconds - before.cpuSeconds) / seconds) * 100) : null,
-    rssMb: after ? Math.round(after.rssBytes / 1048576) : null,
-    loadCpuPercent: Math.round(((loadAfter - loadBefore) / seconds) * 100),
-    ...(totalsBefore && totalsAfter ? { streams: streamRates(totalsBefore, totalsAfter, seconds) } : {}),
-  };
-}
+/** The run's N clients, each on trades and quotes of its symbols (`symbols` cycled). */
+const stockGroup = (symbols: string[][]): PlannedGroup => clientsOn(CLIENTS, symbols);
 
 /** What every report starts with: the machine, the client count, the method. */
 function header(): Record<string, unknown> {
@@ -202,26 +119,18 @@ async function main(): Promise<void> {
 
   // One gateway serving every stream the scenarios use, as it is deployed: the stock-only
   // scenarios run with the other links connected and idle.
-  const gatewayProcess = node(['dist/src/server.js'], {
-    PORT: '0',
-    UPSTREAM_URL: vendorBase,
-    STREAMS: Object.values(STREAMS).join(','),
-    APCA_API_KEY_ID: 'bench',
-    APCA_API_SECRET_KEY: 'bench',
-    LOG_LEVEL: 'info',
-    MAX_CLIENTS: '20000',
-    CLIENT_MAX_BUFFER_BYTES: String(Number(values['max-buffer-mb']) * 1048576),
-    CLIENT_HIGH_WATER_BYTES: String(Number(values['high-water-mb']) * 1048576),
-  }, values.profile === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', values.profile]);
-  const { address: gatewayAddress, streams: gatewayUrls } = await jsonLine<{ address: string; streams: string[] }>(gatewayProcess, (v) => v.msg === 'tickmux ready');
+  const { process: gatewayProcess, target: gateway } = await startGateway(
+    vendorBase,
+    {
+      APCA_API_KEY_ID: 'bench',
+      APCA_API_SECRET_KEY: 'bench',
+      CLIENT_MAX_BUFFER_BYTES: String(Number(values['max-buffer-mb']) * 1048576),
+      CLIENT_HIGH_WATER_BYTES: String(Number(values['high-water-mb']) * 1048576),
+    },
+    values.profile === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', values.profile],
+  );
   if (values['gateway-log'] === undefined) gatewayProcess.stdout?.resume();
   else gatewayProcess.stdout?.pipe(createWriteStream(values['gateway-log']));
-  const gatewayUrl = (path: string): string => {
-    const url = gatewayUrls.find((u) => u.endsWith(`/${path}`));
-    if (url === undefined) throw new Error(`the gateway does not serve ${path}: ${gatewayUrls.join(', ')}`);
-    return url;
-  };
-  const gateway: Target = { url: gatewayUrl, pid: gatewayProcess.pid, metrics: `${gatewayAddress}/metrics` };
 
   const baselineProcess = node(['dist/bench/baseline.js', `${vendorBase}/v2/sip`, BROADCAST_SYMBOLS.join(',')]);
   const { port: baselinePort } = await jsonLine<{ port: number }>(baselineProcess, (v) => typeof v.port === 'number');
@@ -627,4 +536,5 @@ function diff(a: number | null, b: number | null): number | null {
 }
 
 if (values.cluster === true) await runCluster();
+else if (values.tape === true) await runTape();
 else await main();
