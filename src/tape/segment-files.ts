@@ -21,6 +21,8 @@ export const INDEX_ENTRY_BYTES = 20;
 export const INDEX_INTERVAL_BYTES = 64 * 1024;
 /** How much of a segment one read takes. */
 export const READ_CHUNK_BYTES = 1024 * 1024;
+/** The first read after a seek: the instant is at most one index interval on, so two suffice. */
+export const SEEK_CHUNK_BYTES = 2 * INDEX_INTERVAL_BYTES;
 
 const EMPTY = Buffer.alloc(0);
 
@@ -149,23 +151,26 @@ export class SegmentReader {
   #done = false;
   #damage: string | undefined;
   readonly #chunkBytes: number;
+  /** the size of the next read, until it has been made once */
+  #firstChunkBytes: number | undefined;
 
   /** where reading began */
   readonly startOffset: number;
 
-  private constructor(segment: SegmentFile, handle: FileHandle, offset: number, chunkBytes: number) {
+  private constructor(segment: SegmentFile, handle: FileHandle, offset: number, chunkBytes: number, firstChunkBytes?: number) {
     this.segment = segment;
     this.#handle = handle;
     this.#position = offset;
     this.startOffset = offset;
     this.#chunkBytes = chunkBytes;
+    this.#firstChunkBytes = firstChunkBytes;
   }
 
   /**
    * Opens a segment to read from `offset` (default: its first record).
    * @returns undefined when the segment is gone (retention deleted it) or is not a tape segment
    */
-  static async open(segment: SegmentFile, offset = SEGMENT_MAGIC.length, chunkBytes = READ_CHUNK_BYTES): Promise<SegmentReader | undefined> {
+  static async open(segment: SegmentFile, offset = SEGMENT_MAGIC.length, chunkBytes = READ_CHUNK_BYTES, firstChunkBytes?: number): Promise<SegmentReader | undefined> {
     let handle: FileHandle;
     try {
       handle = await open(segment.path, 'r');
@@ -179,7 +184,7 @@ export class SegmentReader {
       await handle.close();
       return undefined;
     }
-    return new SegmentReader(segment, handle, Math.max(offset, SEGMENT_MAGIC.length), chunkBytes);
+    return new SegmentReader(segment, handle, Math.max(offset, SEGMENT_MAGIC.length), chunkBytes, firstChunkBytes);
   }
 
   /** The offset after the last whole record read so far. */
@@ -196,7 +201,8 @@ export class SegmentReader {
     while (!this.#done) {
       const handle = this.#handle as FileHandle;
       const carried = this.#carry.length;
-      const want = Math.max(this.#chunkBytes, this.#need);
+      const want = Math.max(this.#firstChunkBytes ?? this.#chunkBytes, this.#need);
+      this.#firstChunkBytes = undefined;
       const chunk = Buffer.allocUnsafe(want);
       this.#carry.copy(chunk, 0);
       const { bytesRead } = await handle.read(chunk, carried, want - carried, this.#position);

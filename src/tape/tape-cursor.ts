@@ -7,7 +7,7 @@
  */
 import { join } from 'node:path';
 import { SEGMENT_MAGIC, type TapeRecord } from './record.js';
-import { listSegments, readIndex, type SegmentFile, SegmentReader, seekOffset } from './segment-files.js';
+import { listSegments, READ_CHUNK_BYTES, readIndex, SEEK_CHUNK_BYTES, type SegmentFile, SegmentReader, seekOffset } from './segment-files.js';
 
 /** The last segment that starts at or before `ns` (the first, if `ns` precedes them all). */
 export function segmentAt(segments: readonly SegmentFile[], ns: bigint): number {
@@ -58,7 +58,8 @@ export class TapeCursor {
     const segment = this.#segments[this.#index];
     if (segment === undefined) return;
     const offset = seekOffset(await readIndex(segment), this.#fromNs);
-    this.#reader = await SegmentReader.open(segment, offset);
+    // A small first read: a seek to a cold segment waits for 128 KiB from the disk, not 1 MiB.
+    this.#reader = await SegmentReader.open(segment, offset, READ_CHUNK_BYTES, SEEK_CHUNK_BYTES);
   }
 
   /**
