@@ -4,11 +4,9 @@
  * GET /subscriptions: it reads every segment's index.
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { nsText } from '../src/tape/replay.js';
+import { streamListing } from '../src/tape/tape-list.js';
 import { answer, ControlTokenSecurity, CorrelationHeaders, Forbidden, TapeStatus, Unauthorized } from '../src/schemas.js';
 import { tapeHealth } from './health.js';
-
-const text = (ns: bigint | undefined): string | null => (ns === undefined ? null : nsText(ns));
 
 const tapeRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.get(
@@ -34,15 +32,7 @@ const tapeRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
       return {
         state,
         reason,
-        streams: streams.map((s) => ({
-          stream: s.stream,
-          from: text(s.fromNs),
-          to: text(s.toNs),
-          bytes: s.bytes,
-          messages: s.messages,
-          segments: s.segments,
-          gaps: s.gaps.map((g) => ({ from: nsText(g.fromNs), to: text(g.toNs), reason: g.reason })),
-        })),
+        streams: streams.map(streamListing),
       };
     },
   );

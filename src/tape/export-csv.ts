@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { ProtocolError } from '../errors.js';
 import type { MessageUnit } from '../protocol/frame.js';
 import { JsonCursor } from '../protocol/json.js';
-import { nsText } from './replay.js';
+import { nsText } from './replay-window.js';
 import { type ExportCounts, type ExportWriter, Output } from './export-output.js';
 
 /** A type a file may be named after (the vendor's are one letter). */

@@ -5,7 +5,7 @@
  */
 import type { MessageUnit } from '../protocol/frame.js';
 import type { Mark } from './record.js';
-import { nsText } from './replay.js';
+import { nsText } from './replay-window.js';
 import type { ExportCounts, ExportWriter, Output } from './export-output.js';
 
 const isWhitespace = (c: number | undefined): boolean => c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;

@@ -11,7 +11,10 @@
  * replay's books and never sent as recorded data.
  */
 import { crc32 } from 'node:zlib';
-import type { Encoding } from '../protocol/frame.js';
+import { ProtocolError } from '../errors.js';
+import { CONTROL_TYPES } from '../protocol/channels.js';
+import { type Encoding, type MessageUnit, splitFrame } from '../protocol/frame.js';
+import { STOCKS, type StreamKind } from '../protocol/streams.js';
 
 /** The first bytes of every segment file (format version 1). */
 export const SEGMENT_MAGIC = Buffer.from('TMXTAPE1');
@@ -124,4 +127,25 @@ export function readRecord(buf: Buffer, pos: number, base = 0): ReadResult {
     default:
       return { status: 'damaged', reason: `record type ${type}` };
   }
+}
+
+const isControl = (type: string | undefined): boolean => (CONTROL_TYPES as readonly (string | undefined)[]).includes(type);
+
+/**
+ * The data messages of a recorded frame or checkpoint (a frame's control messages — greetings,
+ * replies — are the link's, not a client's); none for a mark.
+ */
+export function dataUnits(record: TapeRecord, kind: StreamKind): MessageUnit[] {
+  if (record.type === 'mark') return [];
+  try {
+    return splitFrame(record.bytes, record.encoding, kind).filter((unit) => !isControl(unit.type));
+  } catch (err) {
+    if (err instanceof ProtocolError) return []; // recorded as the vendor sent it; the live link skipped it too
+    throw err;
+  }
+}
+
+/** How many data messages a record counts for: a frame's (a checkpoint repeats the books, a mark has none). */
+export function dataMessagesOf(record: TapeRecord): number {
+  return record.type === 'frame' ? dataUnits(record, STOCKS).length : 0;
 }

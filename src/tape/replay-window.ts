@@ -25,6 +25,11 @@ export function parseInstant(name: string, text: string): bigint {
   }
 }
 
+/** RFC 3339 with every nanosecond digit (trailing zeros trimmed, as the vendor writes its times). */
+export function nsText(ns: bigint): string {
+  return Timestamp.fromEpochNanos(ns).toString();
+}
+
 /** `1` (as recorded), any positive number, or `max` (as fast as the client reads). */
 export function parseSpeed(text: string | undefined): number | 'max' {
   if (text === undefined) return 1;

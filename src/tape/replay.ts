@@ -19,13 +19,11 @@ import type { ClientsConfig } from '../config.js';
 import { type ClientInfo, Hub, type UpstreamLink } from '../hub/hub.js';
 import type { ClientSession } from '../hub/client-session.js';
 import { ChannelSet, type Pair } from '../protocol/channel-set.js';
-import { CONTROL_TYPES } from '../protocol/channels.js';
-import { type MessageUnit, splitFrame } from '../protocol/frame.js';
+import type { MessageUnit } from '../protocol/frame.js';
 import type { StreamKind } from '../protocol/streams.js';
-import { Timestamp } from '../protocol/timestamp.js';
-import { ProtocolError } from '../errors.js';
 import type { LinkState, Refusal, StateChange } from '../upstream/stream-manager.js';
-import type { TapeRecord } from './record.js';
+import { dataUnits, type TapeRecord } from './record.js';
+import { nsText } from './replay-window.js';
 import { TapeCursor } from './tape-cursor.js';
 
 export interface ReplayWindow {
@@ -62,24 +60,6 @@ export interface ReplayOptions {
   readonly bufferBytes?: number;
   /** called once when the replay is over and its client gone */
   readonly onClosed?: () => void;
-}
-
-const isControl = (type: string | undefined): boolean => (CONTROL_TYPES as readonly (string | undefined)[]).includes(type);
-
-/** The data messages of a recorded frame (its control messages — greetings, replies — are the link's, not the client's). */
-export function dataUnits(record: TapeRecord, kind: StreamKind): MessageUnit[] {
-  if (record.type === 'mark') return [];
-  try {
-    return splitFrame(record.bytes, record.encoding, kind).filter((unit) => !isControl(unit.type));
-  } catch (err) {
-    if (err instanceof ProtocolError) return []; // recorded as the vendor sent it; the live link skipped it too
-    throw err;
-  }
-}
-
-/** RFC 3339 with every nanosecond digit. */
-export function nsText(ns: bigint): string {
-  return Timestamp.fromEpochNanos(ns).toString();
 }
 
 /** A wait that yields to the event loop (socket writes, the hub's flush). */

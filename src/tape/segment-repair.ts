@@ -5,10 +5,7 @@
  * segment can be torn (the others were closed before it began).
  */
 import { rm, truncate, writeFile } from 'node:fs/promises';
-import { CONTROL_TYPES } from '../protocol/channels.js';
-import { splitFrame } from '../protocol/frame.js';
-import { ProtocolError } from '../errors.js';
-import { SEGMENT_MAGIC, type TapeRecord } from './record.js';
+import { dataMessagesOf, SEGMENT_MAGIC } from './record.js';
 import {
   encodeIndexEntry,
   fileSize,
@@ -27,19 +24,6 @@ export interface Repair {
   readonly damage?: string;
   /** the last whole record's receive time (undefined: no record at all) */
   readonly lastNs: bigint | undefined;
-}
-
-/** Data messages in a recorded frame (control messages — greetings, replies — are not data). */
-export function dataMessagesOf(record: TapeRecord): number {
-  if (record.type !== 'frame') return 0;
-  try {
-    let n = 0;
-    for (const unit of splitFrame(record.bytes, record.encoding)) if (!(CONTROL_TYPES as readonly (string | undefined)[]).includes(unit.type)) n += 1;
-    return n;
-  } catch (err) {
-    if (err instanceof ProtocolError) return 0;
-    throw err;
-  }
 }
 
 /** Repairs `segment` in place (see the module comment). */

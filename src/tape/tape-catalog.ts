@@ -7,8 +7,7 @@
 import { type FileHandle, open, readdir } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
 import { streamKindOf } from '../protocol/streams.js';
-import type { Mark, TapeRecord } from './record.js';
-import { dataMessagesOf } from './segment-repair.js';
+import { dataMessagesOf, type Mark, type TapeRecord } from './record.js';
 import { fileSize, INDEX_KINDS, type IndexEntry, listSegments, readIndex, readRecordAt, type SegmentFile, SegmentReader } from './segment-files.js';
 
 export interface TapeGap {

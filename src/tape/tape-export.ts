@@ -13,7 +13,7 @@ import type { StreamKind } from '../protocol/streams.js';
 import { CsvWriter, type TableSummary } from './export-csv.js';
 import { NdjsonWriter } from './export-ndjson.js';
 import { ExportCounts, type ExportWriter, Output } from './export-output.js';
-import { dataUnits } from './replay.js';
+import { dataUnits } from './record.js';
 import { WindowError } from './replay-window.js';
 import { TapeCursor } from './tape-cursor.js';
 import { requireRecordedStream } from './tape-folder.js';

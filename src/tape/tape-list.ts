@@ -3,7 +3,7 @@
  * with (times as RFC 3339 text with every nanosecond digit, null where there is none) or as a
  * table for people.
  */
-import { nsText } from './replay.js';
+import { nsText } from './replay-window.js';
 import { recordedStreams, type StreamTape, summarizeStream } from './tape-catalog.js';
 import { requireTapeFolder } from './tape-folder.js';
 

@@ -16,7 +16,7 @@ import { Timestamp } from '../../src/protocol/timestamp.js';
 import type { WireValue } from '../../src/protocol/transcode.js';
 import { csvFields } from '../../src/tape/export-csv.js';
 import { withLastField } from '../../src/tape/export-ndjson.js';
-import { nsText } from '../../src/tape/replay.js';
+import { nsText } from '../../src/tape/replay-window.js';
 import { StreamRecorder, type StreamRecorderOptions } from '../../src/tape/stream-recorder.js';
 import { spawnNode } from '../helpers/processes.js';
 

@@ -5,7 +5,7 @@
 import t, { type Test } from 'tap';
 import { Timestamp } from '../../src/protocol/timestamp.js';
 import type { MarketMessage } from '../../src/simulator/stream-market.js';
-import { nsText } from '../../src/tape/replay.js';
+import { nsText } from '../../src/tape/replay-window.js';
 import { type GatewayFixture, startGateway } from '../helpers/gateway.js';
 import { recordingGateway, taped } from '../helpers/tape.js';
 import { spawnNode } from '../helpers/processes.js';

@@ -6,7 +6,7 @@
 import t, { type Test } from 'tap';
 import { Timestamp } from '../../src/protocol/timestamp.js';
 import type { MarketMessage } from '../../src/simulator/stream-market.js';
-import { nsText } from '../../src/tape/replay.js';
+import { nsText } from '../../src/tape/replay-window.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 import type { GatewayFixture } from '../helpers/gateway.js';
 import { recordingGateway, taped } from '../helpers/tape.js';

@@ -8,7 +8,7 @@ import t, { type Test } from 'tap';
 import { systemClock } from '../../src/clock.js';
 import { Timestamp } from '../../src/protocol/timestamp.js';
 import type { MarketMessage } from '../../src/simulator/stream-market.js';
-import { nsText } from '../../src/tape/replay.js';
+import { nsText } from '../../src/tape/replay-window.js';
 import { recordingGateway, taped } from '../helpers/tape.js';
 import { type Message, StreamClient } from '../helpers/stream-client.js';
 import { eventually } from '../helpers/wait.js';
