@@ -355,9 +355,98 @@ function walkValue(buf: Buffer, pos: number, visit?: (header: Header, at: number
   return p;
 }
 
-/** The offset just past the value at `pos` (truncated data throws). */
+/** Payload bytes after the first byte of each form whose size the first byte fixes (scalars, fixext): -1 where it does not. */
+const FIXED_SIZE = new Int8Array(256).fill(-1);
+for (let b = 0x00; b <= 0x7f; b++) FIXED_SIZE[b] = 0;
+for (let b = 0xe0; b <= 0xff; b++) FIXED_SIZE[b] = 0;
+for (let b = 0xa0; b <= 0xbf; b++) FIXED_SIZE[b] = b & 0x1f;
+for (const [b, size] of [
+  [0xc0, 0], [0xc2, 0], [0xc3, 0], [0xca, 4], [0xcb, 8], [0xcc, 1], [0xcd, 2], [0xce, 4], [0xcf, 8],
+  [0xd0, 1], [0xd1, 2], [0xd2, 4], [0xd3, 8], [0xd4, 2], [0xd5, 3], [0xd6, 5], [0xd7, 9], [0xd8, 17],
+] as const) FIXED_SIZE[b] = size;
+
+/**
+ * The offset just past the value at `pos` (truncated data and 0xc1 throw). The same walk as
+ * `walkValue` without a `Header` per value: every message the fan-out splits is skipped field by
+ * field, so this is the hot path of the vendor link and of a replay.
+ */
 export function skipValue(buf: Buffer, pos: number): number {
-  return walkValue(buf, pos);
+  const length = buf.length;
+  let remaining = 1;
+  let p = pos;
+  while (remaining > 0) {
+    remaining -= 1;
+    if (p >= length) throw new ProtocolError('truncated msgpack data');
+    const b = buf[p] as number;
+    const fixed = FIXED_SIZE[b] as number;
+    if (fixed >= 0) {
+      p += 1 + fixed;
+      continue;
+    }
+    if (b <= 0x8f) {
+      remaining += (b & 0x0f) * 2;
+      p += 1;
+      continue;
+    }
+    if (b <= 0x9f) {
+      remaining += b & 0x0f;
+      p += 1;
+      continue;
+    }
+    switch (b) {
+      case 0xc4:
+      case 0xd9:
+        need(buf, p + 1, 1);
+        p += 2 + (buf[p + 1] as number);
+        break;
+      case 0xc5:
+      case 0xda:
+        need(buf, p + 1, 2);
+        p += 3 + buf.readUInt16BE(p + 1);
+        break;
+      case 0xc6:
+      case 0xdb:
+        need(buf, p + 1, 4);
+        p += 5 + buf.readUInt32BE(p + 1);
+        break;
+      case 0xc7:
+        need(buf, p + 1, 1);
+        p += 3 + (buf[p + 1] as number);
+        break;
+      case 0xc8:
+        need(buf, p + 1, 2);
+        p += 4 + buf.readUInt16BE(p + 1);
+        break;
+      case 0xc9:
+        need(buf, p + 1, 4);
+        p += 6 + buf.readUInt32BE(p + 1);
+        break;
+      case 0xdc:
+        need(buf, p + 1, 2);
+        remaining += buf.readUInt16BE(p + 1);
+        p += 3;
+        break;
+      case 0xdd:
+        need(buf, p + 1, 4);
+        remaining += buf.readUInt32BE(p + 1);
+        p += 5;
+        break;
+      case 0xde:
+        need(buf, p + 1, 2);
+        remaining += buf.readUInt16BE(p + 1) * 2;
+        p += 3;
+        break;
+      case 0xdf:
+        need(buf, p + 1, 4);
+        remaining += buf.readUInt32BE(p + 1) * 2;
+        p += 5;
+        break;
+      default:
+        throw new ProtocolError(`invalid msgpack byte 0x${b.toString(16)}`);
+    }
+  }
+  if (p > length) throw new ProtocolError('truncated msgpack data');
+  return p;
 }
 
 /**
@@ -375,6 +464,44 @@ export function assertUtf8Strings(buf: Buffer, pos = 0): void {
 export function readString(buf: Buffer, pos: number): string | undefined {
   const h = readHeader(buf, pos);
   return h.kind === 'str' ? buf.toString('utf8', h.start, h.end) : undefined;
+}
+
+/**
+ * Strings of up to 7 ASCII characters read by `readShortString`, by a number made of their length
+ * and characters (7 bits each: at most 52 bits, exact in a double). Types and symbols repeat in
+ * every message; reading each from the cache instead of decoding it spares an allocation per field.
+ */
+const shortStrings = new Map<number, string>();
+/** Distinct short strings kept before the cache starts over (symbols of a whole market fit). */
+const SHORT_STRINGS_MAX = 65_536;
+
+/**
+ * Like `readString`, for a value that is usually one of a few short strings (`T`, `S`): up to
+ * 7 ASCII characters come from a cache, anything else is read as `readString` reads it.
+ */
+export function readShortString(buf: Buffer, pos: number): string | undefined {
+  const b = buf[pos] as number;
+  let start = pos + 1;
+  let length: number;
+  if (b >= 0xa0 && b <= 0xbf) length = b & 0x1f;
+  else if (b === 0xd9 && pos + 1 < buf.length) {
+    length = buf[pos + 1] as number;
+    start += 1;
+  } else return readString(buf, pos);
+  if (length > 7 || start + length > buf.length) return readString(buf, pos);
+  let key = length;
+  for (let i = start; i < start + length; i++) {
+    const c = buf[i] as number;
+    if (c >= 0x80) return readString(buf, pos);
+    key = key * 128 + c;
+  }
+  let text = shortStrings.get(key);
+  if (text === undefined) {
+    if (shortStrings.size >= SHORT_STRINGS_MAX) shortStrings.clear();
+    text = buf.toString('latin1', start, start + length);
+    shortStrings.set(key, text);
+  }
+  return text;
 }
 
 /** Whether the value at `pos` is the one-character string `char` (the `T`/`S` keys). */
@@ -430,8 +557,8 @@ export function peekMessage(buf: Buffer, pos: number, symbolsList = false): Peek
     const keyAt = p;
     p = skipValue(buf, p); // the key is whole before it is compared
     const isList = symbolsList && !isT && !isS && isSymbolsKey(buf, keyAt);
-    if (isT) type = readString(buf, p);
-    else if (isS) symbol = readString(buf, p);
+    if (isT) type = readShortString(buf, p);
+    else if (isS) symbol = readShortString(buf, p);
     else if (isList) symbols = readStringList(buf, p) ?? [];
     p = skipValue(buf, p);
   }
