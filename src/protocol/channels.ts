@@ -24,3 +24,10 @@ export function isFeed(value: string): value is Feed {
 
 /** Control message types: always alone in a frame, never data. */
 export const CONTROL_TYPES = ['success', 'error', 'subscription'] as const;
+
+const CONTROL_TYPE_SET: ReadonlySet<unknown> = new Set(CONTROL_TYPES);
+
+/** Whether a message's `T` is a control type (`success`, `error`, `subscription`). */
+export function isControlType(type: unknown): boolean {
+  return CONTROL_TYPE_SET.has(type);
+}

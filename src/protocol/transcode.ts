@@ -9,7 +9,7 @@
  * reproduces the vendor's bytes.
  */
 import { ConversionError, ProtocolError } from '../errors.js';
-import { CONTROL_TYPES } from './channels.js';
+import { isControlType } from './channels.js';
 import { JsonNumber, JsonObject, type JsonValue, parseJson } from './json.js';
 import { MAX_DEPTH, MsgpackWriter, readHeader } from './msgpack.js';
 import { type FloatFields, STOCKS, type StreamKind } from './streams.js';
@@ -17,10 +17,6 @@ import { EXT_TIMESTAMP, Timestamp } from './timestamp.js';
 
 const NO_FIELDS: ReadonlySet<string> = new Set();
 const NO_FLOATS: FloatFields = { fields: NO_FIELDS };
-
-function isControlType(type: unknown): boolean {
-  return (CONTROL_TYPES as readonly unknown[]).includes(type);
-}
 
 /** Formats a float the way JSON (and Go) would, keeping `-0`; non-finite values have no JSON form. */
 export function jsonFloat(value: number): string {

@@ -12,7 +12,7 @@
  */
 import { crc32 } from 'node:zlib';
 import { ProtocolError } from '../errors.js';
-import { CONTROL_TYPES } from '../protocol/channels.js';
+import { isControlType } from '../protocol/channels.js';
 import { type Encoding, type MessageUnit, splitFrame } from '../protocol/frame.js';
 import { STOCKS, type StreamKind } from '../protocol/streams.js';
 
@@ -129,8 +129,6 @@ export function readRecord(buf: Buffer, pos: number, base = 0): ReadResult {
   }
 }
 
-const isControl = (type: string | undefined): boolean => (CONTROL_TYPES as readonly (string | undefined)[]).includes(type);
-
 /**
  * The data messages of a recorded frame or checkpoint (a frame's control messages — greetings,
  * replies — are the link's, not a client's); none for a mark.
@@ -138,7 +136,9 @@ const isControl = (type: string | undefined): boolean => (CONTROL_TYPES as reado
 export function dataUnits(record: TapeRecord, kind: StreamKind): MessageUnit[] {
   if (record.type === 'mark') return [];
   try {
-    return splitFrame(record.bytes, record.encoding, kind).filter((unit) => !isControl(unit.type));
+    const units = splitFrame(record.bytes, record.encoding, kind);
+    // Control messages come alone in a frame: a data frame is kept as it was split.
+    return units.some((unit) => isControlType(unit.type)) ? units.filter((unit) => !isControlType(unit.type)) : units;
   } catch (err) {
     if (err instanceof ProtocolError) return []; // recorded as the vendor sent it; the live link skipped it too
     throw err;

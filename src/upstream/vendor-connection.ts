@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import { WebSocket } from 'ws';
 import type { Clock } from '../clock.js';
 import { ProtocolError, UpstreamError, VendorError, vendorErrorMessage } from '../errors.js';
-import { CONTROL_TYPES } from '../protocol/channels.js';
+import { isControlType } from '../protocol/channels.js';
 import { decodeMsgpack, type Encoding, encodeMessage, type MessageUnit, splitFrame } from '../protocol/frame.js';
 import type { Secret } from '../secret.js';
 import { STOCKS, type StreamKind } from '../protocol/streams.js';
@@ -33,10 +33,6 @@ interface Waiter {
   resolve(message: Record<string, unknown>): void;
   reject(error: Error): void;
   timer: unknown;
-}
-
-function isControl(type: string | undefined): boolean {
-  return (CONTROL_TYPES as readonly (string | undefined)[]).includes(type);
 }
 
 export interface OpenOptions {
@@ -206,12 +202,12 @@ export class VendorConnection {
     }
     if (this.#handlers.onFrame !== undefined) {
       let dataMessages = 0;
-      for (const unit of units) if (!isControl(unit.type)) dataMessages += 1;
+      for (const unit of units) if (!isControlType(unit.type)) dataMessages += 1;
       this.#handlers.onFrame(data, isBinary ? 'msgpack' : 'json', dataMessages);
     }
     let data_: MessageUnit[] | undefined;
     for (const unit of units) {
-      if (!isControl(unit.type)) {
+      if (!isControlType(unit.type)) {
         (data_ ??= []).push(unit);
         continue;
       }
