@@ -405,6 +405,11 @@ export class ClientSession {
     return this.options.snapshot ? [...book, ...this.#host.lastValues(channel, symbol)] : book;
   }
 
+  /** Whether this client's set holds `symbol` on `channel`, itself or by `*`. */
+  covers(channel: Channel, symbol: string | undefined): boolean {
+    return this.#set.covers(channel, symbol);
+  }
+
   /** Whether this client's set covers a data unit (unknown types go to every client). */
   wants(unit: MessageUnit): boolean {
     const channel = unit.type === undefined ? undefined : this.#host.kind.typeToChannel[unit.type];

@@ -257,6 +257,22 @@ export class Hub {
   }
 
   /**
+   * Hands `session` a frame it holds every message of (`messages` of them, in its encoding; none
+   * a book or a control message), as it is: a replay's recorded frame, whole instead of split,
+   * routed and joined again; it goes out with the turn's flush. False, with nothing done, when the
+   * hub must see the messages one by one: it keeps last values, awaits a book for a client, holds
+   * back frames, or the client lags.
+   */
+  deliverFrame(session: ClientSession, frame: Buffer, messages: number): boolean {
+    if (this.#intakePaused || this.#keepLastValues || this.#awaitingBooks.size !== 0 || this.#flushing !== undefined) return false;
+    if (!session.queue.enqueueFrame(frame, messages, this.kind)) return false;
+    this.#stats.messagesIn += messages;
+    this.#touch(session);
+    this.#scheduleFlush();
+    return true;
+  }
+
+  /**
    * A message about a list of symbols (a news item): every session holding any of them, and every
    * `*` holder, gets it once, however many of its symbols a session holds.
    */
@@ -339,11 +355,11 @@ export class Hub {
       const session = sessions[flushing.next] as ClientSession;
       const routed = session.routed;
       const pending = session.queue.pending;
-      if (pending.length === 0) continue;
+      if (!session.queue.hasPending) continue;
       // A client that got every unit of the turn and nothing else (a broadcast) shares one batch:
       // one joined frame, and one entry in the backlog of every client that lags.
       let batch: SharedBatch | undefined;
-      if (routed === turnUnits && pending.length === routed) {
+      if (pending.length > 0 && routed === turnUnits && pending.length === routed) {
         batch = shared.get(session.encoding);
         if (batch === undefined) {
           batch = new SharedBatch(pending, session.encoding);

@@ -16,7 +16,8 @@
  * vendor message by the last-value cache) is skipped, the newer one being queued behind it for
  * every client that holds the pair.
  */
-import { type Encoding, joinFrame, type MessageUnit } from '../protocol/frame.js';
+import { type Encoding, joinFrame, mergeFrames, type MessageUnit, splitFrame } from '../protocol/frame.js';
+import { STOCKS, type StreamKind } from '../protocol/streams.js';
 
 /** A drained backlog goes out in frames of about this size, not one huge frame. */
 const DRAIN_FRAME_BYTES = 256 * 1024;
@@ -215,6 +216,8 @@ export class OutboundQueue {
   readonly #onOverflow: (heldBytes: number) => void;
   readonly #counters: QueueCounters;
   #batch: MessageUnit[] = [];
+  /** whole frames taken this turn (`enqueueFrame`), the batch's units before them joined in their place */
+  #frames: { frame: Buffer; messages: number; kind: StreamKind }[] = [];
   /** created when the client first lags (an idle or keeping-up client never has one); read from `#head` */
   #backlog: Queued[] | undefined;
   #head = 0;
@@ -263,6 +266,10 @@ export class OutboundQueue {
    * `shared` is the batch as every client of this encoding that got the same batch shares it.
    */
   flush(shared?: SharedBatch): void {
+    if (this.#frames.length > 0 && !this.#closed) {
+      this.#flushFrames();
+      return;
+    }
     const batch = this.#batch;
     if (batch.length === 0 || this.#closed) return;
     this.#batch = [];
@@ -283,6 +290,41 @@ export class OutboundQueue {
     if (this.bufferedBytes > this.#limits.maxBufferBytes) this.#checkLimit();
   }
 
+  /**
+   * Adds a whole frame of data messages already in this client's encoding (a replay's recorded
+   * frame, of a stream of `kind`) to this turn's batch, after what the batch holds: the flush sends
+   * them in one frame, the frames' messages joined without being cut apart. False, with nothing
+   * added, when the client lags: the frame's messages must then be queued one by one, to be
+   * conflated like any others.
+   */
+  enqueueFrame(frame: Buffer, messages: number, kind: StreamKind): boolean {
+    if (this.#closed) return true;
+    if (this.#lagging || this.#inFlight >= this.#limits.highWaterBytes) return false;
+    this.#joinBatch(kind);
+    this.#frames.push({ frame, messages, kind });
+    return true;
+  }
+
+  /** The batch's units as a whole frame in `#frames`, in their place. */
+  #joinBatch(kind: StreamKind): void {
+    if (this.#batch.length === 0) return;
+    this.#frames.push({ frame: joinFrame(this.#batch, this.encoding), messages: this.#batch.length, kind });
+    this.#batch = [];
+  }
+
+  /** Whether this turn has anything to send: units, or whole frames. */
+  get hasPending(): boolean {
+    return this.#batch.length > 0 || this.#frames.length > 0;
+  }
+
+  /** This turn's whole frames and the units after them, as one frame (they were taken while the client kept up). */
+  #flushFrames(): void {
+    this.#joinBatch(STOCKS); // its units are not cut again
+    const { frame, messages } = mergeFrames(this.#frames, this.encoding);
+    this.#frames = [];
+    this.#send(frame, messages);
+  }
+
   get #lagging(): boolean {
     return this.#backlog !== undefined && this.#head < this.#backlog.length;
   }
@@ -300,6 +342,12 @@ export class OutboundQueue {
 
   /** Drops queued data units `keep` rejects (an unsubscribe was acknowledged for them). */
   purge(keep: (unit: MessageUnit) => boolean): void {
+    if (this.#frames.length > 0) {
+      // Cut apart after all: the whole frames go back to being units, before the batch's.
+      const units = this.#frames.flatMap(({ frame, kind }) => splitFrame(frame, this.encoding, kind));
+      this.#frames = [];
+      this.#batch = units.concat(this.#batch);
+    }
     this.#batch = this.#batch.filter(keep);
     const backlog = this.#backlog;
     if (backlog === undefined) return;
@@ -318,6 +366,7 @@ export class OutboundQueue {
   close(): void {
     this.#closed = true;
     this.#batch = [];
+    this.#frames = [];
     this.#backlog = undefined;
     this.#head = 0;
     this.#backlogBytes = 0;

@@ -162,6 +162,25 @@ function splitMsgpackFrame(data: Buffer, kind: StreamKind): MessageUnit[] {
   return units;
 }
 
+/**
+ * How many messages the msgpack frame `data` holds if `accept` takes every one of them by its `T`
+ * and `S` (read as `splitFrame` reads them), else -1 — without cutting it into units: whoever
+ * takes the frame whole (a replay of a recorded frame) only needs to know it may.
+ * @throws ProtocolError where `splitFrame` would
+ */
+export function countMessagesIf(data: Buffer, accept: (type: string | undefined, symbol: string | undefined) => boolean): number {
+  const h = readHeader(data, 0);
+  if (h.kind !== 'array') throw new ProtocolError('frame is not an array');
+  let p = h.start;
+  for (let i = 0; i < h.count; i++) {
+    const peek = peekMessage(data, p);
+    if (!accept(peek.type, peek.symbol)) return -1;
+    p = peek.end;
+  }
+  if (p !== data.length) throw new ProtocolError('trailing bytes after msgpack frame');
+  return h.count;
+}
+
 function splitJsonFrame(data: Buffer, kind: StreamKind): MessageUnit[] {
   const symbolsList = kind.symbolsField === 'symbols';
   const cursor = new JsonCursor(data);
@@ -225,6 +244,43 @@ export function joinFrame(units: readonly MessageUnit[], encoding: Encoding): Bu
     for (const unit of units) parts.push(unit.encoded('msgpack'));
   }
   return Buffer.concat(parts);
+}
+
+/**
+ * Frames of one encoding, each with its count of messages, as one frame holding all their
+ * messages in order: each frame's messages are copied as they are, only the array around them is new.
+ * @throws ProtocolError when a part is not an array
+ */
+export function mergeFrames(frames: readonly { readonly frame: Buffer; readonly messages: number }[], encoding: Encoding): { frame: Buffer; messages: number } {
+  let messages = 0;
+  for (const part of frames) messages += part.messages;
+  if (frames.length === 1) return { frame: (frames[0] as { frame: Buffer }).frame, messages };
+  const parts: Buffer[] = [];
+  if (encoding === 'msgpack') {
+    const header = new MsgpackWriter(8);
+    header.arrayHeader(messages);
+    parts.push(header.finish());
+    for (const { frame } of frames) {
+      const h = readHeader(frame, 0);
+      if (h.kind !== 'array') throw new ProtocolError('frame is not an array');
+      parts.push(frame.subarray(h.start));
+    }
+  } else {
+    parts.push(OPEN);
+    let first = true;
+    for (const { frame, messages: n } of frames) {
+      if (n === 0) continue;
+      const cursor = new JsonCursor(frame);
+      cursor.expect(0x5b);
+      let end = frame.length;
+      while (end > cursor.pos && frame[end - 1] !== 0x5d) end -= 1; // `]`, after any trailing whitespace
+      if (!first) parts.push(COMMA);
+      parts.push(frame.subarray(cursor.pos, end - 1));
+      first = false;
+    }
+    parts.push(CLOSE);
+  }
+  return { frame: Buffer.concat(parts), messages };
 }
 
 /**

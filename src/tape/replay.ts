@@ -19,7 +19,8 @@ import type { ClientsConfig } from '../config.js';
 import { type ClientInfo, Hub, type UpstreamLink } from '../hub/hub.js';
 import type { ClientSession } from '../hub/client-session.js';
 import { ChannelSet, type Pair } from '../protocol/channel-set.js';
-import type { MessageUnit } from '../protocol/frame.js';
+import { ProtocolError } from '../errors.js';
+import { countMessagesIf, type MessageUnit } from '../protocol/frame.js';
 import type { StreamKind } from '../protocol/streams.js';
 import type { LinkState, Refusal, StateChange } from '../upstream/stream-manager.js';
 import { dataUnits, type TapeRecord } from './record.js';
@@ -80,6 +81,8 @@ class ReplayLink extends EventEmitter<{ refused: [Refusal]; state: [StateChange]
   #wake: (() => void) | undefined;
   /** set once playback has ended (tape exhausted or `to` passed) */
   ended = false;
+  /** recorded frames sent whole (`#sendWhole`), for diagnostics and tests */
+  wholeFrames = 0;
   readonly #log: Logger;
 
   constructor(options: ReplayOptions) {
@@ -212,6 +215,7 @@ class ReplayLink extends EventEmitter<{ refused: [Refusal]; state: [StateChange]
   /** Hands one record to the hub; returns whether the recorded link is live after it (undefined: not known yet). */
   #emit(hub: Hub, record: TapeRecord, live: boolean | undefined): boolean | undefined {
     if (record.type === 'frame') {
+      if (this.#sendWhole(hub, record)) return live;
       const units = dataUnits(record, this.kind);
       if (units.length > 0) hub.onData(units);
       return live;
@@ -237,6 +241,32 @@ class ReplayLink extends EventEmitter<{ refused: [Refusal]; state: [StateChange]
         if (live === true && !mark.live) this.emit('state', { from: 'live', to: 'stopped', at: ms, atText: at, reason: 'recorder restarted' } satisfies StateChange);
         return mark.live;
     }
+  }
+
+  /**
+   * Sends a recorded frame to the client as it is, when the client holds every message in it in
+   * the recorded encoding (the common backtest: `*`, or the symbols the recording held): the
+   * recorded bytes whole, not split, routed and joined again. Not for books (the hub keeps them),
+   * news (routed by its symbols lists), control messages (the link's own) or a client that lags;
+   * those frames go through the hub message by message.
+   */
+  #sendWhole(hub: Hub, record: Extract<TapeRecord, { type: 'frame' }>): boolean {
+    const session = this.#session;
+    if (session === undefined || record.encoding !== 'msgpack' || session.encoding !== 'msgpack' || this.kind.symbolsField === 'symbols') return false;
+    const channels = this.kind.typeToChannel;
+    let messages: number;
+    try {
+      messages = countMessagesIf(record.bytes, (type, symbol) => {
+        const channel = type === undefined ? undefined : channels[type];
+        return channel !== undefined && channel !== 'orderbooks' && session.covers(channel, symbol);
+      });
+    } catch (err) {
+      if (err instanceof ProtocolError) return false; // dataUnits skips it, as the live link did
+      throw err;
+    }
+    if (messages <= 0 || !hub.deliverFrame(session, record.bytes, messages)) return false;
+    this.wholeFrames += 1;
+    return true;
   }
 
   #end(): void {
@@ -289,6 +319,11 @@ export class Replay {
   /** Whether playback has passed the end of its window. */
   get ended(): boolean {
     return this.#link.ended;
+  }
+
+  /** How many recorded frames went to the client whole, as recorded (the rest were split and routed). */
+  get wholeFrames(): number {
+    return this.#link.wholeFrames;
   }
 
   /** Closes the client with `code` (1001 on shutdown). */

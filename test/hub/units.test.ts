@@ -288,3 +288,28 @@ t.test('lagging clients drain for a bounded time per event-loop turn, whatever t
   t.equal(drained(), 3, 'the third drains first in the next turn');
   for (const c of clients) t.same(c.messages().map((m) => `${m.T}${m.i}`), ['t1', 't2'], 'each: every trade, in order');
 });
+
+t.test('whole frames join the turn’s batch in order, are refused while the client lags, and are cut apart again by a purge', async (t) => {
+  const f = fixture(1 << 20, 8 << 20);
+  const whole = (units: MessageUnit[]): Buffer => joinFrame(units, 'json');
+  f.route(trade('A', 1));
+  t.equal(f.queue.enqueueFrame(whole([trade('A', 2), quote('B', 20)]), 2, STOCKS), true, 'taken while the client keeps up');
+  f.route(trade('A', 3));
+  t.equal(f.queue.enqueueFrame(whole([trade('A', 4)]), 1, STOCKS), true);
+  t.equal(f.written.length, 0, 'nothing is sent before the flush');
+  f.queue.flush();
+  t.equal(f.written.length, 1, 'the turn goes out as one frame');
+  t.same(f.messages().map((m) => `${m.T}${m.S}${m.i ?? m.bp}`), ['tA1', 'tA2', 'qB20', 'tA3', 'tA4'], 'units and whole frames in the order they came');
+  t.equal(f.counters.messagesOut, 5, 'every message counted');
+
+  t.equal(f.queue.enqueueFrame(whole([trade('A', 5), trade('B', 6)]), 2, STOCKS), true);
+  f.route(trade('B', 7));
+  f.queue.purge((unit) => unit.symbol !== 'B'); // an unsubscribe from B
+  f.queue.flush();
+  t.same(f.messages().slice(5).map((m) => m.i), [5], 'a purge reaches into a whole frame');
+
+  const lagging = fixture(10, 1 << 20);
+  lagging.route(trade('A', 1));
+  lagging.queue.flush(); // over the mark
+  t.equal(lagging.queue.enqueueFrame(whole([trade('A', 2)]), 1, STOCKS), false, 'refused: a lagging client’s messages are queued one by one');
+});

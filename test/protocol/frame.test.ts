@@ -1,7 +1,7 @@
 import { encode as referenceEncode, ExtensionCodec } from '@msgpack/msgpack';
 import t from 'tap';
 import { ConversionError, ProtocolError } from '../../src/errors.js';
-import { decodeFrame, decodeMsgpack, encodeFrame, joinFrame, MessageUnit, splitFrame } from '../../src/protocol/frame.js';
+import { decodeFrame, decodeMsgpack, encodeFrame, joinFrame, mergeFrames, MessageUnit, splitFrame } from '../../src/protocol/frame.js';
 import { ChannelSet } from '../../src/protocol/channel-set.js';
 import { type Channel, CHANNELS, subscriptionReply } from '../../src/protocol/channels.js';
 import { CRYPTO, NEWS, STOCKS, STREAM_KINDS } from '../../src/protocol/streams.js';
@@ -190,4 +190,26 @@ t.test('a news frame is cut with each item’s symbols list, in both encodings a
   // On a stock stream a `symbols` field is just a field: its units name `S` only.
   const stock = splitFrame(Buffer.from('[{"T":"t","S":"AAPL","symbols":["MSFT"]}]'), 'json', STOCKS);
   t.same(stock[0]?.symbols, ['AAPL']);
+});
+
+t.test('mergeFrames joins frames into one holding their messages in order, in both encodings', async (t) => {
+  const a = VENDOR_MESSAGES.slice(0, 2);
+  const b = VENDOR_MESSAGES.slice(2, 5);
+  for (const encoding of ['msgpack', 'json'] as const) {
+    const parts = [
+      { frame: encodeFrame(a, encoding), messages: a.length },
+      { frame: encodeFrame([], encoding), messages: 0 },
+      { frame: encodeFrame(b, encoding), messages: b.length },
+    ];
+    const merged = mergeFrames(parts, encoding);
+    t.equal(merged.messages, 5, `${encoding}: the count`);
+    t.same(decodeFrame(merged.frame, encoding), decodeFrame(encodeFrame([...a, ...b], encoding), encoding), `${encoding}: the messages in order`);
+    t.same(
+      splitFrame(merged.frame, encoding).map((u) => u.encoded(encoding)),
+      [...splitFrame(parts[0]!.frame, encoding), ...splitFrame(parts[2]!.frame, encoding)].map((u) => u.encoded(encoding)),
+      `${encoding}: each message's bytes as they were`,
+    );
+  }
+  const one = encodeFrame(a, 'msgpack');
+  t.equal(mergeFrames([{ frame: one, messages: 2 }], 'msgpack').frame, one, 'a single frame is sent as it is');
 });
