@@ -377,6 +377,7 @@ export class Hub {
       return;
     }
     this.#flushing = undefined;
+    for (const batch of shared.values()) batch.release();
     if (turnUnits > 0) this.observeFanout?.((performance.now() - flushing.startedAt) / 1000);
     if (this.#intakePaused) {
       this.#intakePaused = false;

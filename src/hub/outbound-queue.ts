@@ -146,6 +146,20 @@ export class SharedBatch {
     return this.#frame;
   }
 
+  /**
+   * Forgets the joined frame once the turn is over: the clients that kept up have been sent it
+   * (their sockets hold it until written), and a backlog that queues the batch drains its units,
+   * never this frame — kept, it would double what every lagging client pins.
+   */
+  release(): void {
+    this.#frame = undefined;
+  }
+
+  /** The joined frame's bytes while it is held (until `release`). */
+  get frameBytes(): number {
+    return this.#frame?.byteLength ?? 0;
+  }
+
   /** The units' bytes in the encoding, summed once. */
   get bytes(): number {
     if (this.#bytes < 0) this.#bytes = unitBytes(this.units, this.encoding);
@@ -245,6 +259,31 @@ export class OutboundQueue {
   /** Bytes written to the socket but not yet out, plus the backlog as queued (before conflation). */
   get bufferedBytes(): number {
     return this.#inFlight + this.#backlogBytes;
+  }
+
+  /**
+   * The memory the backlog keeps alive (`MessageUnit.retainedBytes` of every queued message, once
+   * each however many batches share it, and a shared batch's joined frame while it holds one):
+   * what a stalled client costs. Walks the backlog: for
+   * tests and diagnostics, not the hot path.
+   */
+  get retainedBytes(): number {
+    const seen = new Set<MessageUnit | SharedBatch>();
+    let bytes = 0;
+    const backlog = this.#backlog ?? [];
+    for (let i = this.#head; i < backlog.length; i++) {
+      const queued = backlog[i] as Queued;
+      if (queued instanceof SharedBatch && !seen.has(queued)) {
+        seen.add(queued);
+        bytes += queued.frameBytes;
+      }
+      for (const unit of queued.units) {
+        if (seen.has(unit)) continue;
+        seen.add(unit);
+        bytes += unit.retainedBytes;
+      }
+    }
+    return bytes;
   }
 
   /** Whether the backlog exists: not until the client first lags. */
@@ -406,7 +445,38 @@ export class OutboundQueue {
       this.#overflow(live);
       return;
     }
+    if (superseded > 0) this.#compact();
     this.#recountAt = this.#backlogBytes + Math.max(max - live, Math.ceil(max / 64));
+  }
+
+  /**
+   * Drops what the drain would skip — the superseded state messages — now, instead of when the
+   * client reads again: a client stalled on quotes would otherwise hold every quote since it
+   * stopped (issue #19: hundreds of MiB for a 2 MiB limit), counted as conflated but kept. What
+   * is left is what the client would be sent, within the limit; a shared batch that loses units
+   * becomes this client's own.
+   */
+  #compact(): void {
+    const backlog = this.#backlog;
+    if (backlog === undefined) return;
+    const kept: Queued[] = [];
+    let bytes = 0;
+    for (let i = this.#head; i < backlog.length; i++) {
+      const queued = backlog[i] as Queued;
+      let units: readonly MessageUnit[] = queued.units;
+      let queuedBytes = queued.bytes;
+      if (units.some(skippable)) {
+        units = units.filter((unit) => !skippable(unit));
+        if (units.length === 0) continue;
+        queuedBytes = unitBytes(units, this.encoding);
+      }
+      kept.push(units === queued.units ? queued : { units, bytes: queuedBytes });
+      bytes += queuedBytes;
+    }
+    this.#backlog = kept;
+    this.#head = 0;
+    this.#backlogBytes = bytes;
+    this.#conflationCounted = 0; // counted as conflated just now, and gone
   }
 
   #send(frame: Buffer, messages: number): void {

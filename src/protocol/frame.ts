@@ -84,6 +84,14 @@ export class MessageUnit {
     return this.symbol === undefined ? NO_SYMBOLS : [this.symbol];
   }
 
+  /**
+   * The memory this message keeps alive: the allocations behind its bytes in both encodings, each
+   * whole (a view into a vendor frame keeps the whole frame). For tests and diagnostics of bounds.
+   */
+  get retainedBytes(): number {
+    return (this.#json?.buffer.byteLength ?? 0) + (this.#msgpack?.buffer.byteLength ?? 0);
+  }
+
   #stateKey: string | undefined;
 
   /**

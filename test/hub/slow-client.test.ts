@@ -55,3 +55,49 @@ t.test('a stalled client is conflated, then closed with 407, while a healthy one
   t.equal(healthy.closeCode, undefined);
   t.equal(gw.gateway.defaultStream.link.state, 'live', 'the vendor link never noticed');
 });
+
+t.test('a client stalled on quotes holds about its limit however long it stalls, shared batches included (issue #19)', async (t) => {
+  const max = 262_144;
+  const gw = await startGateway(t, {
+    SIMULATOR_RATE: '20000',
+    CLIENT_HIGH_WATER_BYTES: '65536',
+    CLIENT_MAX_BUFFER_BYTES: String(max),
+  });
+  const hub = gw.gateway.defaultStream.hub;
+  const healthy = await gw.connect();
+  const stalled = await gw.connect();
+  await healthy.auth('healthy', 's');
+  await stalled.auth('stalled', 's');
+  // Both JSON and holding the same quotes: each turn is one batch the two share, and the vendor
+  // sends nothing else, so the stalled client's backlog holds shared batches.
+  const symbols = ['AAPL', 'MSFT', 'NVDA', 'TSLA'];
+  await healthy.request({ action: 'subscribe', quotes: [...symbols] });
+  await stalled.request({ action: 'subscribe', quotes: [...symbols] });
+  await eventually(() => healthy.messages.filter((m) => m.T === 'q').length > 20, 'quotes flowing');
+
+  pause(stalled);
+  let peakBuffered = 0;
+  let peakRetained = 0;
+  const stalledSession = () => hub.sessions.find((s) => s.queue.hasBacklog && s.queue.bufferedBytes > 0);
+  // Until the quotes it has missed are many times its limit: without compaction it held them all.
+  await eventually(
+    () => {
+      const lagging = stalledSession();
+      if (lagging !== undefined) {
+        peakBuffered = Math.max(peakBuffered, lagging.queue.bufferedBytes);
+        peakRetained = Math.max(peakRetained, lagging.queue.retainedBytes);
+      }
+      return hub.stats.conflated > (20 * max) / 100; // a JSON quote is ~100 bytes
+    },
+    'quotes worth 20 times the limit conflated',
+    120_000,
+  );
+  t.equal(hub.stats.slowClientCloses, 0, 'quotes conflate: the stalled client is never past its limit');
+  t.ok(peakBuffered <= 2 * max, `what it holds as queued stays within twice its limit (peak ${peakBuffered} of ${max})`);
+  t.ok(peakRetained <= 4 * max, `and the memory it pins — both encodings, shared frames — within four times (peak ${peakRetained})`);
+  resume(stalled);
+  await eventually(() => stalledSession() === undefined, 'it catches up once it reads', 60_000);
+  const quoted = new Set(stalled.messages.filter((m) => m.T === 'q').map((m) => m.S));
+  t.same([...quoted].sort(), [...symbols].sort(), 'it has quotes of every symbol it holds');
+  t.equal(stalled.closeCode, undefined, 'and was never closed');
+});

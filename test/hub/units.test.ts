@@ -313,3 +313,37 @@ t.test('whole frames join the turn’s batch in order, are refused while the cli
   lagging.queue.flush(); // over the mark
   t.equal(lagging.queue.enqueueFrame(whole([trade('A', 2)]), 1, STOCKS), false, 'refused: a lagging client’s messages are queued one by one');
 });
+
+t.test('a client stalled on quotes holds about its limit, not every quote since it stopped (issue #19)', async (t) => {
+  const max = 64 * 1024;
+  const f = fixture(10, max);
+  f.route(trade('A', 0));
+  f.queue.flush(); // over the mark; the socket never writes again
+  const symbols = Array.from({ length: 20 }, (_, i) => `S${i}`);
+  let fed = 0;
+  let peakBuffered = 0;
+  let peakRetained = 0;
+  for (let turn = 0; turn < 400; turn++) {
+    for (let k = 0; k < 50; k++) {
+      const unit = quote(symbols[(turn * 50 + k) % symbols.length]!, turn + k / 100);
+      f.route(unit);
+      fed += unit.byteLength('json');
+    }
+    f.queue.flush();
+    if (turn % 10 === 9) {
+      peakBuffered = Math.max(peakBuffered, f.queue.bufferedBytes);
+      peakRetained = Math.max(peakRetained, f.queue.retainedBytes);
+    }
+  }
+  t.ok(fed > 10 * max, `the vendor sent ${fed} bytes of quotes meanwhile`);
+  t.equal(f.overflows(), 0, 'quotes conflate: never past the limit');
+  t.ok(peakBuffered <= 2 * max, `what it holds as queued stays within twice its limit (peak ${peakBuffered} of ${max})`);
+  t.ok(peakRetained <= 4 * max, `and the memory behind it, in both encodings, within four times (peak ${peakRetained})`);
+  f.complete();
+  t.equal(f.counters.conflated + 20, 400 * 50, 'every quote but the latest of each symbol counted as conflated');
+  t.same(
+    f.messages().slice(1).map((m) => m.S).sort(),
+    [...symbols].sort(),
+    'once it reads: the latest quote of each symbol',
+  );
+});
