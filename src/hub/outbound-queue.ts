@@ -184,6 +184,24 @@ export class SharedBatch {
     return { live: this.#live, superseded: this.#superseded };
   }
 
+  #compactedInTurn = -1;
+  #compacted: SharedBatch | undefined;
+
+  /**
+   * The batch without its superseded state messages (itself if it has none, undefined if nothing
+   * is left), made once per turn for all the clients that compact their backlog in it: they go on
+   * sharing one batch, counted once per turn, instead of a copy each.
+   */
+  compactedOf(turn: number): SharedBatch | undefined {
+    if (this.#compactedInTurn !== turn) {
+      this.#compactedInTurn = turn;
+      const units = this.units.filter((unit) => !skippable(unit));
+      if (units.length === this.units.length) this.#compacted = this;
+      else this.#compacted = units.length === 0 ? undefined : new SharedBatch(units, this.encoding);
+    }
+    return this.#compacted;
+  }
+
   /** Copies the units' bytes out of their vendor frames, once for all the clients that queue it. */
   detach(): void {
     if (this.#detached) return;
@@ -453,16 +471,23 @@ export class OutboundQueue {
    * Drops what the drain would skip — the superseded state messages — now, instead of when the
    * client reads again: a client stalled on quotes would otherwise hold every quote since it
    * stopped (issue #19: hundreds of MiB for a 2 MiB limit), counted as conflated but kept. What
-   * is left is what the client would be sent, within the limit; a shared batch that loses units
-   * becomes this client's own.
+   * is left is what the client would be sent, within the limit; a shared batch stays shared.
    */
   #compact(): void {
     const backlog = this.#backlog;
     if (backlog === undefined) return;
+    const turn = this.#drains?.turn;
     const kept: Queued[] = [];
     let bytes = 0;
     for (let i = this.#head; i < backlog.length; i++) {
       const queued = backlog[i] as Queued;
+      if (queued instanceof SharedBatch && turn !== undefined) {
+        const compacted = queued.compactedOf(turn);
+        if (compacted === undefined) continue;
+        kept.push(compacted);
+        bytes += compacted.bytes;
+        continue;
+      }
       let units: readonly MessageUnit[] = queued.units;
       let queuedBytes = queued.bytes;
       if (units.some(skippable)) {

@@ -347,3 +347,35 @@ t.test('a client stalled on quotes holds about its limit, not every quote since 
     'once it reads: the latest quote of each symbol',
   );
 });
+
+t.test('clients that lag alike drop superseded quotes from the batches they share, and still drain alike', async (t) => {
+  const drains = new DrainScheduler();
+  const max = 4096;
+  const clients = [fixture(10, max, STOCKS, drains), fixture(10, max, STOCKS, drains)];
+  for (const c of clients) {
+    c.route(trade('Z', 0));
+    c.queue.flush(); // over the mark from here on
+  }
+  const symbols = ['A', 'B', 'C', 'D'];
+  let fed = 0;
+  for (let turn = 1; turn <= 300; turn++) {
+    drains.turn = turn; // the hub counts its turns
+    const units = symbols.map((symbol) => quote(symbol, turn));
+    for (const c of clients) for (const unit of units) c.route(unit);
+    fed += units.reduce((sum, unit) => sum + unit.byteLength('json'), 0);
+    const shared = new SharedBatch(units, 'json');
+    for (const c of clients) c.queue.flush(shared);
+  }
+  t.ok(fed > 20 * max, `${fed} bytes of quotes went by`);
+  for (const c of clients) {
+    t.equal(c.overflows(), 0);
+    t.ok(c.queue.bufferedBytes <= 2 * max, `held as queued: ${c.queue.bufferedBytes} of ${max}`);
+  }
+  for (const c of clients) c.complete();
+  await new Promise((resolve) => setImmediate(resolve));
+  for (const c of clients) {
+    t.same(c.messages().slice(1).map((m) => `${m.S}${m.bp}`).sort(), symbols.map((s) => `${s}300`), 'the latest quote of each symbol, and nothing older');
+    t.equal(c.counters.conflated, 300 * 4 - 4);
+  }
+  t.equal(clients[0]!.written.at(-1)!.frame, clients[1]!.written.at(-1)!.frame, 'one drained frame for both');
+});
