@@ -5,10 +5,11 @@
  */
 import { WebSocket, WebSocketServer } from 'ws';
 
-const [upstream, symbolsArg, encoding = 'msgpack'] = process.argv.slice(2);
+const [upstream, symbolsArg, encoding = 'msgpack', channelsArg = 'trades,quotes'] = process.argv.slice(2);
 if (upstream === undefined || symbolsArg === undefined || (encoding !== 'msgpack' && encoding !== 'json')) {
-  throw new Error('usage: baseline <vendor url> <symbols,comma,separated> [msgpack|json]');
+  throw new Error('usage: baseline <vendor url> <symbols,comma,separated> [msgpack|json] [channels: trades,quotes]');
 }
+const channels = channelsArg.split(',');
 const symbols = symbolsArg.split(',');
 // JSON clients get the vendor's JSON frames as text, as the gateway sends them.
 const binary = encoding === 'msgpack';
@@ -24,7 +25,7 @@ server.on('connection', (ws) => {
 const vendor = new WebSocket(upstream, { headers: binary ? { 'Content-Type': 'application/msgpack' } : {}, perMessageDeflate: false });
 vendor.on('open', () => {
   vendor.send(JSON.stringify({ action: 'auth', key: 'baseline', secret: 'baseline' }));
-  vendor.send(JSON.stringify({ action: 'subscribe', trades: symbols, quotes: symbols }));
+  vendor.send(JSON.stringify({ action: 'subscribe', ...Object.fromEntries(channels.map((channel) => [channel, symbols])) }));
 });
 let greeted = 0;
 vendor.on('message', (data: Buffer) => {

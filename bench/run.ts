@@ -6,7 +6,7 @@
  *   npm run bench [-- --clients 1000 --seconds 5 --warmup 1.5 --idle 1000 --rates 250,500,1000,2000,4000,8000
  *                    --high-water-mb 8 --max-buffer-mb 256 --filtered-rate 5000 --mixed-rate 400
  *                    --profile DIR --idle-only --overload-only --overload-ramp 1000,2000,4000,8000,16000
- *                    --overload-steps 1,2,4 --overload-profile DIR]
+ *                    --overload-steps 1,2,4 --overload-holds trades,quotes|quotes --overload-profile DIR]
  *
  * Scenarios: "broadcast" (every client on the same 20 symbols, trades and quotes) ramped until
  * the gateway saturates, against the baseline at the same offered loads; latency at a quarter
@@ -17,7 +17,8 @@
  * on the stock stream alone offered as many deliveries per second; and "overload" (issue #11), on
  * by default, `--overload-steps 0` leaves it out, `--overload-only` runs it alone: N JSON clients
  * on the 20 broadcast symbols against a gateway with the default client limits, its saturation
- * rate found by a ramp, then 1×, 2× and 4× that rate against the gateway and a JSON baseline.
+ * rate found by a ramp, then 1×, 2× and 4× that rate against the gateway and a JSON baseline
+ * (`--overload-holds quotes`: the clients hold only quotes, which conflate, so none is closed).
  * Alone, instead of these: `--cluster` (issue #10, bench/cluster.ts) and `--tape` (issue #18,
  * bench/tape.ts: recording's cost, replay speed, tape bytes and seek time).
  */
@@ -69,6 +70,11 @@ const { values } = parseArgs({
     'overload-ramp': { type: 'string', default: '1000,2000,4000,8000,16000' },
     /** multiples of the saturation rate offered in the overload scenario; 0 leaves the scenario out */
     'overload-steps': { type: 'string', default: '1,2,4' },
+    /**
+     * what the overload scenario's clients hold of the 20 symbols: `trades,quotes` (issue #11), or
+     * `quotes` (issue #19: quotes conflate, so no lagging client is ever closed with 407)
+     */
+    'overload-holds': { type: 'string', default: 'trades,quotes' },
     /** a directory: the overload scenario's gateway writes a V8 CPU profile there when it stops */
     'overload-profile': { type: 'string' },
   },
@@ -82,6 +88,8 @@ const FILTERED_RATE = Number(values['filtered-rate']);
 const MIXED_RATE = Number(values['mixed-rate']);
 const OVERLOAD_RAMP = (values['overload-ramp'] ?? '').split(',').map(Number);
 const OVERLOAD_STEPS = (values['overload-steps'] ?? '').split(',').map(Number).filter((n) => n > 0);
+const OVERLOAD_HOLDS = (values['overload-holds'] ?? '').split(',').filter((c) => c !== '');
+if (OVERLOAD_HOLDS.length === 0 || OVERLOAD_HOLDS.some((c) => c !== 'trades' && c !== 'quotes')) throw new Error(`--overload-holds: trades and/or quotes, comma-separated (got ${values['overload-holds']})`);
 
 // A signal ends the run through process.exit, so the child registry kills the simulator, gateway and baseline.
 for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => process.exit(130));
@@ -456,10 +464,12 @@ async function overload(vendorBase: string, control: string): Promise<Record<str
   const stockUrl = streams.find((u) => u.endsWith(`/${STREAMS.stocks}`)) as string;
   const gateway: Target = { url: () => stockUrl, pid: gatewayProcess.pid, metrics: `${address}/metrics` };
   const health = `${address}/health/live`;
-  const baselineProcess = node(['dist/bench/baseline.js', `${vendorBase}/v2/sip`, BROADCAST_SYMBOLS.join(','), 'json']);
+  const holds = OVERLOAD_HOLDS;
+  const baselineProcess = node(['dist/bench/baseline.js', `${vendorBase}/v2/sip`, BROADCAST_SYMBOLS.join(','), 'json', holds.join(',')]);
   const { port: baselinePort } = await jsonLine<{ port: number }>(baselineProcess, (v) => typeof v.port === 'number');
   const baseline: Target = { url: () => `ws://127.0.0.1:${baselinePort}/`, pid: baselineProcess.pid };
-  const group: PlannedGroup = { ...stockGroup([BROADCAST_SYMBOLS]), name: 'json', encoding: 'json' };
+  const subscription = Object.fromEntries(holds.map((channel) => [channel, BROADCAST_SYMBOLS]));
+  const group: PlannedGroup = { ...stockGroup([BROADCAST_SYMBOLS]), name: 'json', encoding: 'json', subscriptions: [subscription], holds: holds.join(' + ') };
 
   // A fresh gateway's first seconds (code not yet optimized, heap growing) would set the base too low.
   const warmUp = await overloadStep(gateway, control, OVERLOAD_RAMP[0] as number, group, health);
@@ -506,6 +516,7 @@ async function overload(vendorBase: string, control: string): Promise<Record<str
     clients: CLIENTS,
     encoding: 'json',
     symbols: BROADCAST_SYMBOLS.length,
+    holds: holds.join(','),
     limits: 'defaults: CLIENT_HIGH_WATER_BYTES 1 MiB, CLIENT_MAX_BUFFER_BYTES 8 MiB',
     ramp,
     saturation: { vendorRate: saturationRate, gatewayDeliveredPerSecond: saturationDelivered },
