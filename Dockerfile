@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # tickmux: build with dev dependencies, run with production ones only, as a non-root user.
 
-FROM node:20-slim AS build
+FROM node:24-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json tsconfig.json tsconfig.build.json ./
 COPY src ./src
@@ -10,7 +10,7 @@ COPY bench ./bench
 # npm ci runs the `prepare` script, which compiles to dist/.
 RUN npm ci --no-audit --no-fund
 
-FROM node:20-slim AS runtime
+FROM node:24-slim AS runtime
 ENV NODE_ENV=production \
     HOST=0.0.0.0 \
     PORT=8080

@@ -65,8 +65,8 @@ t.test('every command and path the container files name exists', async (t) => {
       if (url !== undefined) t.ok(['/health', '/health/ready', '/health/live'].includes(url), `${name} healthcheck probes ${url}`);
     }
   }
-  t.match(dockerfile, /^FROM node:20-slim AS build$/m, 'a Node 20 slim build stage');
-  t.match(dockerfile, /^FROM node:20-slim AS runtime$/m, 'and a runtime stage');
+  t.match(dockerfile, /^FROM node:24-slim AS build$/m, 'a Node 24 slim build stage');
+  t.match(dockerfile, /^FROM node:24-slim AS runtime$/m, 'and a runtime stage');
   t.match(dockerfile, /npm ci --omit=dev/, 'production dependencies only at run time');
   t.match(dockerfile, /^USER node$/m, 'a non-root user');
   t.match(dockerfile, /^HEALTHCHECK[\s\S]*\/health\/live/m, 'HEALTHCHECK on /health/live');
