@@ -8,7 +8,7 @@
 import { resolve } from 'node:path';
 import { type ParseArgsConfig, parseArgs } from 'node:util';
 import closeWithGrace from 'close-with-grace';
-import { createLogger } from './logger.js';
+import { processLogger } from './logger.js';
 import { ChannelSet } from './protocol/channel-set.js';
 import { CHANNELS, type Channel, STREAM_PATHS, type StreamKind, streamKindOf, streamPathOfUrl } from './protocol/streams.js';
 import { replayWindow, WindowError } from './tape/replay-window.js';
@@ -96,7 +96,7 @@ async function simulate(args: string[]): Promise<void> {
     },
   });
   if ((values.key === undefined) !== (values.secret === undefined)) usageError('--key and --secret go together');
-  const logger = createLogger(process.env.LOG_LEVEL ?? 'info');
+  const logger = processLogger(process.env.LOG_LEVEL ?? 'info');
   const { VendorSimulator } = await import('./simulator/index.js');
   const simulator = new VendorSimulator({
     host: values.host,
@@ -252,7 +252,7 @@ async function runReplay(args: string[]): Promise<void> {
     if (err instanceof WindowError) usageError(err.message);
     throw err;
   }
-  const logger = createLogger(process.env.LOG_LEVEL ?? 'info');
+  const logger = processLogger(process.env.LOG_LEVEL ?? 'info');
   const [{ systemClock }, { loadConfig }, { Secret }, { folderStore, ReplayServer }] = await Promise.all([
     import('./clock.js'),
     import('./config.js'),

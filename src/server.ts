@@ -8,7 +8,7 @@ import Fastify from 'fastify';
 import app, { fastifyOptions } from './app.js';
 import { type Config, loadConfig } from './config.js';
 import { ConfigError } from './errors.js';
-import { createLogger } from './logger.js';
+import { processLogger } from './logger.js';
 
 function readConfig(): Config {
   try {
@@ -23,7 +23,7 @@ function readConfig(): Config {
 }
 
 const config = readConfig();
-const logger = createLogger(config.logLevel);
+const logger = processLogger(config.logLevel);
 const fastify = Fastify(fastifyOptions(logger));
 await fastify.register(app, { config });
 
