@@ -65,6 +65,15 @@ export const TURN_DELIVERIES = 200_000;
  */
 export const FLUSH_SLICE = 200;
 
+/**
+ * Milliseconds of one event-loop turn that flushing may take, whatever the count: on loopback
+ * under TCP memory pressure (the kernel holding gigabytes for clients that read slower than the
+ * fan-out) one socket write can take a millisecond, and 200 of them held probes for 100 ms and
+ * more (issue #19). Like the drain's slice (`DRAIN_TURN_MS`), it ends after the write that
+ * crosses it; at least one client is flushed per turn.
+ */
+export const FLUSH_SLICE_MS = 10;
+
 /** A turn's clients being flushed, slice by slice. */
 interface Flushing {
   readonly sessions: ClientSession[];
@@ -87,9 +96,11 @@ export interface HubOptions {
   readonly link: UpstreamLink;
   readonly logger: Logger;
   readonly clock: Clock;
-  /** the per-turn bounds (default TURN_DELIVERIES, FLUSH_SLICE); tests make them tiny to take every path */
+  /** the per-turn bounds (default TURN_DELIVERIES, FLUSH_SLICE, FLUSH_SLICE_MS); tests make them tiny to take every path */
   readonly turnDeliveries?: number;
   readonly flushSlice?: number;
+  /** the time bound of a flush slice (default FLUSH_SLICE_MS), on `clock` */
+  readonly flushSliceMs?: number;
   /**
    * Whether every routed message updates the last-value cache (default true). A replay's hub,
    * whose one client neither asked for snapshots nor lags past conflation, keeps none: what it
@@ -344,14 +355,19 @@ export class Hub {
   }
 
   /**
-   * Flushes up to `limit` of a turn's clients; the rest in the next event-loop turn, the vendor's
-   * data waiting meanwhile (intake paused), so probes and socket I/O run between the slices.
+   * Flushes up to `limit` of a turn's clients, for at most `FLUSH_SLICE_MS`; the rest in the next
+   * event-loop turn, the vendor's data waiting meanwhile (intake paused), so probes and socket I/O
+   * run between the slices.
    */
   #flushSlice(flushing: Flushing, limit: number): void {
     if (this.#flushing !== flushing) return; // finished by the next turn's flush
     const { sessions, turnUnits, shared } = flushing;
     const end = Math.min(sessions.length, flushing.next + limit);
+    const clock = this.#options.clock;
+    const until = limit === Infinity ? Infinity : clock.now() + (this.#options.flushSliceMs ?? FLUSH_SLICE_MS);
+    const first = flushing.next;
     for (; flushing.next < end; flushing.next++) {
+      if (flushing.next > first && until !== Infinity && clock.now() >= until) break;
       const session = sessions[flushing.next] as ClientSession;
       const routed = session.routed;
       const pending = session.queue.pending;

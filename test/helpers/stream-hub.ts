@@ -29,7 +29,7 @@ export async function hubFor(
   sim: VendorSimulator,
   path: string,
   encoding: Encoding = 'msgpack',
-  bounds: Pick<HubOptions, 'turnDeliveries' | 'flushSlice'> = {},
+  bounds: Pick<HubOptions, 'turnDeliveries' | 'flushSlice' | 'flushSliceMs'> & { clock?: HubOptions['clock'] } = {},
 ): Promise<StreamFixture> {
   let hub: Hub | undefined;
   const vendor: MessageUnit[] = [];

@@ -136,3 +136,35 @@ t.test('with the per-turn bounds at their smallest (the vendor paused after ever
   }
   t.equal(f.link.manager.state, 'live', 'pausing the vendor socket between turns leaves the link live');
 });
+
+t.test('a flush slice ends once its time is spent, whatever its count: the rest of the turn goes out in the next event-loop turn, in order (issue #19)', async (t) => {
+  // Every reading of this clock finds 6 ms gone (a socket write slowed by the kernel's memory
+  // pressure): a 10 ms slice ends after the second client. Its timers never fire.
+  let now = Date.UTC(2024, 0, 2, 14, 30);
+  const clock = { now: () => (now += 6), nanos: () => BigInt(now) * 1_000_000n, setTimeout: () => 0, clearTimeout: () => {} };
+  const sim = await startSimulator(t, { rate: 0 });
+  const f = await hubFor(t, sim, 'v2/iex', 'msgpack', { flushSliceMs: 10, clock });
+  let pauses = 0;
+  const pauseIntake = f.link.manager.pauseIntake.bind(f.link.manager);
+  f.link.manager.pauseIntake = () => {
+    pauses += 1;
+    pauseIntake();
+  };
+  const clients: StreamClient[] = [];
+  for (const encoding of ['json', 'msgpack', 'json', 'msgpack', 'json'] as const) {
+    const client = await f.client({ encoding });
+    await client.request({ action: 'subscribe', trades: [...SYMBOLS] });
+    clients.push(client);
+  }
+  await f.link.manager.whenSynced();
+  sim.setRate(2_000);
+  await eventually(() => clients.every((c) => tradeIds(c.messages, 'TSLA').length > 100), 'trades reaching every client', 60_000);
+  sim.setRate(0);
+  t.ok(pauses > 0, `turns of five clients went out in slices (the vendor paused ${pauses} times meanwhile), though the count bound is 200`);
+  for (const [i, client] of clients.entries()) {
+    for (const symbol of SYMBOLS) {
+      const ids = tradeIds(client.messages, symbol);
+      t.same(gaps(ids), [], `client ${i} (${client.encoding}): ${ids.length} ${symbol} trades, in order, none missing`);
+    }
+  }
+});
