@@ -71,6 +71,9 @@ export const EnvSchema = Type.Object({
   NODE_ID: Type.Optional(Type.String({ pattern: SAFE_NAME.source })),
   // Renewals run every TTL/3; below a second they would race the NATS round trip.
   LEASE_TTL_MS: count(3000, 1000, 60_000),
+  // What the owner keeps for followers' relay repairs (0 messages: none, every loss a gap notice).
+  RELAY_HISTORY_MESSAGES: count(50_000, 0, 10_000_000),
+  RELAY_HISTORY_BYTES: count(8_388_608, 0, 1_073_741_824),
   TAPE_DIR: Type.Optional(Type.String({ minLength: 1 })),
   // On a cluster: the tape lives in JetStream (DESIGN.md §12).
   TAPE: Type.Union([Type.Literal('0'), Type.Literal('1')], { default: '0' }),
@@ -146,6 +149,8 @@ export interface ClusterConfig {
   readonly nodeId: string;
   /** how long a stream lease outlives its last renewal (the lease bucket's max age) */
   readonly leaseTtlMs: number;
+  /** what an owner keeps of its relay messages per stream, for followers' repairs */
+  readonly relayHistory: { readonly messages: number; readonly bytes: number };
 }
 
 export interface Config {
@@ -354,6 +359,7 @@ function parseCluster(v: Record<string, unknown>): ClusterConfig | undefined {
     name: v.CLUSTER_NAME as string,
     nodeId: (v.NODE_ID as string | undefined) ?? defaultNodeId(),
     leaseTtlMs: v.LEASE_TTL_MS as number,
+    relayHistory: Object.freeze({ messages: v.RELAY_HISTORY_MESSAGES as number, bytes: v.RELAY_HISTORY_BYTES as number }),
   });
 }
 

@@ -153,6 +153,7 @@ export class ClusterNode {
       kind,
       link,
       ttlMs: this.#o.cluster.leaseTtlMs,
+      relayHistory: this.#o.cluster.relayHistory,
       logger: this.#log,
       clock: this.#clock,
       randomEpoch: () => Math.floor(this.#random() * 0x1_0000_0000),

@@ -9,6 +9,12 @@
  * - As **follower** it subscribes to the subjects its own clients hold (a channel's `*` as a
  *   wildcard subject) and hands what arrives to the same hub; its state is the owner's link state
  *   as the owner last published it, while that is fresh and NATS is connected.
+ * - **Relay losses are repaired** (issue #19): the owner keeps its recent envelopes
+ *   (`relay-history.ts`); a follower that sees a gap in a subject's sequence holds that subject's
+ *   later messages (the others flow on), asks the owner for the span (`repair.ts`) and delivers
+ *   what comes back in order before them. What cannot be had (gone from the history, no answer,
+ *   a garbage answer, too much held) is delivered around, counted as lost, and the `?events=1`
+ *   clients holding the subject's pair get a `gap` notice: never a silent hole.
  *
  * Plain TypeScript: the link does not know about the cluster; the cluster node decides the role.
  */
@@ -23,8 +29,10 @@ import { type Encoding, joinFrame, type MessageUnit, splitFrame, splitMessage } 
 import type { StreamKind } from '../protocol/streams.js';
 import type { Hub } from '../hub/hub.js';
 import { LINK_STATES, type LinkState, type Refusal, type StateChange, type StreamManager } from '../upstream/stream-manager.js';
-import { encodingByte, encodingOfByte, unwrap, wrap } from './envelope.js';
-import { dataSubject, ownerSubject, refusedSubject, stateSubject } from './subjects.js';
+import { EnvelopeError, encodingByte, encodingOfByte, unwrap, wrap } from './envelope.js';
+import { RelayHistory, type RelayHistoryLimits, type SubjectHistory } from './relay-history.js';
+import { decodeRepairAnswer, encodeRepairAnswer, encodeRepairRequest, parseRepairRequest, REPAIR_ANSWER_BYTES, RepairError } from './repair.js';
+import { dataSubject, dataSubjectParts, ownerSubject, refusedSubject, stateSubject } from './subjects.js';
 
 type Role = 'owner' | 'follower';
 
@@ -32,7 +40,46 @@ type Role = 'owner' | 'follower';
 interface SubjectSequence {
   readonly name: string;
   seq: number;
+  /** what the owner keeps of it for repairs */
+  readonly history: SubjectHistory;
 }
+
+/** Follower: the publisher and sequence number last received on a subject, and what it carries. */
+interface ReceivedSubject {
+  epoch: number;
+  seq: number;
+  /** the subject's channel and symbol, as `dataSubject` made them (absent on `_` subjects) */
+  readonly channel: Channel | undefined;
+  readonly symbol: string | undefined;
+}
+
+/** Why a gap could not be repaired (a `gap` notice's `reason`). */
+export type GapReason = 'gone' | 'timeout' | 'unavailable' | 'malformed' | 'overflow' | 'superseded';
+
+/**
+ * Follower: a gap on one subject being repaired. Its messages that arrived after the gap wait in
+ * `held` (in sequence order, possibly with later gaps among them, repaired in turn).
+ */
+interface Repair {
+  readonly subject: string;
+  readonly epoch: number;
+  readonly channel: Channel | undefined;
+  readonly symbol: string | undefined;
+  /** the first missing sequence number not yet had */
+  next: number;
+  /** the last missing one: the first held message's number − 1 */
+  to: number;
+  readonly held: { seq: number; unit: MessageUnit; bytes: number }[];
+  heldBytes: number;
+  /** cancels the request in flight (its late answer is then never seen) */
+  cancel: (() => void) | undefined;
+}
+
+/** How long a follower waits for the owner's repair answer before it delivers around the gap. */
+export const REPAIR_TIMEOUT_MS = 1000;
+/** What a follower holds behind gaps being repaired, all subjects of a stream together. */
+export const REPAIR_HOLD_MESSAGES = 10_000;
+export const REPAIR_HOLD_BYTES = 4 * 1024 * 1024;
 
 /** The owner's link as it last published it. */
 interface OwnerState {
@@ -50,10 +97,18 @@ export interface RelayCounters {
   received: number;
   /** second copies dropped (a symbol and its channel's `*` both matched) */
   duplicates: number;
-  /** messages of subjects this node held that never arrived (a gap in a subject's sequence) */
+  /** messages of subjects this node held that were never delivered (a gap no repair could fill) */
   lost: number;
   /** cluster messages that could not be read (other format, malformed) */
   malformed: number;
+  /** follower: repair requests sent to the owner (one per gap, more for a long one) */
+  repairRequests: number;
+  /** follower: missing messages the owner sent again, delivered in order */
+  repaired: number;
+  /** follower: gaps (spans) that could not be repaired, each told to its holders in a `gap` notice */
+  repairFailures: number;
+  /** owner: repair requests answered */
+  repairsAnswered: number;
 }
 
 export interface ClusterStreamOptions {
@@ -73,6 +128,12 @@ export interface ClusterStreamOptions {
   readonly onInterestChanged: () => void;
   /** how long a request to the owner may take */
   readonly requestTimeoutMs?: number;
+  /** owner: what it keeps of its relay messages for repairs (default 50,000 messages, 8 MiB) */
+  readonly relayHistory?: RelayHistoryLimits;
+  /** follower: how long it waits for a repair answer (default REPAIR_TIMEOUT_MS) */
+  readonly repairTimeoutMs?: number;
+  /** follower: what it holds behind gaps, all subjects together (default REPAIR_HOLD_MESSAGES / _BYTES) */
+  readonly repairHold?: { readonly messages: number; readonly bytes: number };
 }
 
 interface StreamEvents {
@@ -82,8 +143,12 @@ interface StreamEvents {
 
 /** The owner could not be asked (no owner, NATS down, or it did not answer in time). */
 export class OwnerUnavailableError extends TickmuxError {
-  constructor(message: string, options?: { cause?: unknown }) {
+  /** the owner was asked but did not answer within the request's time */
+  readonly timedOut: boolean;
+
+  constructor(message: string, options?: { cause?: unknown; timedOut?: boolean }) {
     super('ERR_CLUSTER_NO_OWNER', message, options);
+    this.timedOut = options?.timedOut === true;
   }
 }
 
@@ -92,7 +157,12 @@ const LINK_STATE_NAMES = new Set<string>(LINK_STATES);
 export class ClusterStream extends EventEmitter<StreamEvents> {
   readonly path: string;
   readonly kind: StreamKind;
-  readonly counters: RelayCounters = { published: 0, received: 0, duplicates: 0, lost: 0, malformed: 0 };
+  readonly counters: RelayCounters = { published: 0, received: 0, duplicates: 0, lost: 0, malformed: 0, repairRequests: 0, repaired: 0, repairFailures: 0, repairsAnswered: 0 };
+  /**
+   * Fault injection (tests, drills): a relay message this returns true for is kept in the owner's
+   * history and counted as published, but not sent — as if NATS had lost it on the way.
+   */
+  dropRelay: ((subject: string, seq: number) => boolean) | undefined;
   #role: Role = 'follower';
   #hub: Hub | undefined;
   #nc: NatsConnection | undefined;
@@ -110,8 +180,15 @@ export class ClusterStream extends EventEmitter<StreamEvents> {
   readonly #published = new Map<string, SubjectSequence>();
   /** owner: one sequence per subject (several message types share one: a trade and its correction) */
   readonly #bySubject = new Map<string, SubjectSequence>();
+  /** owner: its recent envelopes, for followers' repairs */
+  readonly #history: RelayHistory;
   /** follower: the publisher and sequence last received per subject */
-  readonly #received = new Map<string, { epoch: number; seq: number }>();
+  readonly #received = new Map<string, ReceivedSubject>();
+  /** follower: subject → the gap being repaired on it */
+  readonly #repairs = new Map<string, Repair>();
+  /** follower: messages and bytes held behind every repair */
+  #heldMessages = 0;
+  #heldBytes = 0;
   #owner: OwnerState | undefined;
   #lastReceivedAt: number | undefined;
   #lostLoggedAt = -Infinity;
@@ -137,6 +214,7 @@ export class ClusterStream extends EventEmitter<StreamEvents> {
     this.path = options.path;
     this.kind = options.kind;
     this.#link = options.link;
+    this.#history = new RelayHistory(options.relayHistory);
     this.#log = options.logger.child({ component: 'cluster-stream', stream: options.path });
     this.#state = 'connecting';
     this.#since = options.clock.now();
@@ -241,6 +319,9 @@ export class ClusterStream extends EventEmitter<StreamEvents> {
     this.#epoch = this.#o.randomEpoch() >>> 0;
     this.#published.clear();
     this.#bySubject.clear();
+    this.#history.clear();
+    // What waited behind a gap goes to the hub before the local link's first message.
+    for (const repair of [...this.#repairs.values()]) this.#giveUp(repair, 'superseded');
     this.#owner = undefined;
     this.#o.clock.clearTimeout(this.#ownerStaleTimer);
     for (const sub of this.#dataSubs.values()) sub.unsubscribe();
@@ -275,12 +356,14 @@ export class ClusterStream extends EventEmitter<StreamEvents> {
       if (subject === undefined) {
         const channel = unit.type === undefined ? undefined : this.kind.typeToChannel[unit.type];
         const name = dataSubject(this.#o.clusterName, this.path, channel, this.kind.symbolsField === 'symbols' ? undefined : unit.symbol);
-        subject = this.#bySubject.get(name) ?? { name, seq: 0 };
+        subject = this.#bySubject.get(name) ?? { name, seq: 0, history: this.#history.subject(name) };
         this.#bySubject.set(name, subject);
         this.#published.set(key, subject);
       }
       subject.seq += 1;
-      nc.publish(subject.name, wrap(unit.sourceEncoding, this.#epoch, subject.seq, unit.encoded(unit.sourceEncoding)));
+      const envelope = wrap(unit.sourceEncoding, this.#epoch, subject.seq, unit.encoded(unit.sourceEncoding));
+      this.#history.record(subject.history, subject.seq, envelope);
+      if (this.dropRelay?.(subject.name, subject.seq) !== true) nc.publish(subject.name, envelope);
     }
     this.counters.published += units.length;
   }
@@ -298,6 +381,9 @@ export class ClusterStream extends EventEmitter<StreamEvents> {
     if (this.#role !== 'follower' || nc === undefined || !this.#natsUp || pairs.length === 0) return false;
     this.#syncSubscriptions();
     this.#askInOrder(nc, 'snapshot', JSON.stringify({ pairs, values }), (answer) => {
+      // The answer is as of after every message published before it: a subject of these pairs
+      // still held behind a gap goes to the hub first, around the gap, so nothing older follows it.
+      if (this.#repairs.size > 0) this.#supersedeRepairs(pairs);
       if (answer instanceof Error) return done(answer);
       const data = Buffer.from(answer.data.buffer, answer.data.byteOffset, answer.data.byteLength);
       try {
@@ -310,8 +396,11 @@ export class ClusterStream extends EventEmitter<StreamEvents> {
     return true;
   }
 
-  /** A request whose answer is handled in the subscription callback itself, in wire order. */
-  #askInOrder(nc: NatsConnection, operation: string, body: string, done: (answer: Msg | OwnerUnavailableError) => void, timeoutMs = this.#o.requestTimeoutMs ?? 5000): void {
+  /**
+   * A request whose answer is handled in the subscription callback itself, in wire order. The
+   * returned function cancels it: neither its answer nor its timeout then reaches `done`.
+   */
+  #askInOrder(nc: NatsConnection, operation: string, body: string, done: (answer: Msg | OwnerUnavailableError) => void, timeoutMs = this.#o.requestTimeoutMs ?? 5000): () => void {
     const inbox = createInbox(`${this.#o.clusterName}._INBOX`);
     let timer: unknown;
     const sub = nc.subscribe(inbox, {
@@ -324,9 +413,13 @@ export class ClusterStream extends EventEmitter<StreamEvents> {
     });
     timer = this.#o.clock.setTimeout(() => {
       sub.unsubscribe();
-      done(new OwnerUnavailableError(`the owner of ${this.path} did not answer ${operation} in time`));
+      done(new OwnerUnavailableError(`the owner of ${this.path} did not answer ${operation} in time`, { timedOut: true }));
     }, timeoutMs);
     nc.publish(ownerSubject(this.#o.clusterName, this.path, operation), body, { reply: inbox });
+    return () => {
+      this.#o.clock.clearTimeout(timer);
+      sub.unsubscribe();
+    };
   }
 
   /** Restarts the owner's link, wherever it runs. */
@@ -401,6 +494,10 @@ export class ClusterStream extends EventEmitter<StreamEvents> {
 
   /** Drops every subscription and timer (the cluster node closes NATS). */
   close(): void {
+    for (const repair of this.#repairs.values()) repair.cancel?.();
+    this.#repairs.clear();
+    this.#heldMessages = 0;
+    this.#heldBytes = 0;
     this.#closeSubscriptions();
     this.#nc = undefined;
     this.#natsUp = false;
@@ -419,7 +516,7 @@ export class ClusterStream extends EventEmitter<StreamEvents> {
 
   /** A request to the owner as a promise (for answers nothing else is ordered against). */
   #ask(nc: NatsConnection, operation: string, body: string, timeoutMs?: number): Promise<Msg> {
-    return new Promise((resolve, reject) => this.#askInOrder(nc, operation, body, (answer) => (answer instanceof Error ? reject(answer) : resolve(answer)), timeoutMs));
+    return new Promise((resolve, reject) => void this.#askInOrder(nc, operation, body, (answer) => (answer instanceof Error ? reject(answer) : resolve(answer)), timeoutMs));
   }
 
   #markSubsDirty(): void {
@@ -445,9 +542,13 @@ export class ClusterStream extends EventEmitter<StreamEvents> {
       if (wanted.has(subject)) continue;
       sub.unsubscribe();
       this.#dataSubs.delete(subject);
-      // A subject held again later starts afresh: what passed meanwhile was not lost.
-      if (!subject.endsWith('.*')) this.#received.delete(subject);
-      else for (const seen of this.#received.keys()) if (seen.startsWith(subject.slice(0, -1)) && !wanted.has(seen)) this.#received.delete(seen);
+      // A subject held again later starts afresh: what passed meanwhile was not lost. One being
+      // repaired keeps its numbers until the repair ends (its answer, or its timeout).
+      if (!subject.endsWith('.*')) {
+        if (!this.#repairs.has(subject)) this.#received.delete(subject);
+      } else {
+        for (const seen of this.#received.keys()) if (seen.startsWith(subject.slice(0, -1)) && !wanted.has(seen) && !this.#repairs.has(seen)) this.#received.delete(seen);
+      }
     }
     for (const subject of wanted) {
       if (this.#dataSubs.has(subject)) continue;
@@ -458,38 +559,253 @@ export class ClusterStream extends EventEmitter<StreamEvents> {
   #onData(msg: Msg): void {
     if (this.#role !== 'follower') return;
     let unit: MessageUnit;
+    let epoch: number;
+    let seq: number;
+    let last: ReceivedSubject | undefined;
     try {
       const envelope = unwrap(msg.data);
       unit = splitMessage(envelope.body, envelope.encoding, this.kind);
-      const last = this.#received.get(msg.subject);
-      if (last === undefined || last.epoch !== envelope.epoch) {
-        this.#received.set(msg.subject, { epoch: envelope.epoch, seq: envelope.seq });
-      } else if (envelope.seq <= last.seq) {
-        this.counters.duplicates += 1;
-        return;
-      } else {
-        if (envelope.seq > last.seq + 1) this.#lost(msg.subject, envelope.seq - last.seq - 1);
-        last.seq = envelope.seq;
+      epoch = envelope.epoch;
+      seq = envelope.seq;
+      last = this.#received.get(msg.subject);
+      const parts = last ?? this.#partsOf(msg.subject);
+      // What an owner publishes on a subject is always of that subject's pair: anything else is
+      // someone else's, and never reaches a client.
+      if (!this.#carries(parts, unit)) throw new EnvelopeError(`a message of another pair (${unit.type ?? '?'} ${unit.symbol ?? ''}) on ${msg.subject}`);
+      if (last === undefined) {
+        this.#received.set(msg.subject, { epoch, seq, channel: parts.channel, symbol: parts.symbol });
       }
     } catch (err) {
       this.#malformed('data', msg.subject, err);
       return;
+    }
+    if (last !== undefined && last.epoch !== epoch) {
+      // Another owner term: its predecessor's missing messages cannot be asked of anyone.
+      const repair = this.#repairs.get(msg.subject);
+      if (repair !== undefined) this.#giveUp(repair, 'superseded');
+      last.epoch = epoch;
+      last.seq = seq;
+    } else if (last !== undefined) {
+      if (seq <= last.seq) {
+        this.counters.duplicates += 1;
+        return;
+      }
+      const from = last.seq + 1;
+      last.seq = seq;
+      const repair = this.#repairs.get(msg.subject);
+      if (repair !== undefined || seq > from) {
+        this.counters.received += 1;
+        this.#lastReceivedAt = this.#o.clock.now();
+        this.#hold(repair ?? this.#startRepair(msg.subject, last, from, seq - 1), seq, unit);
+        return;
+      }
     }
     this.counters.received += 1;
     this.#lastReceivedAt = this.#o.clock.now();
     this.#hub?.onData([unit]);
   }
 
+  /** The channel and symbol a data subject of this stream carries. @throws EnvelopeError for any other subject */
+  #partsOf(subject: string): { channel: Channel | undefined; symbol: string | undefined } {
+    const parts = dataSubjectParts(this.#o.clusterName, this.path, subject);
+    if (parts === undefined || (parts.channel !== undefined && !this.kind.channels.includes(parts.channel as Channel))) {
+      throw new EnvelopeError(`${subject} is not a data subject of ${this.path}`);
+    }
+    return parts as { channel: Channel | undefined; symbol: string | undefined };
+  }
+
+  /** Whether `unit` is a message the owner would have published on the subject of `parts`. */
+  #carries(parts: { readonly channel: Channel | undefined; readonly symbol: string | undefined }, unit: MessageUnit): boolean {
+    const channel = unit.type === undefined ? undefined : this.kind.typeToChannel[unit.type];
+    if (channel !== parts.channel) return false;
+    return channel === undefined || this.kind.symbolsField === 'symbols' ? parts.symbol === undefined : unit.symbol === parts.symbol;
+  }
+
+  // ---- the follower's repairs
+
+  /** A gap `[from, to]` on `subject`: its later messages wait while the owner is asked for it. */
+  #startRepair(subject: string, last: ReceivedSubject, from: number, to: number): Repair {
+    const repair: Repair = { subject, epoch: last.epoch, channel: last.channel, symbol: last.symbol, next: from, to, held: [], heldBytes: 0, cancel: undefined };
+    this.#repairs.set(subject, repair);
+    this.#askRepair(repair);
+    return repair;
+  }
+
+  /** Holds a message that came after a gap; past the stream's bound the repair is given up. */
+  #hold(repair: Repair, seq: number, unit: MessageUnit): void {
+    if (this.#repairs.get(repair.subject) !== repair) {
+      // Given up before it could hold anything (NATS down): delivered around the gap at once.
+      this.#hub?.onData([unit]);
+      return;
+    }
+    // Its own bytes: the NATS message it was cut from would stay alive with it otherwise.
+    const bytes = unit.detach().byteLength(unit.sourceEncoding);
+    repair.held.push({ seq, unit, bytes });
+    repair.heldBytes += bytes;
+    this.#heldMessages += 1;
+    this.#heldBytes += bytes;
+    const bound = this.#o.repairHold ?? { messages: REPAIR_HOLD_MESSAGES, bytes: REPAIR_HOLD_BYTES };
+    if (this.#heldMessages > bound.messages || this.#heldBytes > bound.bytes) this.#giveUp(repair, 'overflow');
+  }
+
+  /** Asks the owner for `[repair.next, repair.to]`; its answer is handled in wire order with the data. */
+  #askRepair(repair: Repair): void {
+    const nc = this.#nc;
+    if (nc === undefined || !this.#natsUp) {
+      this.#giveUp(repair, 'unavailable');
+      return;
+    }
+    this.counters.repairRequests += 1;
+    const request = encodeRepairRequest({ subject: repair.subject, epoch: repair.epoch, from: repair.next, to: repair.to });
+    const cancel = this.#askInOrder(
+      nc,
+      'repair',
+      request,
+      (answer) => {
+        if (repair.cancel !== cancel || this.#repairs.get(repair.subject) !== repair) return;
+        repair.cancel = undefined;
+        if (answer instanceof Error) {
+          this.#log.warn({ subject: repair.subject, from: repair.next, to: repair.to, err: answer.message }, 'relay repair not answered');
+          this.#giveUp(repair, answer.timedOut ? 'timeout' : 'unavailable');
+          return;
+        }
+        this.#repairAnswered(repair, answer);
+      },
+      this.#o.repairTimeoutMs ?? REPAIR_TIMEOUT_MS,
+    );
+    repair.cancel = cancel;
+  }
+
+  /** The owner's answer: the gone part noticed, what it sent delivered, then the held ones. */
+  #repairAnswered(repair: Repair, answer: Msg): void {
+    let goneThrough: number;
+    let units: MessageUnit[];
+    let more: boolean;
+    try {
+      const decoded = decodeRepairAnswer(answer.data);
+      goneThrough = decoded.goneThrough;
+      more = decoded.more;
+      if (goneThrough < repair.next - 1 || goneThrough > repair.to) throw new RepairError(`repair answer gone through ${goneThrough}, outside ${repair.next}–${repair.to}`);
+      if (more && decoded.envelopes.length === 0) throw new RepairError('repair answer says more but sends nothing');
+      units = decoded.envelopes.map((data, i) => {
+        const envelope = unwrap(data);
+        const seq = goneThrough + 1 + i;
+        if (envelope.epoch !== repair.epoch || envelope.seq !== seq || seq > repair.to) throw new RepairError(`repair answer envelope ${envelope.epoch}/${envelope.seq} where ${repair.epoch}/${seq} was due`);
+        const unit = splitMessage(envelope.body, envelope.encoding, this.kind).detach();
+        if (!this.#carries(repair, unit)) throw new RepairError(`repair answer carries a message of another pair than ${repair.subject}`);
+        return unit;
+      });
+    } catch (err) {
+      // Every byte of an answer is input: whatever fails to read, nothing of it is delivered.
+      this.#malformed('repair answer', repair.subject, err);
+      this.#giveUp(repair, 'malformed');
+      return;
+    }
+    if (goneThrough >= repair.next) this.#gap(repair, repair.next, goneThrough, 'gone');
+    repair.next = goneThrough + 1;
+    if (units.length > 0) {
+      this.counters.repaired += units.length;
+      repair.next += units.length;
+      this.#hub?.onData(units);
+    }
+    if (repair.next <= repair.to) {
+      if (more) return this.#askRepair(repair);
+      this.#gap(repair, repair.next, repair.to, 'gone');
+    }
+    this.#release(repair);
+  }
+
   /**
-   * Messages of a subject this node holds never arrived (nats-server dropped them for a slow
-   * consumer, or NATS was away): counted and logged, at most once per second.
+   * The gap is behind: the held messages go out up to the next gap among them, which is asked
+   * for in turn; with none left the repair ends.
    */
-  #lost(subject: string, count: number): void {
-    this.counters.lost += count;
+  #release(repair: Repair): void {
+    const held = repair.held;
+    let expected = repair.to + 1;
+    let k = 0;
+    const out: MessageUnit[] = [];
+    while (k < held.length && (held[k] as { seq: number }).seq === expected) {
+      const item = held[k] as { unit: MessageUnit; bytes: number };
+      out.push(item.unit);
+      repair.heldBytes -= item.bytes;
+      this.#heldBytes -= item.bytes;
+      expected += 1;
+      k += 1;
+    }
+    this.#heldMessages -= k;
+    held.splice(0, k);
+    if (held.length === 0) this.#endRepair(repair);
+    if (out.length > 0) this.#hub?.onData(out);
+    if (held.length === 0) return;
+    repair.next = expected;
+    repair.to = (held[0] as { seq: number }).seq - 1;
+    this.#askRepair(repair);
+  }
+
+  /** Gives the rest of `repair` up: every span still missing is noticed, the held messages delivered around them. */
+  #giveUp(repair: Repair, reason: GapReason): void {
+    this.#endRepair(repair);
+    if (repair.next <= repair.to) this.#gap(repair, repair.next, repair.to, reason);
+    let expected = repair.to + 1;
+    let batch: MessageUnit[] = [];
+    for (const item of repair.held) {
+      if (item.seq > expected) {
+        if (batch.length > 0) this.#hub?.onData(batch);
+        batch = [];
+        this.#gap(repair, expected, item.seq - 1, reason);
+      }
+      batch.push(item.unit);
+      expected = item.seq + 1;
+    }
+    repair.held.length = 0;
+    if (batch.length > 0) this.#hub?.onData(batch);
+  }
+
+  #endRepair(repair: Repair): void {
+    repair.cancel?.();
+    repair.cancel = undefined;
+    if (this.#repairs.get(repair.subject) === repair) this.#repairs.delete(repair.subject);
+    // Unsubscribed meanwhile (see #syncSubscriptions): held again later, it starts afresh.
+    const wildcard = `${repair.subject.slice(0, repair.subject.lastIndexOf('.'))}.*`;
+    if (!this.#dataSubs.has(repair.subject) && !this.#dataSubs.has(wildcard)) this.#received.delete(repair.subject);
+    this.#heldMessages -= repair.held.length;
+    this.#heldBytes -= repair.heldBytes;
+    repair.heldBytes = 0;
+  }
+
+  /** A catch-up answer for `pairs` arrived: repairs of subjects it covers end now (see `catchUp`). */
+  #supersedeRepairs(pairs: readonly Pair[]): void {
+    for (const repair of [...this.#repairs.values()]) {
+      if (repair.channel === undefined) continue;
+      if (pairs.some(([channel, symbol]) => channel === repair.channel && (symbol === WILDCARD || repair.symbol === undefined || symbol === repair.symbol))) this.#giveUp(repair, 'superseded');
+    }
+  }
+
+  /**
+   * Messages `[from, to]` of a subject this node holds will never be delivered: counted, logged
+   * (at most once per second), and the `?events=1` clients holding its pair are told.
+   */
+  #gap(repair: Repair, from: number, to: number, reason: GapReason): void {
+    const messages = to - from + 1;
+    this.counters.lost += messages;
+    this.counters.repairFailures += 1;
     const now = this.#o.clock.now();
-    if (now - this.#lostLoggedAt < 1000) return;
-    this.#lostLoggedAt = now;
-    this.#log.warn({ subject, lost: count, lostTotal: this.counters.lost }, 'relayed messages lost between the owner and this node');
+    if (now - this.#lostLoggedAt >= 1000) {
+      this.#lostLoggedAt = now;
+      this.#log.warn({ subject: repair.subject, from, to, lost: messages, reason, lostTotal: this.counters.lost }, 'relayed messages lost between the owner and this node');
+    }
+    this.#hub?.notifyHolders(repair.channel, repair.symbol, {
+      T: 'gateway',
+      event: 'gap',
+      stream: this.path,
+      ...(repair.channel === undefined ? {} : { channel: repair.channel }),
+      ...(repair.symbol === undefined ? {} : { symbol: repair.symbol }),
+      from,
+      to,
+      messages,
+      reason,
+      at: new Date(now).toISOString(),
+    });
   }
 
   #malformed(what: string, subject: string, err: unknown): void {
@@ -536,6 +852,14 @@ export class ClusterStream extends EventEmitter<StreamEvents> {
       }
       const encoding: Encoding = this.#link.encoding;
       msg.respond(Buffer.concat([Buffer.of(encodingByte(encoding)), joinFrame(units.filter((unit) => unit.tryEncoded(encoding) !== undefined), encoding)]));
+    });
+    handle('repair', (msg) => {
+      const request = parseRepairRequest(parseObject(msg), (subject) => dataSubjectParts(this.#o.clusterName, this.path, subject) !== undefined);
+      // Another term's numbers are not this one's: all of it is gone.
+      const maxBytes = Math.min(REPAIR_ANSWER_BYTES, (nc.info?.max_payload ?? 1_048_576) - 1024);
+      const span = request.epoch === this.#epoch ? this.#history.span(request.subject, request.from, request.to, maxBytes) : { goneThrough: request.to, envelopes: [], more: false };
+      this.counters.repairsAnswered += 1;
+      msg.respond(encodeRepairAnswer(span));
     });
     handle('sync', async (msg) => {
       const { revision, timeoutMs } = parseObject(msg);

@@ -97,3 +97,30 @@ export function refusedSubject(clusterName: string, streamPath: string): string 
 export function ownerSubject(clusterName: string, streamPath: string, operation: string): string {
   return `${clusterName}.owner.${escapeToken(streamPath)}.${operation}`;
 }
+
+/** What a concrete data subject names (`dataSubject`'s arguments back); each is absent on a `_` subject. */
+export interface DataSubjectParts {
+  readonly channel: string | undefined;
+  readonly symbol: string | undefined;
+}
+
+/**
+ * Reverses `dataSubject` for one stream: the channel and symbol of a subject the owner could have
+ * published on, or undefined for anything else (another stream, a wildcard, a symbol token that is
+ * no escape's output). Channels are not checked against the stream's kind here.
+ */
+export function dataSubjectParts(clusterName: string, streamPath: string, subject: string): DataSubjectParts | undefined {
+  const prefix = `${clusterName}.data.${escapeToken(streamPath)}.`;
+  if (!subject.startsWith(prefix)) return undefined;
+  const tokens = subject.slice(prefix.length).split('.');
+  if (tokens.length !== 2) return undefined;
+  const [first, second] = tokens as [string, string];
+  if (first === '_') return second === '' ? undefined : { channel: second === '_' ? undefined : second, symbol: undefined };
+  if (first === '' || second === '*' || second === '>') return undefined;
+  try {
+    return { channel: first, symbol: unescapeToken(second) };
+  } catch (err) {
+    if (err instanceof TokenError) return undefined;
+    throw err;
+  }
+}

@@ -648,6 +648,29 @@ export class Hub {
   }
 
   /**
+   * Sends `notice` to the `?events=1` clients that hold `symbol` on `channel` (by name or `*`);
+   * without a symbol to those holding anything on `channel` (a news subject names no one symbol),
+   * without a channel to every one (types the gateway does not know reach every client). After the
+   * data routed before it, frames held back by the intake's brake included.
+   */
+  notifyHolders(channel: Channel | undefined, symbol: string | undefined, notice: Record<string, unknown>): void {
+    if (this.#intakePaused) {
+      this.#held.push(() => this.notifyHolders(channel, symbol, notice));
+      return;
+    }
+    for (const session of this.#eventListeners) {
+      if (channel !== undefined) {
+        const holds =
+          symbol === undefined
+            ? session.subscriptions.symbols(channel).size > 0 // a copy, but only on this rare path
+            : this.#index.holders(channel, symbol)?.has(session) === true || this.#index.wildcardHolders(channel)?.has(session) === true;
+        if (!holds) continue;
+      }
+      session.sendControl(notice as WireValue);
+    }
+  }
+
+  /**
    * Learns what a source knew before its clients came (a replay starting mid-tape): order books
    * and last values, as if those units had been routed to nobody. `clear` first forgets the books
    * (the vendor session they belonged to ended).

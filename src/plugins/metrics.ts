@@ -123,7 +123,11 @@ export default fp(
       relayed('tickmux_cluster_published_total', 'Vendor messages this node published to NATS as the stream’s owner', (c) => c.published);
       relayed('tickmux_cluster_received_total', 'Vendor messages this node received from NATS as a follower', (c) => c.received);
       relayed('tickmux_cluster_duplicates_total', 'Second copies of a relayed message dropped (a symbol and its channel’s * both matched)', (c) => c.duplicates);
-      relayed('tickmux_cluster_lost_total', 'Relayed messages of subjects this node held that never arrived (gaps in a subject’s sequence)', (c) => c.lost);
+      relayed('tickmux_cluster_lost_total', 'Relayed messages of subjects this node held that were never delivered (gaps in a subject’s sequence no repair could fill)', (c) => c.lost);
+      relayed('tickmux_cluster_repair_requests_total', 'Repair requests this node sent the stream’s owner for relayed messages missing from a subject’s sequence', (c) => c.repairRequests);
+      relayed('tickmux_cluster_repaired_total', 'Relayed messages that went missing and were delivered in order once the owner sent them again', (c) => c.repaired);
+      relayed('tickmux_cluster_repair_failures_total', 'Gaps that could not be repaired (gone from the owner’s history, no answer, a garbage answer, too much held): each told to its holders in a gap notice', (c) => c.repairFailures);
+      relayed('tickmux_cluster_repairs_answered_total', 'Repair requests this node answered as the stream’s owner', (c) => c.repairsAnswered);
       relayed('tickmux_cluster_malformed_total', 'Cluster messages ignored: another format version, or malformed', (c) => c.malformed);
       streamGauge(registry, streams, 'tickmux_cluster_owner', '1 while this node owns the stream (holds its lease and runs its vendor link)', ({ path }) => (cluster.role(path) === 'owner' ? 1 : 0));
       const leaseChanges = { acquired: 0, lost: 0 };

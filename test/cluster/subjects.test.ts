@@ -1,5 +1,5 @@
 import t from 'tap';
-import { escapeToken, leaseBucketName, leaseKey, SAFE_NAME, TokenError, unescapeToken } from '../../src/cluster/subjects.js';
+import { dataSubject, dataSubjectParts, escapeToken, leaseBucketName, leaseKey, SAFE_NAME, TokenError, unescapeToken } from '../../src/cluster/subjects.js';
 import { STREAM_PATHS } from '../../src/protocol/streams.js';
 
 // What both a NATS subject token and a KV key accept (nats.js validKeyRe, minus `.`, `/`, `=`).
@@ -38,4 +38,13 @@ t.test('cluster names are safe tokens and name the lease bucket', async (t) => {
   t.notMatch('a.b', SAFE_NAME);
   t.notMatch('a*', SAFE_NAME);
   t.notMatch('', SAFE_NAME);
+});
+
+t.test('a data subject reads back as the channel and symbol it was made of, and nothing else does', async (t) => {
+  for (const [channel, symbol] of [['trades', 'AAPL'], ['orderbooks', 'BTC/USD'], ['trades', 'BRK.B'], ['news', undefined], [undefined, undefined], ['trades', '_']] as const) {
+    t.same(dataSubjectParts('c', 'v2/iex', dataSubject('c', 'v2/iex', channel, symbol)), { channel, symbol }, `${channel} ${symbol}`);
+  }
+  for (const subject of ['c.data.v2_2Fiex.trades.*', 'c.data.v2_2Fiex.trades.>', 'c.data.v2_2Fsip.trades.AAPL', 'd.data.v2_2Fiex.trades.AAPL', 'c.data.v2_2Fiex.trades', 'c.data.v2_2Fiex.trades.A.B', 'c.data.v2_2Fiex.trades.a_zz', 'c.data.v2_2Fiex._.', 'c.data.v2_2Fiex..AAPL']) {
+    t.equal(dataSubjectParts('c', 'v2/iex', subject), undefined, subject);
+  }
 });
