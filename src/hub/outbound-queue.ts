@@ -330,9 +330,19 @@ export class OutboundQueue {
     const batch = this.#batch;
     if (batch.length === 0 || this.#closed) return;
     this.#batch = [];
-    if (!this.#lagging && this.#inFlight < this.#limits.highWaterBytes) {
-      this.#send(shared?.frame ?? joinFrame(batch, this.encoding), batch.length);
-      return;
+    // Written whole only while it fits below the high-water mark with what is in flight. A turn
+    // that does not (a loaded gateway's turns grow) is queued and drained in pieces, conflated
+    // as it goes: written whole, its quotes were past the limit before the client could skip one
+    // (a stalled quotes client closed with 407, issue #19).
+    let drainNow = false;
+    if (!this.#lagging) {
+      const room = this.#limits.highWaterBytes - this.#inFlight;
+      const frame = room <= 0 ? undefined : shared !== undefined ? (shared.bytes <= room ? shared.frame : undefined) : joinFrame(batch, this.encoding);
+      if (frame !== undefined && frame.length <= room) {
+        this.#send(frame, batch.length);
+        return;
+      }
+      drainNow = room > 0; // what fits goes now, as a drain would send it
     }
     let queued: Queued;
     if (shared !== undefined) {
@@ -345,6 +355,7 @@ export class OutboundQueue {
     (this.#backlog ??= []).push(queued);
     this.#backlogBytes += queued.bytes;
     if (this.bufferedBytes > this.#limits.maxBufferBytes) this.#checkLimit();
+    if (drainNow && !this.#closed) this.#drain();
   }
 
   /**

@@ -92,6 +92,34 @@ t.test('past the hard limit the queue overflows once and stops', async (t) => {
   t.same(f.messages().map((m) => m.i), [1], 'nothing more is sent after the overflow');
 });
 
+t.test('a turn larger than the room below the high-water mark is not written whole: its quotes conflate, a stalled quotes client is never past its limit (issue #19)', async (t) => {
+  // A loaded gateway's turns grow: a turn of 60 quotes (~4 KiB) for a client with 1 KiB of room
+  // and a 2 KiB limit. Written whole on top of what was in flight, it was past the limit at once
+  // and the next turn closed the client with 407, though it held one symbol's quotes.
+  for (const inFlight of [true, false]) {
+    const f = fixture(1024, 2048);
+    if (inFlight) {
+      f.route(trade('A', 1));
+      f.queue.flush(); // in flight, never written out: the client has stopped reading
+    }
+    const before = f.written.length;
+    for (let turn = 0; turn < 3; turn++) {
+      for (let i = 0; i < 60; i++) f.route(quote('B', turn * 100 + i));
+      f.queue.flush();
+    }
+    const label = inFlight ? 'with a trade in flight' : 'with nothing in flight';
+    t.equal(f.overflows(), 0, `${label}: never past the limit`);
+    t.ok(f.queue.bufferedBytes <= 2048, `${label}: it holds ${f.queue.bufferedBytes} bytes, within its limit`);
+    const sent = f.written.slice(before).flatMap((w) => decodeFrame(w.frame, 'json') as Record<string, unknown>[]);
+    t.same(sent.map((m) => m.bp), [59, 159, 259], `${label}: each turn, only what the client would be sent after conflation goes out`);
+    f.complete();
+    const quotes = f.messages().filter((m) => m.T === 'q');
+    t.equal(quotes.at(-1)!.bp, 259, `${label}: the latest quote is delivered`);
+    t.ok(quotes.length < 20, `${label}: the superseded ones are skipped (${quotes.length} of 180 sent)`);
+    t.equal(f.counters.conflated, 180 - quotes.length, `${label}: and counted as conflated`);
+  }
+});
+
 t.test('purge drops queued units an unsubscribe no longer covers', async (t) => {
   const f = fixture(10, 1 << 20);
   f.route(trade('A', 1));
