@@ -18,7 +18,7 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
 COPY --from=build /app/dist ./dist
-COPY openapi.yaml ./
+COPY openapi.yaml asyncapi.yaml ./
 USER node
 EXPOSE 8080
 # Liveness only: a vendor outage must not get the container restarted (readiness is /health/ready).

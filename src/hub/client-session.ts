@@ -18,8 +18,8 @@ import type { WireValue } from '../protocol/transcode.js';
 import { type DrainScheduler, OutboundQueue, type QueueCounters, type QueueLimits } from './outbound-queue.js';
 import { lowerReceiveLimit } from './receive-limit.js';
 
-/** Codes after which the client is disconnected, as the vendor does. */
-const CLOSING_CODES = new Set([402, 404, 406, 407]);
+/** Error codes after which the gateway closes the client (1008), as the vendor does. */
+export const CLOSING_CODES: ReadonlySet<number> = new Set([402, 404, 406, 407]);
 
 /** The largest frame a client may send before it has authenticated (an auth message is ~100 bytes). */
 export const PRE_AUTH_MAX_BYTES = 4096;

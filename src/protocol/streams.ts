@@ -58,6 +58,8 @@ export interface StreamKind {
   readonly symbolsField: 'S' | 'symbols';
   /** channels on which `*` is refused, with the vendor's code */
   readonly wildcardRefusals: Readonly<Partial<Record<Channel, number>>>;
+  /** the syntax of this kind's symbols (`*` aside): what `isValidSymbol` checks, and what asyncapi.yaml says */
+  readonly symbolPattern: RegExp;
   /** whether `value` is a symbol (or `*`) this kind accepts; anything else is 400 invalid syntax */
   isValidSymbol(value: unknown): value is string;
 }
@@ -125,6 +127,7 @@ export const STOCKS: StreamKind = Object.freeze({
   flowingChannels: ['trades', 'quotes'],
   symbolsField: 'S',
   wildcardRefusals: Object.freeze({}),
+  symbolPattern: TICKER,
   isValidSymbol: symbolCheck(TICKER),
 } satisfies StreamKind);
 
@@ -163,6 +166,7 @@ export const CRYPTO: StreamKind = Object.freeze({
   flowingChannels: ['trades', 'quotes', 'orderbooks'],
   symbolsField: 'S',
   wildcardRefusals: Object.freeze({}),
+  symbolPattern: CRYPTO_PAIR,
   isValidSymbol: symbolCheck(CRYPTO_PAIR),
 } satisfies StreamKind);
 
@@ -186,6 +190,7 @@ export const OPTIONS: StreamKind = Object.freeze({
   // "You cannot subscribe to `*` for option quotes" (DOC-OPT). VERIFY: `*` on trades is allowed.
   symbolsField: 'S',
   wildcardRefusals: Object.freeze({ quotes: 413 }),
+  symbolPattern: OCC_CONTRACT,
   isValidSymbol: symbolCheck(OCC_CONTRACT),
 } satisfies StreamKind);
 
@@ -206,6 +211,7 @@ export const NEWS: StreamKind = Object.freeze({
   symbolsField: 'symbols',
   wildcardRefusals: Object.freeze({}),
   // Stock tickers, and crypto without the slash (BTCUSD). VERIFY: the vendor's exact spelling.
+  symbolPattern: TICKER,
   isValidSymbol: symbolCheck(TICKER),
 } satisfies StreamKind);
 
