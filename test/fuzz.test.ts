@@ -1,26 +1,54 @@
 /**
- * Seeded fuzz of every door a hostile peer can knock on (issue #8): thousands of generated frames
- * over WebSocket (before and after auth, fragmented or not), raw TCP (garbage HTTP, malformed
- * upgrades, broken WebSocket frames, cut frames, early closes, silent connections) and the
- * control plane. The gateway runs for real on 127.0.0.1:0, in this process with its embedded
- * vendor, so every input is answered by the code under test (not a stale build), a crash is an
- * uncaught exception that fails the run, and the test can publish a known trade sequence and look
- * at the hub's own client count. Two witness clients (JSON and msgpack) hold trades of WIT for
- * the whole run and must receive every trade, in order, and stay connected.
+ * Seeded fuzz of every door a hostile peer can knock on (issues #8, #19): thousands of generated
+ * frames over WebSocket (before and after auth, fragmented or not) on every stream path the
+ * embedded vendor serves (DESIGN.md §9: stocks `v2/iex`, crypto `v1beta3/crypto/us`, options
+ * `v1beta1/indicative`, news `v1beta1/news`), each in its own words (channels, symbols right and
+ * wrong, the channels it lacks); raw TCP (garbage HTTP, malformed upgrades, upgrades of every
+ * served and of unserved paths, broken WebSocket frames, cut frames, early closes, silent
+ * connections) and the control plane. The gateway runs for real on 127.0.0.1:0, in this process
+ * with its embedded vendor, so every input is answered by the code under test (not a stale
+ * build), a crash is an uncaught exception that fails the run, and the test can publish known
+ * sequences through the vendor and look at each hub's own client count.
+ *
+ * Witnesses hold the test's sequences for the whole run and must lose nothing and stay
+ * connected: trades of WIT (JSON, msgpack; ids crossing 2^53); crypto trades of WIT/USD in order
+ * by their 64-bit ids with fractional sizes, and its order book, every message as sent, rebuilt
+ * equal to the vendor's — also by two clients that join the book mid-run and must be given it as
+ * one reset; option trades of one OCC contract (JSON transcoded from the vendor's msgpack, and
+ * msgpack); news items naming several symbols, each exactly once per holder (`*` or symbols).
  *
  * Every input's answer is reduced to an outcome key ("error 400", "error 402 → close 1008",
  * "close 1007", "http 400", "end"…) and checked against the answer the contract (DESIGN.md §3,
- * §4, §11, PROTOCOL.md §1.8) names for it. Replay a failure with FUZZ_SEED=<seed>; the case id
- * and a preview of its bytes are in the failure's diagnostics.
+ * §4, §9, §11, PROTOCOL.md §1.8, PROTOCOL-STREAMS.md) names for it. Replay a failure with
+ * FUZZ_SEED=<seed>; the case id and a preview of its bytes are in the failure's diagnostics.
  */
 import { request as httpRequest } from 'node:http';
 import type { Socket } from 'node:net';
 import t, { type Test } from 'tap';
 import { systemClock, timestampNow } from '../src/clock.js';
+import { EMBEDDED_DEFAULT_STREAMS } from '../src/config.js';
+import type { ServedStream } from '../src/hub/gateway.js';
 import { STOCK_CHANNELS as CHANNELS, type Channel } from '../src/protocol/channels.js';
+import { Timestamp } from '../src/protocol/timestamp.js';
+import type { WireValue } from '../src/protocol/transcode.js';
 import type { MarketMessage } from '../src/simulator/market.js';
 import { startGateway } from './helpers/gateway.js';
-import { Dice, FOREIGN_CHANNELS, INVALID_SYMBOLS, preview, seedFor, VALID_SYMBOLS, type WsCase, wsCases, wsFamilies } from './helpers/fuzz-inputs.js';
+import {
+  CRYPTO_VOCABULARY,
+  Dice,
+  FOREIGN_CHANNELS,
+  INVALID_SYMBOLS,
+  NEWS_VOCABULARY,
+  OPTION_VOCABULARY,
+  preview,
+  seedFor,
+  STOCK_VOCABULARY,
+  VALID_SYMBOLS,
+  type Vocabulary,
+  type WsCase,
+  wsCases,
+  wsFamilies,
+} from './helpers/fuzz-inputs.js';
 import { buildFrame, closePayload, FuzzSocket, type Message, RawPeer, upgradeRequest } from './helpers/fuzz-wire.js';
 import type { StreamClient } from './helpers/stream-client.js';
 import { eventually } from './helpers/wait.js';
@@ -35,7 +63,12 @@ const MAX_SYMBOLS_PER_CLIENT = 200;
 const CLIENT_AUTH_TIMEOUT_MS = 3000;
 const CONTROL_TOKEN = 'fuzz-control-token';
 const FUZZ_KEY = { key: 'fuzz', secret: 'fuzz-secret' };
+const CRYPTO_PATH = 'v1beta3/crypto/us';
+const OPTION_PATH = 'v1beta1/indicative';
+const NEWS_PATH = 'v1beta1/news';
 const ENV = {
+  // What the gateway serves with no UPSTREAM_URL (DESIGN.md §9); the test checks it is that.
+  STREAMS: EMBEDDED_DEFAULT_STREAMS.join(','),
   CLIENT_KEYS: 'witness:witness-secret,fuzz:fuzz-secret',
   CONTROL_TOKEN,
   MAX_MESSAGE_BYTES: String(MAX_MESSAGE_BYTES),
@@ -141,9 +174,15 @@ async function inLanes<T>(items: readonly T[], lanes: number, work: (item: T, la
 
 // ---- the WebSocket contract ----
 
-/** A client's own subscription set, as the gateway must report it in every reply. */
+/** A client's own subscription set on one stream, as the gateway must report it in every reply. */
 class HeldSet {
-  readonly sets = new Map<Channel, Set<string>>(CHANNELS.map((c) => [c, new Set<string>()]));
+  readonly vocabulary: Vocabulary;
+  readonly sets: Map<Channel, Set<string>>;
+
+  constructor(vocabulary: Vocabulary) {
+    this.vocabulary = vocabulary;
+    this.sets = new Map(vocabulary.channels.map((c) => [c, new Set<string>()]));
+  }
 
   distinctAfterAdding(lists: Partial<Record<Channel, string[]>>): number {
     const all = new Set<string>();
@@ -153,19 +192,23 @@ class HeldSet {
     return all.size;
   }
 
+  /** The reply lists this set (reply keys following their channels) and has exactly the stream's reply keys. */
   matches(reply: Message): boolean {
-    const same = (channel: string, set: Set<string>): boolean => {
-      const list = reply[channel];
+    const same = (key: string, set: Set<string>): boolean => {
+      const list = reply[key];
       return Array.isArray(list) && list.length === set.size && list.every((s) => set.has(s as string));
     };
-    const trades = this.sets.get('trades') as Set<string>;
-    return [...this.sets].every(([c, set]) => same(c, set)) && same('corrections', trades) && same('cancelErrors', trades);
+    const keys = Object.keys(reply).filter((k) => k !== 'T');
+    const expectedKeys = this.vocabulary.reply.map(([key]) => key);
+    if (keys.length !== expectedKeys.length || !expectedKeys.every((k) => keys.includes(k))) return false;
+    return this.vocabulary.reply.every(([key, channel]) => same(key, this.sets.get(channel) as Set<string>));
   }
 
   /** Takes the set the gateway reported, so one divergence is reported once. */
   adopt(reply: Message): void {
-    for (const channel of CHANNELS) {
-      const list = reply[channel];
+    for (const [key, channel] of this.vocabulary.reply) {
+      if (key !== channel) continue;
+      const list = reply[key];
       this.sets.set(channel, new Set(Array.isArray(list) ? (list as string[]) : []));
     }
   }
@@ -183,7 +226,7 @@ class HeldSet {
 
 /**
  * The answers the contract names for a request, given whether the client has authenticated and
- * what it holds (DESIGN.md §3 and §11, PROTOCOL.md §1.8).
+ * what it holds (DESIGN.md §3, §9 and §11, PROTOCOL.md §1.8, PROTOCOL-STREAMS.md).
  */
 function expectedAnswers(c: WsCase, phase: 'pre' | 'post', held: HeldSet): string[] {
   const size = c.data.length;
@@ -208,9 +251,10 @@ function expectedAnswers(c: WsCase, phase: 'pre' | 'post', held: HeldSet): strin
     case 'auth':
       return typeof m.key === 'string' && typeof m.secret === 'string' ? ['error 403'] : ['error 400'];
     case 'change':
-      if (m.faults.length > 0) return m.faults.map((code) => `error ${code}`);
+      // Several faults: any of them (and a code the contract leaves open) is a right answer.
+      if (m.faults.length > 0) return [...m.faults, ...(m.tolerated ?? [])].map((code) => `error ${code}`);
       if (m.action === 'subscribe' && held.distinctAfterAdding(m.lists) > MAX_SYMBOLS_PER_CLIENT) return ['error 405'];
-      return ['subscription'];
+      return ['subscription', ...(m.tolerated ?? []).map((code) => `error ${code}`)];
     default:
       return ['?'];
   }
@@ -231,8 +275,99 @@ const WS_COUNTS: Record<string, { post: number; pre: number }> = {
   'invalid UTF-8 text': { post: 60, pre: 30 },
 };
 
-t.test(`a seeded fuzz of hostile peers (seed ${SEED}): the gateway answers every input per contract, never crashes, and witnesses lose nothing`, async (t) => {
+/** A served stream under fuzz: its path, its words, and its share of WS_COUNTS (the stock stream keeps them all). */
+interface FuzzStream {
+  readonly path: string;
+  readonly vocabulary: Vocabulary;
+  readonly scale: number;
+  readonly headerCases: number;
+  /** WebSocket inputs it must have sent at least */
+  readonly minInputs: number;
+}
+
+/** The four paths the embedded vendor serves by default (DESIGN.md §9). */
+const STREAMS: readonly FuzzStream[] = [
+  { path: 'v2/iex', vocabulary: STOCK_VOCABULARY, scale: 1, headerCases: 40, minInputs: 3000 },
+  { path: 'v1beta3/crypto/us', vocabulary: CRYPTO_VOCABULARY, scale: 0.8, headerCases: 16, minInputs: 2400 },
+  { path: 'v1beta1/indicative', vocabulary: OPTION_VOCABULARY, scale: 0.8, headerCases: 16, minInputs: 2400 },
+  { path: 'v1beta1/news', vocabulary: NEWS_VOCABULARY, scale: 0.8, headerCases: 16, minInputs: 2400 },
+];
+
+const scaled = (count: number, scale: number): number => (scale === 1 ? count : Math.max(4, Math.round(count * scale)));
+
+// ---- what the witnesses hold, and what the test publishes to them through the embedded vendor ----
+const CRYPTO_PAIR = 'WIT/USD';
+/** DOC-CRY's example id: crypto ids need all 64 bits. */
+const CRYPTO_FIRST_ID = 3_447_222_699_101_865_076n;
+const OPTION_CONTRACT = 'WIT250117C00100000';
+const NEWS_FIRST_ID = 5_000_000_000;
+/** Symbol lists of the test's news items: none, one, both, repeated, and ones no witness holds alone. */
+const NEWS_SYMBOLS: readonly (readonly string[])[] = [[], ['WITN'], ['WITM'], ['WITN', 'WITM'], ['WITM', 'WITN', 'AAPL'], ['AAPL'], ['WITN', 'WITN'], ['TSLA', 'WITM'], ['BTCUSD']];
+/** What each news witness holds. */
+const NEWS_HOLDINGS: readonly { encoding: 'json' | 'msgpack'; news: string[] }[] = [
+  { encoding: 'json', news: ['*'] },
+  { encoding: 'msgpack', news: ['*'] },
+  { encoding: 'json', news: ['WITN', 'WITM'] },
+  { encoding: 'msgpack', news: ['WITN', 'WITM'] },
+  { encoding: 'json', news: ['WITM'] },
+];
+
+/** A book side as a map of price → size. */
+type Side = Map<number, number>;
+
+/** The levels of a message side, or undefined when it is not a list of numeric {p, s}. */
+function levelsOf(value: unknown): { p: number; s: number }[] | undefined {
+  if (!Array.isArray(value)) return undefined;
+  const out: { p: number; s: number }[] = [];
+  for (const level of value as Message[]) {
+    if (typeof level?.p !== 'number' || typeof level?.s !== 'number') return undefined;
+    out.push({ p: level.p, s: level.s });
+  }
+  return out;
+}
+
+const sideList = (side: Side): [number, number][] => [...side].sort((x, y) => x[0] - y[0]);
+
+/** One order-book message as levels, in the order it carries them: what a witness compares with what was sent. */
+interface BookStep {
+  reset: boolean;
+  b: [number, number][] | null;
+  a: [number, number][] | null;
+}
+
+function stepOf(m: Message): BookStep {
+  const side = (value: unknown): [number, number][] | null => levelsOf(value)?.map(({ p, s }) => [p, s] as [number, number]) ?? null;
+  return { reset: m.r === true, b: side(m.b), a: side(m.a) };
+}
+
+/** The book a client holds after these steps, sides sorted by price. */
+function replayBook(steps: readonly BookStep[]): { bids: [number, number][]; asks: [number, number][] } {
+  const bids: Side = new Map();
+  const asks: Side = new Map();
+  for (const step of steps) {
+    if (step.reset) {
+      bids.clear();
+      asks.clear();
+    }
+    for (const [side, levels] of [[bids, step.b], [asks, step.a]] as const) {
+      for (const [p, s] of levels ?? []) {
+        if (s === 0) side.delete(p);
+        else side.set(p, s);
+      }
+    }
+  }
+  return { bids: sideList(bids), asks: sideList(asks) };
+}
+
+const stepsOf = (w: StreamClient, symbol: string): BookStep[] => w.messages.filter((m) => m.T === 'o' && m.S === symbol).map(stepOf);
+const firstDifference = (got: readonly BookStep[], sent: readonly BookStep[]): { at: number; sent: BookStep | null; got: BookStep | null } | null => {
+  const at = got.findIndex((step, k) => JSON.stringify(step) !== JSON.stringify(sent[k]));
+  return at < 0 ? null : { at, sent: sent[at] ?? null, got: got[at] ?? null };
+};
+
+t.test(`a seeded fuzz of hostile peers on every stream (seed ${SEED}): the gateway answers every input per contract, never crashes, and witnesses lose nothing`, async (t) => {
   const gw = await startGateway(t, ENV);
+  t.same(gw.gateway.paths, [...EMBEDDED_DEFAULT_STREAMS], 'the gateway serves the embedded vendor’s default streams');
   const port = Number(new URL(gw.base).port);
   // Every connection the server accepts, to find the ones it never closes.
   const serverSockets = new Set<Socket>();
@@ -242,31 +377,129 @@ t.test(`a seeded fuzz of hostile peers (seed ${SEED}): the gateway answers every
   });
   const simulator = gw.simulator;
   if (simulator === undefined) throw new Error('the embedded vendor is missing');
+  const served = (path: string): ServedStream => {
+    const stream = gw.gateway.stream(path);
+    if (stream === undefined) throw new Error(`${path} is not served`);
+    return stream;
+  };
 
-  // ---- witnesses: a JSON and a msgpack client holding trades of WIT throughout ----
-  const witnesses: StreamClient[] = [await gw.connect(), await gw.connect({ encoding: 'msgpack' })];
-  for (const w of witnesses) {
+  // ---- witnesses: on every stream, clients that hold the test's own sequence throughout ----
+  const witnessesOf = new Map<string, StreamClient[]>();
+  const witness = async (path: string, encoding: 'json' | 'msgpack', request: Record<string, WireValue>, query = ''): Promise<StreamClient> => {
+    const w = await gw.connect({ encoding, stream: path, query });
     t.same(await w.auth('witness', 'witness-secret'), { T: 'success', msg: 'authenticated' });
-    await w.request({ action: 'subscribe', trades: ['WIT'] });
-  }
-  await gw.gateway.defaultStream.link.whenSynced(DEADLINE_MS);
-  // Ids cross 2^53 during the run: the witnesses also check that no id loses precision.
+    const reply = await w.request({ action: 'subscribe', ...request });
+    t.equal(reply.T, 'subscription', `a ${encoding} witness on ${path}${query ? `?${query}` : ''} holds ${JSON.stringify(request)}`);
+    witnessesOf.set(path, [...(witnessesOf.get(path) ?? []), w]);
+    return w;
+  };
+  const stockWitnesses = [await witness('v2/iex', 'json', { trades: ['WIT'] }), await witness('v2/iex', 'msgpack', { trades: ['WIT'] })];
+  const cryptoWitnesses = [
+    await witness(CRYPTO_PATH, 'json', { trades: [CRYPTO_PAIR], orderbooks: [CRYPTO_PAIR] }),
+    await witness(CRYPTO_PATH, 'msgpack', { trades: [CRYPTO_PAIR], orderbooks: [CRYPTO_PAIR] }),
+  ];
+  const optionWitnesses = [await witness(OPTION_PATH, 'json', { trades: [OPTION_CONTRACT] }), await witness(OPTION_PATH, 'msgpack', { trades: [OPTION_CONTRACT] })];
+  const newsWitnesses: { client: StreamClient; holds: string[] }[] = [];
+  for (const { encoding, news } of NEWS_HOLDINGS) newsWitnesses.push({ client: await witness(NEWS_PATH, encoding, { news }), holds: news });
+  for (const stream of STREAMS) await served(stream.path).link.whenSynced(DEADLINE_MS);
+  // The vendor's own reset of the new book came right after its reply: the test's reset follows it.
+  for (const w of cryptoWitnesses) await w.waitFor((m) => m.T === 'o' && m.S === CRYPTO_PAIR, `the ${w.encoding} witness's first book of ${CRYPTO_PAIR}`);
+
+  // Stocks: trade ids cross 2^53 during the run, so the witnesses also check that no id loses precision.
   const firstId = 2n ** 53n - 1000n;
   let nextId = firstId;
+  // Crypto: 64-bit trade ids with fractional sizes, and an order book the test keeps itself.
+  let cryptoNextId = CRYPTO_FIRST_ID;
+  const cryptoSize = (id: bigint): number => Number(id % 1000n) / 1000 + 0.000000001;
+  const bookDice = new Dice(seedFor(SEED, 'order book'));
+  const book = { bids: new Map<number, number>() as Side, asks: new Map<number, number>() as Side, resets: 0 };
+  /** every book message the test sent, in order */
+  const bookSent: BookStep[] = [];
+  const bookSize = (): number => (1 + bookDice.int(5_000_000_000)) / 1e9;
+  const bookReset = (t: Timestamp): MarketMessage => {
+    book.bids = new Map(Array.from({ length: 10 }, (_, i) => [(25_000 - 1 - i) / 100, bookSize()] as [number, number]));
+    book.asks = new Map(Array.from({ length: 10 }, (_, i) => [(25_000 + 1 + i) / 100, bookSize()] as [number, number]));
+    book.resets += 1;
+    const side = (s: Side): MarketMessage[] => [...s].map(([p, size]) => ({ p, s: size }));
+    return { T: 'o', S: CRYPTO_PAIR, t, b: side(book.bids), a: side(book.asks), r: true };
+  };
+  const bookUpdate = (t: Timestamp): MarketMessage => {
+    const change = (side: Side, base: number, direction: number): MarketMessage[] => {
+      const p = (base + direction * (1 + bookDice.int(20))) / 100;
+      const s = side.has(p) && bookDice.chance(0.35) ? 0 : bookSize();
+      if (s === 0) side.delete(p);
+      else side.set(p, s);
+      return [{ p, s }];
+    };
+    const roll = bookDice.next();
+    const b = roll < 0.6 ? change(book.bids, 25_000, -1) : [];
+    const a = roll >= 0.4 ? change(book.asks, 25_000, 1) : [];
+    // An absent `r` means false (PROTOCOL-STREAMS §1.3); now and then it is sent as false.
+    return bookDice.chance(0.1) ? { T: 'o', S: CRYPTO_PAIR, t, b, a, r: false } : { T: 'o', S: CRYPTO_PAIR, t, b, a };
+  };
+  // Options: no trade id at the vendor; the integer size runs 1, 2, 3… so order and loss show.
+  let optionSeq = 0;
+  // News: items naming several symbols; each must reach each holder exactly once.
+  let newsNextId = NEWS_FIRST_ID;
+  const newsPublished: { id: number; symbols: readonly string[] }[] = [];
+  const newsDice = new Dice(seedFor(SEED, 'news items'));
+
+  let ticks = 0;
   const publish = (): void => {
-    const batch: MarketMessage[] = [];
+    const t = timestampNow(systemClock);
+    const stocks: MarketMessage[] = [];
     for (let k = 0; k < 2; k++) {
       const id = nextId++;
-      batch.push({ T: 't', S: 'WIT', i: id <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(id) : id, x: 'V', p: 101.25, s: 100, c: ['@'], t: timestampNow(systemClock), z: 'C' });
+      stocks.push({ T: 't', S: 'WIT', i: id <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(id) : id, x: 'V', p: 101.25, s: 100, c: ['@'], t, z: 'C' });
     }
-    simulator.publish(batch);
+    simulator.publish(stocks, 'v2/iex');
+    const crypto: MarketMessage[] = [];
+    const id = cryptoNextId++;
+    crypto.push({ T: 't', S: CRYPTO_PAIR, p: 250 + Number(id % 100n) / 100, s: cryptoSize(id), t, i: id, tks: id % 2n === 0n ? 'B' : 'S' });
+    // A reset at the start and one more early on; the late joiners (after tick 150) then depend on
+    // the book the gateway hands them, not on a reset of the vendor's.
+    const bookMessage = ticks === 0 || ticks === 100 ? bookReset(t) : bookUpdate(t);
+    bookSent.push(stepOf(bookMessage as Message));
+    crypto.push(bookMessage);
+    simulator.publish(crypto, CRYPTO_PATH);
+    optionSeq += 1;
+    simulator.publish([{ T: 't', S: OPTION_CONTRACT, t, p: (125 + (optionSeq % 100)) / 100, s: optionSeq, x: 'C', c: 'I' }], OPTION_PATH);
+    if (ticks % 2 === 0) {
+      const newsId = newsNextId++;
+      const symbols = newsDice.pick(NEWS_SYMBOLS);
+      newsPublished.push({ id: newsId, symbols });
+      const created = new Timestamp(t.seconds, 0);
+      const item: MarketMessage = {
+        T: 'n',
+        id: newsId,
+        headline: `WIT item ${newsId}`,
+        summary: `Item ${newsId}.`,
+        author: 'Fuzz Newsdesk',
+        created_at: created,
+        updated_at: created,
+        url: newsId % 4 === 0 ? null : `https://example.com/news/${newsId}`,
+        content: newsId % 10 === 0 ? '<p>several kilobytes of content</p>'.repeat(120) : '',
+        symbols: [...symbols],
+        source: 'benzinga',
+      };
+      simulator.publish([item], NEWS_PATH);
+    }
+    ticks += 1;
   };
   const publisher = setInterval(publish, 4);
   t.teardown(() => clearInterval(publisher));
   const vendorConnections = simulator.stats.connections;
+  // Late joiners of the book, while the fuzz runs: the vendor sends them no reset (it already
+  // streams the book), so the gateway must give them the book whole before any update (PROTOCOL-STREAMS §1.3).
+  const lateBookWitnesses = (async (): Promise<StreamClient[]> => {
+    await eventually(() => ticks >= 150, 'the publisher to pass its 150th tick', 60_000);
+    return [
+      await witness(CRYPTO_PATH, 'json', { orderbooks: [CRYPTO_PAIR] }, 'snapshot=1'),
+      await witness(CRYPTO_PATH, 'msgpack', { orderbooks: [CRYPTO_PAIR] }),
+    ];
+  })();
 
   const tally = new Tally();
-  const families = wsFamilies({ goodKey: FUZZ_KEY.key, goodSecret: FUZZ_KEY.secret, maxMessageBytes: MAX_MESSAGE_BYTES });
   const shuffle = <T>(items: T[], d: Dice): T[] => {
     for (let i = items.length - 1; i > 0; i--) {
       const j = d.int(i + 1);
@@ -274,118 +507,127 @@ t.test(`a seeded fuzz of hostile peers (seed ${SEED}): the gateway answers every
     }
     return items;
   };
-  const postCases = shuffle(
-    Object.entries(WS_COUNTS).flatMap(([name, counts]) => wsCases(SEED, name, families[name] as never, counts.post, 'post')),
-    new Dice(seedFor(SEED, 'post order')),
-  );
-  const preCases = shuffle(
-    Object.entries(WS_COUNTS).flatMap(([name, counts]) => wsCases(SEED, name, families[name] as never, counts.pre, 'pre')),
-    new Dice(seedFor(SEED, 'pre order')),
-  );
 
   const sockets = new Set<FuzzSocket>();
   t.teardown(async () => {
     await Promise.all([...sockets].map((s) => s.close()));
   });
-  const openSocket = async (encoding: 'json' | 'msgpack', headers: Record<string, string> = {}): Promise<FuzzSocket | undefined> => {
-    const socket = new FuzzSocket(gw.url(), encoding, headers);
+  const openSocket = async (path: string, encoding: 'json' | 'msgpack', headers: Record<string, string> = {}, query = ''): Promise<FuzzSocket | undefined> => {
+    const socket = new FuzzSocket(gw.url(query, path), encoding, headers);
     sockets.add(socket);
     void socket.closed.then(() => sockets.delete(socket));
     return (await socket.greeted(DEADLINE_MS)) ? socket : undefined;
   };
+  const inputOf = (c: WsCase): string => `${c.binary ? 'binary' : 'text'}${c.fragments > 1 ? ` in ${c.fragments} fragments` : ''}: ${preview(c.data, c.binary)}`;
 
-  /** After auth: one authenticated socket per lane, reused until it closes. */
-  const runPost = async (): Promise<void> => {
-    const lanes: { socket: FuzzSocket | undefined; held: HeldSet }[] = Array.from({ length: 6 }, () => ({ socket: undefined, held: new HeldSet() }));
-    await inLanes(postCases, lanes.length, async (c, index) => {
-      const family = `ws after auth/${c.family}`;
-      const lane = lanes[index] as (typeof lanes)[number];
-      if (tally.exhausted) return tally.record(family, 'skipped', false, { id: c.id, note: 'skipped after too many hangs', expected: '-' });
-      if (lane.socket === undefined || !lane.socket.open || lane.socket.uses >= 150) {
-        void lane.socket?.close();
-        const fresh = await openSocket(index % 2 === 0 ? 'json' : 'msgpack');
-        const auth = fresh === undefined ? 'no greeting' : await fresh.exchange(Buffer.from(JSON.stringify({ action: 'auth', ...FUZZ_KEY })), false, 1, DEADLINE_MS);
-        if (auth !== 'authenticated') return tally.record(family, `setup: ${auth}`, false, { id: c.id, note: 'could not open an authenticated socket', expected: 'authenticated' });
-        lane.socket = fresh;
-        lane.held = new HeldSet();
-      }
-      const socket = lane.socket as FuzzSocket;
-      const expected = expectedAnswers(c, 'post', lane.held);
-      let got = await socket.exchange(c.data, c.binary, c.fragments, DEADLINE_MS);
-      if (got === 'subscription') {
-        const reply = socket.lastReply as Message;
-        if (expected.includes('subscription') && c.meaning.kind === 'change') {
-          lane.held.apply(c.meaning.action, c.meaning.lists);
-          if (!lane.held.matches(reply)) got = 'subscription (not the client’s own set)';
+  /** Every WebSocket family of the stock fuzz, in the words of `stream`, before and after auth, and header auth. */
+  const runStream = async (stream: FuzzStream): Promise<void> => {
+    const { path, vocabulary, scale } = stream;
+    const families = wsFamilies({ goodKey: FUZZ_KEY.key, goodSecret: FUZZ_KEY.secret, maxMessageBytes: MAX_MESSAGE_BYTES, vocabulary });
+    const casesOf = (phase: 'post' | 'pre'): WsCase[] =>
+      shuffle(
+        Object.entries(WS_COUNTS).flatMap(([name, counts]) => wsCases(SEED, name, families[name] as never, scaled(counts[phase], scale), `${path}/${phase}`)),
+        new Dice(seedFor(SEED, `${path} ${phase} order`)),
+      );
+    const postCases = casesOf('post');
+    const preCases = casesOf('pre');
+
+    /** After auth: one authenticated socket per lane, reused until it closes. */
+    const runPost = async (): Promise<void> => {
+      const lanes: { socket: FuzzSocket | undefined; held: HeldSet }[] = Array.from({ length: scale === 1 ? 6 : 4 }, () => ({ socket: undefined, held: new HeldSet(vocabulary) }));
+      await inLanes(postCases, lanes.length, async (c, index) => {
+        const family = `ws ${path} after auth/${c.family}`;
+        const lane = lanes[index] as (typeof lanes)[number];
+        if (tally.exhausted) return tally.record(family, 'skipped', false, { id: c.id, note: 'skipped after too many hangs', expected: '-' });
+        if (lane.socket === undefined || !lane.socket.open || lane.socket.uses >= 150) {
+          void lane.socket?.close();
+          // Every third lane also asks for snapshots and link notices: catch-up data follows its replies.
+          const fresh = await openSocket(path, index % 2 === 0 ? 'json' : 'msgpack', {}, index % 3 === 2 ? 'snapshot=1&events=1' : '');
+          const auth = fresh === undefined ? 'no greeting' : await fresh.exchange(Buffer.from(JSON.stringify({ action: 'auth', ...FUZZ_KEY })), false, 1, DEADLINE_MS);
+          if (auth !== 'authenticated') return tally.record(family, `setup: ${auth}`, false, { id: c.id, note: 'could not open an authenticated socket', expected: 'authenticated' });
+          lane.socket = fresh;
+          lane.held = new HeldSet(vocabulary);
         }
-        lane.held.adopt(reply);
-      }
-      tally.record(family, got, expected.includes(got), { id: c.id, note: c.note, input: `${c.binary ? 'binary' : 'text'}${c.fragments > 1 ? ` in ${c.fragments} fragments` : ''}: ${preview(c.data, c.binary)}`, expected: expected.join(' | ') });
-    });
-    await Promise.all(lanes.map((l) => l.socket?.close()));
+        const socket = lane.socket as FuzzSocket;
+        const expected = expectedAnswers(c, 'post', lane.held);
+        let got = await socket.exchange(c.data, c.binary, c.fragments, DEADLINE_MS);
+        if (got === 'subscription') {
+          const reply = socket.lastReply as Message;
+          if (expected.includes('subscription') && c.meaning.kind === 'change') {
+            lane.held.apply(c.meaning.action, c.meaning.lists);
+            if (!lane.held.matches(reply)) got = 'subscription (not the client’s own set in the stream’s reply shape)';
+          }
+          lane.held.adopt(reply);
+        }
+        tally.record(family, got, expected.includes(got), { id: c.id, note: c.note, input: inputOf(c), expected: expected.join(' | ') });
+      });
+      await Promise.all(lanes.map((l) => l.socket?.close()));
+    };
+
+    /** Before auth: sockets reused while they stay unauthenticated and open (a few cases each, well inside the auth deadline). */
+    const runPre = async (): Promise<void> => {
+      const lanes: (FuzzSocket | undefined)[] = Array.from({ length: scale === 1 ? 4 : 2 }, () => undefined);
+      await inLanes(preCases, lanes.length, async (c, index) => {
+        const family = `ws ${path} before auth/${c.family}`;
+        if (tally.exhausted) return tally.record(family, 'skipped', false, { id: c.id, note: 'skipped after too many hangs', expected: '-' });
+        const expected = expectedAnswers(c, 'pre', new HeldSet(vocabulary));
+        let got = '';
+        // A socket that outlived the auth deadline gets 404 rightly; that case is run again on a fresh one.
+        for (let attempt = 0; attempt < 2; attempt++) {
+          let socket = lanes[index];
+          if (socket === undefined || !socket.open || socket.uses >= 12) {
+            void socket?.close();
+            socket = await openSocket(path, index % 2 === 0 ? 'msgpack' : 'json');
+            lanes[index] = socket;
+          }
+          if (socket === undefined) {
+            got = 'no greeting';
+            break;
+          }
+          got = await socket.exchange(c.data, c.binary, c.fragments, DEADLINE_MS);
+          if (got === 'authenticated') {
+            void socket.close();
+            lanes[index] = undefined;
+          }
+          if (got !== 'error 404 → close 1008' || attempt > 0) break;
+        }
+        tally.record(family, got, expected.includes(got), { id: c.id, note: c.note, input: inputOf(c), expected: expected.join(' | ') });
+      });
+      await Promise.all(lanes.map((s) => s?.close()));
+    };
+
+    /** Credentials in the upgrade headers, right and wrong. */
+    const runHeaderAuth = async (): Promise<void> => {
+      const d = new Dice(seedFor(SEED, `${path} header auth`));
+      const probe = Buffer.from(JSON.stringify({ action: 'subscribe', [vocabulary.channels[0] as string]: [vocabulary.validSymbols[0]] }));
+      const cases = Array.from({ length: stream.headerCases }, (_, i) => {
+        const key = d.pick([FUZZ_KEY.key, 'witness', '', 'mallory', 'FUZZ', 'k'.repeat(4000), undefined]);
+        // (HTTP trims a header value's outer whitespace, so a trailing space is not a different secret.)
+        const secret = d.pick([FUZZ_KEY.secret, 'witness-secret', '', 'nope', FUZZ_KEY.secret.slice(0, -1), 's'.repeat(4000), undefined]);
+        const good = (key === FUZZ_KEY.key && secret === FUZZ_KEY.secret) || (key === 'witness' && secret === 'witness-secret');
+        const headers: Record<string, string> = {};
+        if (key !== undefined) headers['APCA-API-KEY-ID'] = key;
+        if (secret !== undefined) headers['APCA-API-SECRET-KEY'] = secret;
+        // Without either header nothing happens until the client speaks: a subscribe then gets 401.
+        const silent = key === undefined && secret === undefined;
+        const expected = silent ? 'error 401' : good ? 'authenticated' : 'error 402 → close 1008';
+        const encoding: 'json' | 'msgpack' = d.chance(0.5) ? 'json' : 'msgpack';
+        return { id: `${path} header auth#${i}`, headers, silent, expected, encoding, note: `key ${JSON.stringify(key?.slice(0, 12))} secret ${JSON.stringify(secret === FUZZ_KEY.secret ? '<good>' : secret?.slice(0, 12))}` };
+      });
+      await inLanes(cases, scale === 1 ? 4 : 2, async (c) => {
+        const socket = await openSocket(path, c.encoding, c.headers);
+        let got: string;
+        if (socket === undefined) got = 'no greeting';
+        else if (c.silent) got = await socket.exchange(probe, false, 1, DEADLINE_MS);
+        else got = await socket.settle(DEADLINE_MS);
+        await socket?.close();
+        tally.record(`ws ${path} header auth`, got, got === c.expected, { id: c.id, note: c.note, expected: c.expected });
+      });
+    };
+    await Promise.all([timed(`${path} post`, runPost), timed(`${path} pre`, runPre), timed(`${path} header`, runHeaderAuth)]);
   };
 
-  /** Before auth: sockets reused while they stay unauthenticated and open (a few cases each, well inside the auth deadline). */
-  const runPre = async (): Promise<void> => {
-    const lanes: (FuzzSocket | undefined)[] = Array.from({ length: 4 }, () => undefined);
-    await inLanes(preCases, lanes.length, async (c, index) => {
-      const family = `ws before auth/${c.family}`;
-      if (tally.exhausted) return tally.record(family, 'skipped', false, { id: c.id, note: 'skipped after too many hangs', expected: '-' });
-      const expected = expectedAnswers(c, 'pre', new HeldSet());
-      let got = '';
-      // A socket that outlived the auth deadline gets 404 rightly; that case is run again on a fresh one.
-      for (let attempt = 0; attempt < 2; attempt++) {
-        let socket = lanes[index];
-        if (socket === undefined || !socket.open || socket.uses >= 12) {
-          void socket?.close();
-          socket = await openSocket(index % 2 === 0 ? 'msgpack' : 'json');
-          lanes[index] = socket;
-        }
-        if (socket === undefined) {
-          got = 'no greeting';
-          break;
-        }
-        got = await socket.exchange(c.data, c.binary, c.fragments, DEADLINE_MS);
-        if (got === 'authenticated') {
-          void socket.close();
-          lanes[index] = undefined;
-        }
-        if (got !== 'error 404 → close 1008' || attempt > 0) break;
-      }
-      tally.record(family, got, expected.includes(got), { id: c.id, note: c.note, input: `${c.binary ? 'binary' : 'text'}${c.fragments > 1 ? ` in ${c.fragments} fragments` : ''}: ${preview(c.data, c.binary)}`, expected: expected.join(' | ') });
-    });
-    await Promise.all(lanes.map((s) => s?.close()));
-  };
-
-  /** Credentials in the upgrade headers, right and wrong. */
-  const runHeaderAuth = async (): Promise<void> => {
-    const d = new Dice(seedFor(SEED, 'header auth'));
-    const cases = Array.from({ length: 40 }, (_, i) => {
-      const key = d.pick([FUZZ_KEY.key, 'witness', '', 'mallory', 'FUZZ', 'k'.repeat(4000), undefined]);
-      // (HTTP trims a header value's outer whitespace, so a trailing space is not a different secret.)
-      const secret = d.pick([FUZZ_KEY.secret, 'witness-secret', '', 'nope', FUZZ_KEY.secret.slice(0, -1), 's'.repeat(4000), undefined]);
-      const good = (key === FUZZ_KEY.key && secret === FUZZ_KEY.secret) || (key === 'witness' && secret === 'witness-secret');
-      const headers: Record<string, string> = {};
-      if (key !== undefined) headers['APCA-API-KEY-ID'] = key;
-      if (secret !== undefined) headers['APCA-API-SECRET-KEY'] = secret;
-      // Without either header nothing happens until the client speaks: a subscribe then gets 401.
-      const silent = key === undefined && secret === undefined;
-      const expected = silent ? 'error 401' : good ? 'authenticated' : 'error 402 → close 1008';
-      const encoding: 'json' | 'msgpack' = d.chance(0.5) ? 'json' : 'msgpack';
-      return { id: `header auth#${i}`, headers, silent, expected, encoding, note: `key ${JSON.stringify(key?.slice(0, 12))} secret ${JSON.stringify(secret === FUZZ_KEY.secret ? '<good>' : secret?.slice(0, 12))}` };
-    });
-    await inLanes(cases, 4, async (c) => {
-      const socket = await openSocket(c.encoding, c.headers);
-      let got: string;
-      if (socket === undefined) got = 'no greeting';
-      else if (c.silent) got = await socket.exchange(Buffer.from('{"action":"subscribe","trades":["AAPL"]}'), false, 1, DEADLINE_MS);
-      else got = await socket.settle(DEADLINE_MS);
-      await socket?.close();
-      tally.record('ws header auth', got, got === c.expected, { id: c.id, note: c.note, expected: c.expected });
-    });
-  };
-
-  const rawFamilies = rawCases(port);
+  const rawFamilies = rawCases(port, gw.gateway.paths);
   const runRaw = async (): Promise<void> => {
     await inLanes(rawFamilies, 24, async (c) => {
       if (tally.exhausted) return tally.record(`raw tcp/${c.family}`, 'skipped', false, { id: c.id, note: 'skipped after too many hangs', expected: '-' });
@@ -394,7 +636,7 @@ t.test(`a seeded fuzz of hostile peers (seed ${SEED}): the gateway answers every
     });
   };
 
-  const controlCases = controlPlaneCases(gw.base);
+  const controlCases = controlPlaneCases(gw.base, STREAMS);
   const runControl = async (): Promise<void> => {
     await inLanes(controlCases, 4, async (c) => {
       if (tally.exhausted) return tally.record(`control plane/${c.family}`, 'skipped', false, { id: c.id, note: 'skipped after too many hangs', expected: '-' });
@@ -404,40 +646,126 @@ t.test(`a seeded fuzz of hostile peers (seed ${SEED}): the gateway answers every
   };
 
   const started = performance.now();
-  const timed = async (name: string, run: () => Promise<void>): Promise<void> => {
+  async function timed(name: string, run: () => Promise<void>): Promise<void> {
     await run();
     if (process.env.FUZZ_DEBUG) t.comment(`${name} done after ${Math.round(performance.now() - started)} ms`);
-  };
-  await Promise.all([timed('post', runPost), timed('pre', runPre), timed('header', runHeaderAuth), timed('raw', runRaw), timed('control', runControl)]);
+  }
+  await Promise.all([...STREAMS.map((stream) => runStream(stream)), timed('raw', runRaw), timed('control', runControl)]);
+  const lateJoiners = await lateBookWitnesses;
 
   // ---- the verdicts ----
   const inputs: Record<string, number> = {};
   for (const [family, { cases }] of tally.families) {
-    const door = family.startsWith('ws ') ? 'websocket' : (family.split('/')[0] as string);
+    const door = family.startsWith('ws ') ? `websocket ${family.split(' ')[1] as string}` : (family.split('/')[0] as string);
     inputs[door] = (inputs[door] ?? 0) + cases;
   }
   t.comment(`fuzz summary ${JSON.stringify({ seed: SEED, inputs, outcomes: tally.summary() })}`);
   tally.assert(t, [...tally.families.keys()].sort());
-  t.ok((inputs.websocket ?? 0) >= 3000, `at least 3000 WebSocket inputs were sent (${inputs.websocket})`);
+  for (const stream of STREAMS) {
+    const sent = inputs[`websocket ${stream.path}`] ?? 0;
+    t.ok(sent >= stream.minInputs, `at least ${stream.minInputs} WebSocket inputs were sent to ${stream.path} (${sent})`);
+  }
 
   clearInterval(publisher);
+  const settle = async (w: StreamClient, done: () => boolean, what: string): Promise<void> => {
+    await w.until(() => done() || w.closeCode !== undefined, what).catch(() => undefined);
+  };
+  const nameOf = (w: StreamClient, path: string): string => `the ${w.encoding === 'json' ? 'JSON' : 'msgpack'} witness on ${path}`;
+
+  // Stocks: every trade of WIT, in order, ids exact.
   const lastId = nextId - 1n;
-  for (const [i, w] of witnesses.entries()) {
-    const name = i === 0 ? 'the JSON witness' : 'the msgpack witness';
+  for (const w of stockWitnesses) {
     const ids = (): bigint[] => w.messages.filter((m) => m.T === 't' && m.S === 'WIT').map((m) => BigInt(m.i as number | bigint));
-    await w.until(() => ids().at(-1) === lastId || w.closeCode !== undefined, `${name}'s last trade`).catch(() => undefined);
+    await settle(w, () => ids().at(-1) === lastId, `${nameOf(w, 'v2/iex')}'s last trade`);
     const got = ids();
     const gap = got.findIndex((id, k) => id !== firstId + BigInt(k));
     t.same(
       { count: got.length, firstMismatch: gap < 0 ? null : { at: gap, expected: String(firstId + BigInt(gap)), got: String(got[gap]) }, closeCode: w.closeCode ?? null },
       { count: Number(lastId - firstId + 1n), firstMismatch: null, closeCode: null },
-      `${name} received every one of the ${lastId - firstId + 1n} trades in order, none lost or rounded, and stayed connected`,
+      `${nameOf(w, 'v2/iex')} received every one of the ${lastId - firstId + 1n} trades in order, none lost or rounded, and stayed connected`,
     );
   }
-  t.equal(simulator.stats.connections, vendorConnections, 'the vendor link never reconnected');
+
+  // Crypto: every trade of the pair in order by its 64-bit id with its fractional size, and the book as published.
+  const cryptoLastId = cryptoNextId - 1n;
+  for (const w of cryptoWitnesses) {
+    const trades = (): Message[] => w.messages.filter((m) => m.T === 't' && m.S === CRYPTO_PAIR);
+    await settle(w, () => BigInt((trades().at(-1)?.i as number | bigint | undefined) ?? -1) === cryptoLastId, `${nameOf(w, CRYPTO_PATH)}'s last trade`);
+    const got = trades();
+    const gap = got.findIndex((m, k) => BigInt(m.i as number | bigint) !== CRYPTO_FIRST_ID + BigInt(k) || m.s !== cryptoSize(CRYPTO_FIRST_ID + BigInt(k)));
+    t.same(
+      {
+        count: got.length,
+        firstMismatch: gap < 0 ? null : { at: gap, expected: { i: String(CRYPTO_FIRST_ID + BigInt(gap)), s: cryptoSize(CRYPTO_FIRST_ID + BigInt(gap)) }, got: { i: String(got[gap]?.i), s: got[gap]?.s } },
+        closeCode: w.closeCode ?? null,
+      },
+      { count: Number(cryptoLastId - CRYPTO_FIRST_ID + 1n), firstMismatch: null, closeCode: null },
+      `${nameOf(w, CRYPTO_PATH)} received every one of the ${cryptoLastId - CRYPTO_FIRST_ID + 1n} trades in order by id, 64-bit ids and fractional sizes exact, and stayed connected`,
+    );
+    // Before the test's first reset, the one book its subscription brought (the vendor's, or the gateway's copy of it).
+    const steps = stepsOf(w, CRYPTO_PAIR);
+    const before = steps.slice(0, Math.max(0, steps.length - bookSent.length));
+    t.same(
+      { before: before.map((step) => step.reset), count: steps.length - before.length, firstDifference: firstDifference(steps.slice(before.length), bookSent), book: replayBook(steps) },
+      { before: [true], count: bookSent.length, firstDifference: null, book: { bids: sideList(book.bids), asks: sideList(book.asks) } },
+      `${nameOf(w, CRYPTO_PATH)} got every one of the ${bookSent.length} book messages of ${CRYPTO_PAIR} (${book.resets} resets) as sent (both sides in each), in order, and its rebuilt book equals the vendor's`,
+    );
+  }
+
+  const expectedBook = { bids: sideList(book.bids), asks: sideList(book.asks) };
+  for (const w of lateJoiners) {
+    // Its messages carry no id to wait for: it is waited for until its book is the vendor's (or it closed).
+    await settle(w, () => JSON.stringify(replayBook(stepsOf(w, CRYPTO_PAIR))) === JSON.stringify(expectedBook), `${nameOf(w, CRYPTO_PATH)} (a late joiner)'s book`);
+    const [first, ...rest] = stepsOf(w, CRYPTO_PAIR);
+    const joinedAt = bookSent.length - rest.length;
+    t.same(
+      {
+        firstIsReset: first?.reset ?? null,
+        // Both sides, possibly empty: the Python SDK's model requires `b` and `a` (PROTOCOL-STREAMS §1.3).
+        resetHasBothSides: first !== undefined && first.b !== null && first.a !== null,
+        // The reset it was given is the book as of the updates it then got: the vendor's book at that point.
+        reset: first === undefined ? null : replayBook([first]),
+        updates: firstDifference(rest, bookSent.slice(joinedAt)),
+        book: replayBook(first === undefined ? [] : [first, ...rest]),
+        closeCode: w.closeCode ?? null,
+      },
+      { firstIsReset: true, resetHasBothSides: true, reset: replayBook(bookSent.slice(0, joinedAt)), updates: null, book: expectedBook, closeCode: null },
+      `${nameOf(w, CRYPTO_PATH)} that joined the book of ${CRYPTO_PAIR} after ${joinedAt} vendor messages got it whole as one reset, then the ${rest.length} messages since exactly as sent, and its rebuilt book equals the vendor's`,
+    );
+  }
+
+  // Options: every trade of the contract in order (sizes 1, 2, 3…), JSON transcoded from the vendor's msgpack.
+  for (const w of optionWitnesses) {
+    const sizes = (): number[] => w.messages.filter((m) => m.T === 't' && m.S === OPTION_CONTRACT).map((m) => Number(m.s));
+    await settle(w, () => sizes().at(-1) === optionSeq, `${nameOf(w, OPTION_PATH)}'s last trade`);
+    const got = sizes();
+    const gap = got.findIndex((s, k) => s !== k + 1);
+    t.same(
+      { count: got.length, firstMismatch: gap < 0 ? null : { at: gap, expected: gap + 1, got: got[gap] }, closeCode: w.closeCode ?? null, encoding: w.raw.every((f) => f.isBinary === (w.encoding === 'msgpack')) },
+      { count: optionSeq, firstMismatch: null, closeCode: null, encoding: true },
+      `${nameOf(w, OPTION_PATH)} received every one of the ${optionSeq} trades of ${OPTION_CONTRACT} in order, in its own encoding, and stayed connected`,
+    );
+  }
+
+  // News: each item exactly once per holder of any of its symbols (or of `*`), in order.
+  for (const { client: w, holds } of newsWitnesses) {
+    const wildcard = holds.includes('*');
+    const expected = newsPublished.filter((item) => wildcard || item.symbols.some((s) => holds.includes(s))).map((item) => item.id);
+    const ids = (): number[] => w.messages.filter((m) => m.T === 'n' && Number(m.id) >= NEWS_FIRST_ID).map((m) => Number(m.id));
+    await settle(w, () => ids().length >= expected.length, `${nameOf(w, NEWS_PATH)}'s last item`);
+    const got = ids();
+    const gap = got.findIndex((id, k) => id !== expected[k]);
+    t.same(
+      { count: got.length, firstMismatch: gap < 0 ? null : { at: gap, expected: expected[gap] ?? null, got: got[gap] }, closeCode: w.closeCode ?? null },
+      { count: expected.length, firstMismatch: null, closeCode: null },
+      `${nameOf(w, NEWS_PATH)} holding ${JSON.stringify(holds)} received each of its ${expected.length} items (of ${newsPublished.length}) exactly once, in order, and stayed connected`,
+    );
+  }
+  t.equal(simulator.stats.connections, vendorConnections, 'no vendor link reconnected');
 
   await Promise.all([...sockets].map((s) => s.close()));
   // DESIGN.md §11: a refused upgrade's socket is closed; no connection outlives its client.
+  const witnesses = [...witnessesOf.values()].flat();
   const witnessPorts = new Set(witnesses.map((w) => (w.socket as unknown as { _socket: Socket })._socket.localPort));
   const leaked = (): Socket[] => [...serverSockets].filter((s) => !witnessPorts.has(s.remotePort));
   await eventually(() => leaked().length === 0, 'every server-side socket to close', 5000).catch(() => undefined);
@@ -448,12 +776,11 @@ t.test(`a seeded fuzz of hostile peers (seed ${SEED}): the gateway answers every
   );
   // Leaked ones would hold the gateway's close (and this test) open: they are cut here, after the verdict.
   for (const socket of leaked()) socket.destroy();
-  await eventually(() => gw.gateway.defaultStream.hub.stats.connected === witnesses.length, 'the hub to hold only the witnesses').catch(() => undefined);
-  t.same(
-    { connected: gw.gateway.defaultStream.hub.stats.connected, authenticated: gw.gateway.defaultStream.hub.stats.authenticated },
-    { connected: witnesses.length, authenticated: witnesses.length },
-    'no session leaked: the hub holds only the witnesses',
-  );
+  const hubCounts = (): Record<string, { connected: number; authenticated: number }> =>
+    Object.fromEntries(STREAMS.map(({ path }) => [path, { connected: served(path).hub.stats.connected, authenticated: served(path).hub.stats.authenticated }]));
+  const witnessCounts = Object.fromEntries(STREAMS.map(({ path }) => [path, { connected: witnessesOf.get(path)?.length ?? 0, authenticated: witnessesOf.get(path)?.length ?? 0 }]));
+  await eventually(() => JSON.stringify(hubCounts()) === JSON.stringify(witnessCounts), 'every hub to hold only its witnesses').catch(() => undefined);
+  t.same(hubCounts(), witnessCounts, 'no session leaked: the hub of every stream holds only its witnesses');
   const live = await fetch(`${gw.base}/health/live`);
   t.equal(live.status, 200, '/health/live answers 200');
   // @fastify/websocket logs a client's protocol error (WS_ERR_…) at level error: counted, not a gateway fault.
@@ -496,10 +823,10 @@ async function httpAnswer(peer: RawPeer, mustClose: boolean): Promise<string> {
   return key;
 }
 
-/** A raw upgrade to the stream: resolves with the peer once the greeting arrived. */
-async function rawUpgrade(port: number, auth: boolean, label: string): Promise<RawPeer | string> {
+/** A raw upgrade to a stream (the stock one unless told): resolves with the peer once the greeting arrived. */
+async function rawUpgrade(port: number, auth: boolean, label: string, path = '/v2/iex', headers: Record<string, string | undefined> = {}): Promise<RawPeer | string> {
   const peer = await RawPeer.open(port, label);
-  peer.write(upgradeRequest('/v2/iex'));
+  peer.write(upgradeRequest(path, headers));
   const greeted = await peer.until(() => (peer.messages().length > 0 || peer.ended ? true : undefined), DEADLINE_MS);
   if (greeted === undefined || peer.status !== 101) {
     peer.destroy();
@@ -536,7 +863,33 @@ async function wsAnswer(peer: RawPeer, bytes: Buffer, options: { ping: boolean; 
   return [...messages, last].join(' → ');
 }
 
-function rawCases(port: number): RawCase[] {
+/**
+ * The answer to an upgrade of a path that serves nothing: "http 404" when it is a 404 whose
+ * problem body names every served path (DESIGN.md §9) and the socket was closed, else what is wrong.
+ */
+async function notServedAnswer(peer: RawPeer, served: readonly string[]): Promise<string> {
+  const arrived = await peer.until(() => (peer.status !== undefined || peer.ended ? true : undefined), DEADLINE_MS);
+  if (arrived === undefined || peer.status === undefined) {
+    peer.destroy();
+    return arrived === undefined ? 'timeout' : 'end';
+  }
+  const closed = await peer.until(() => (peer.ended ? true : undefined), DEADLINE_MS);
+  peer.destroy();
+  let key = `http ${peer.status}`;
+  if (closed === undefined) return `${key} (left open)`;
+  if (peer.status !== 404) return key;
+  let body: { served?: unknown; detail?: unknown } | undefined;
+  try {
+    body = JSON.parse(peer.body.toString()) as typeof body;
+  } catch (err) {
+    if (!(err instanceof SyntaxError)) throw err;
+  }
+  const names = Array.isArray(body?.served) && served.every((p) => (body?.served as unknown[]).includes(p)) && typeof body?.detail === 'string' && served.every((p) => (body?.detail as string).includes(`/${p}`));
+  if (!names) key += ' (the body does not name the served paths)';
+  return key;
+}
+
+function rawCases(port: number, served: readonly string[]): RawCase[] {
   const d = new Dice(seedFor(SEED, 'raw tcp'));
   const cases: RawCase[] = [];
   const add = (family: string, note: string, expected: RegExp, run: (label: string) => Promise<string>): void => {
@@ -592,6 +945,11 @@ function rawCases(port: number): RawCase[] {
     ['a feed not served', '/v2/sip', {}],
     ['an unknown path', '/nope', {}],
     ['a bad query', '/v2/iex?snapshot=2', {}],
+    ['a bad query on crypto', '/v1beta3/crypto/us?events=yes', {}],
+    ['a bad query on options', '/v1beta1/indicative?snapshot=2', {}],
+    ['a bad query on news', '/v1beta1/news?snapshot=%00', {}],
+    ['no Sec-WebSocket-Key on crypto', '/v1beta3/crypto/us', { 'Sec-WebSocket-Key': undefined }],
+    ['version 7 on news', '/v1beta1/news', { 'Sec-WebSocket-Version': '7' }],
     ['a non-stream route', '/health/live', {}],
     ['percent garbage in the path', '/v2/%zz', {}],
   ];
@@ -601,6 +959,55 @@ function rawCases(port: number): RawCase[] {
         const peer = await RawPeer.open(port, label);
         peer.write(upgradeRequest(path, headers));
         return httpAnswer(peer, true);
+      });
+    }
+  }
+
+  // Upgrades of paths that serve no stream here: known paths not in STREAMS, near misses of the
+  // served ones, unknown ones. Each gets a 404 naming the served paths, and its socket closed.
+  const unserved = [
+    '/v2/sip',
+    '/v2/test',
+    '/v2/delayed_sip',
+    '/v1beta1/boats',
+    '/v1beta1/overnight',
+    '/v1beta1/opra',
+    '/v1beta3/crypto/us-1',
+    '/v1beta3/crypto/eu-1',
+    '/v1beta3/crypto',
+    '/v1beta3/crypto/xx',
+    '/v1beta3/crypto/US',
+    '/v1beta3/crypto/us/x',
+    '/v1beta2/crypto/us',
+    '/v1beta1/crypto-perps/global',
+    '/v1beta1/Indicative',
+    '/V1beta1/news',
+    '/v1beta1/news/',
+    '/v1beta1/news/x',
+    '/v2',
+    '/v1beta1',
+    '/nope',
+    '/',
+  ];
+  for (const path of unserved) {
+    for (let k = 0; k < 2; k++) {
+      add('unserved paths', path, /^http 404$/, async (label) => {
+        const peer = await RawPeer.open(port, label);
+        peer.write(upgradeRequest(path, d.chance(0.5) ? { 'Content-Type': 'application/msgpack' } : {}));
+        return notServedAnswer(peer, served);
+      });
+    }
+  }
+
+  // Good upgrades of every served path, with and without msgpack and query flags: greeted, then authenticated.
+  for (const path of served) {
+    for (const query of ['', '?snapshot=1', '?events=1', '?snapshot=true&events=0']) {
+      const headers = d.chance(0.5) ? { 'Content-Type': 'application/msgpack' } : {};
+      add('upgrades of every served path', `/${path}${query} ${JSON.stringify(headers)}`, /^authenticated$/, async (label) => {
+        const peer = await rawUpgrade(port, true, label, `/${path}${query}`, headers);
+        if (typeof peer === 'string') return peer;
+        peer.destroy();
+        return 'authenticated';
       });
     }
   }
@@ -786,7 +1193,7 @@ function controlRequest(base: string, method: string, path: string, headers: Rec
   });
 }
 
-function controlPlaneCases(base: string): ControlCase[] {
+function controlPlaneCases(base: string, streams: readonly FuzzStream[]): ControlCase[] {
   const d = new Dice(seedFor(SEED, 'control plane'));
   const cases: ControlCase[] = [];
   const add = (family: string, note: string, expected: RegExp, run: () => Promise<{ key: string; detail?: string }>): void => {
@@ -828,6 +1235,39 @@ function controlPlaneCases(base: string): ControlCase[] {
       add('POST /subscriptions bodies', `${note}: ${preview(body, false)}`, expected, () => controlRequest(base, 'POST', '/subscriptions', headers, body));
     }
   });
+  // The same on every stream, named by `stream` (DESIGN.md §9): each kind's own channels and symbols.
+  const q = (value: string): string => encodeURIComponent(value);
+  for (const { path, vocabulary: v } of streams) {
+    const streamBodies: [string, () => unknown, RegExp][] = [
+      ['a valid change', () => ({ action: d.pick(['subscribe', 'unsubscribe']), stream: path, [d.pick(v.channels)]: [d.pick(v.validSymbols)] }), /^http 20[02]$/],
+      ['an invalid symbol', () => ({ action: 'subscribe', stream: path, [d.pick(v.channels)]: [d.pick(v.validSymbols), d.pick(v.invalidSymbols)] }), /^http 400$/],
+      ['a foreign channel', () => ({ action: 'subscribe', stream: path, [d.pick(v.foreignChannels)]: [d.pick(v.validSymbols)] }), /^http 400$/],
+      ['a list of the wrong type', () => ({ action: 'subscribe', stream: path, [d.pick(v.channels)]: d.pick<unknown>([v.validSymbols[0], 5, [1], [null], [[v.validSymbols[0]]], true]) }), /^http 400$/],
+    ];
+    for (const [channel, code] of Object.entries(v.wildcardRefusals)) {
+      if (code !== undefined) streamBodies.push([`* on ${channel}`, () => ({ action: 'subscribe', stream: path, [channel]: ['*'] }), /^http 400$/]);
+    }
+    for (const [note, make, expected] of streamBodies) {
+      for (let k = 0; k < 4; k++) {
+        const body = Buffer.from(JSON.stringify(make()));
+        const headers = headersWith({ authorization: auth, 'content-type': 'application/json' });
+        add('POST /subscriptions on every stream', `${path}: ${note}: ${preview(body, false)}`, expected, () => controlRequest(base, 'POST', '/subscriptions', headers, body));
+      }
+    }
+    const headers = headersWith({ authorization: auth });
+    add('GET /subscriptions on every stream', path, /^http 200$/, () => controlRequest(base, 'GET', `/subscriptions?stream=${q(path)}`, headers));
+  }
+  for (let k = 0; k < 12; k++) {
+    const named = d.pick(['v2/sip', 'v1beta1/opra', 'v1beta3/crypto/us-1', 'V2/IEX', 'v1beta3/crypto', 'nope', 'v1beta1/news/x']);
+    const body = Buffer.from(JSON.stringify({ action: 'subscribe', stream: named, trades: ['AAPL'] }));
+    add('streams not served', `POST ${named}`, /^http 404$/, () => controlRequest(base, 'POST', '/subscriptions', headersWith({ authorization: auth, 'content-type': 'application/json' }), body));
+    add('streams not served', `GET ${named}`, /^http 404$/, () => controlRequest(base, 'GET', `/subscriptions?stream=${q(named)}`, headersWith({ authorization: auth })));
+  }
+  for (let k = 0; k < 8; k++) {
+    const named = d.pick<unknown>([5, null, true, ['v2/iex'], { path: 'v2/iex' }, 'v'.repeat(65)]);
+    const body = Buffer.from(JSON.stringify({ action: 'subscribe', stream: named, trades: ['AAPL'] }));
+    add('streams not served', `POST stream ${JSON.stringify(named).slice(0, 30)}`, /^http 400$/, () => controlRequest(base, 'POST', '/subscriptions', headersWith({ authorization: auth, 'content-type': 'application/json' }), body));
+  }
   const contentTypes: [string | undefined, RegExp][] = [
     ['text/plain', /^http 415$/],
     ['application/x-www-form-urlencoded', /^http 415$/],
@@ -856,7 +1296,7 @@ function controlPlaneCases(base: string): ControlCase[] {
   }
 
   // Random methods and paths, never with the token (so POST /restart can only be refused).
-  const paths = ['/health', '/health/live', '/health/ready', '/subscriptions', '/restart', '/metrics', '/openapi.yaml', '/v2/iex', '/v2/sip', '/', '/health/', '//health', '/HEALTH', '/health/live/../ready'];
+  const paths = ['/health', '/health/live', '/health/ready', '/subscriptions', '/restart', '/metrics', '/openapi.yaml', '/v2/iex', '/v2/sip', '/', '/health/', '//health', '/HEALTH', '/health/live/../ready', ...streams.map((s) => `/${s.path}`), '/v1beta1/opra', '/streams'];
   for (let k = 0; k < 120; k++) {
     const method = d.pick(['GET', 'GET', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS', 'HEAD', 'PROPFIND', 'SEARCH']);
     let path = d.pick(paths);

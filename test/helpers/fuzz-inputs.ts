@@ -2,11 +2,14 @@
  * Seeded generators of hostile stream requests for the fuzz test. Each case carries the bytes to
  * send and what they mean to the protocol (noise, invalid UTF-8, an auth, a subscription change
  * with the faults it holds), so the test can say which answer the contract requires without
- * asking the gateway. The same seed gives the same cases, in the same order.
+ * asking the gateway. The same seed gives the same cases, in the same order. Requests are written
+ * in the words of one stream kind (a `Vocabulary`: its channels, symbols right and wrong, the
+ * keys it lacks), taken from the vendor's documentation (PROTOCOL.md, PROTOCOL-STREAMS.md), not
+ * from the gateway's code.
  */
 import { isUtf8 } from 'node:buffer';
 import { encode } from '@msgpack/msgpack';
-import { STOCK_CHANNELS as CHANNELS, type Channel } from '../../src/protocol/channels.js';
+import type { Channel } from '../../src/protocol/channels.js';
 import { type Random, seededRandom } from '../../src/random.js';
 
 /** What a request means, before any size rule applies. */
@@ -23,6 +26,8 @@ export type Meaning =
       readonly faults: readonly number[];
       /** its well-formed lists on subscribable channels */
       readonly lists: Partial<Record<Channel, string[]>>;
+      /** vendor codes that are right too when it holds no fault (the contract leaves them open) */
+      readonly tolerated?: readonly number[];
     };
 
 export interface WsCase {
@@ -129,6 +134,160 @@ export const INVALID_SYMBOLS = [
 ];
 /** Channel keys of other Alpaca streams, and the ones that only follow trades. */
 export const FOREIGN_CHANNELS = ['orderbooks', 'news', 'pricing', 'corrections', 'cancelErrors'];
+
+/**
+ * What one stream kind's requests are made of, from the vendor's documentation: its subscribe
+ * keys and reply keys, symbols it accepts and symbols it refuses (400), the vendor keys it lacks
+ * (symbols there: 410), and channels where `*` is refused with a code of its own.
+ */
+export interface Vocabulary {
+  readonly name: 'stocks' | 'crypto' | 'options' | 'news';
+  readonly channels: readonly Channel[];
+  /** the `subscription` reply's keys after `T`, each with the channel whose set it lists */
+  readonly reply: readonly (readonly [string, Channel])[];
+  readonly validSymbols: readonly string[];
+  readonly invalidSymbols: readonly string[];
+  readonly foreignChannels: readonly string[];
+  readonly wildcardRefusals: Readonly<Partial<Record<Channel, number>>>;
+  /** the `i`-th of many distinct valid symbols (huge lists) */
+  bulkSymbol(i: number): string;
+  /** bytes one bulk symbol takes in a list, relative to a stock ticker's */
+  readonly bulkScale: number;
+}
+
+export const STOCK_VOCABULARY: Vocabulary = {
+  name: 'stocks',
+  channels: ['trades', 'quotes', 'bars', 'updatedBars', 'dailyBars', 'statuses', 'lulds', 'imbalances'],
+  // DOC-WS's reply; corrections and cancelErrors follow trades (DOC-STK).
+  reply: [
+    ['trades', 'trades'],
+    ['quotes', 'quotes'],
+    ['bars', 'bars'],
+    ['updatedBars', 'updatedBars'],
+    ['dailyBars', 'dailyBars'],
+    ['statuses', 'statuses'],
+    ['lulds', 'lulds'],
+    ['corrections', 'trades'],
+    ['cancelErrors', 'trades'],
+    ['imbalances', 'imbalances'],
+  ],
+  validSymbols: VALID_SYMBOLS,
+  invalidSymbols: INVALID_SYMBOLS,
+  foreignChannels: FOREIGN_CHANNELS,
+  wildcardRefusals: {},
+  bulkSymbol: (i) => `S${i.toString(36).toUpperCase()}`,
+  bulkScale: 1,
+};
+
+/** PROTOCOL-STREAMS §1: `BASE/QUOTE` pairs in upper case; the six crypto keys; no stock-only channels. */
+export const CRYPTO_VOCABULARY: Vocabulary = {
+  name: 'crypto',
+  channels: ['trades', 'quotes', 'bars', 'updatedBars', 'dailyBars', 'orderbooks'],
+  reply: [
+    ['trades', 'trades'],
+    ['quotes', 'quotes'],
+    ['orderbooks', 'orderbooks'],
+    ['bars', 'bars'],
+    ['updatedBars', 'updatedBars'],
+    ['dailyBars', 'dailyBars'],
+  ],
+  validSymbols: ['BTC/USD', 'ETH/USD', 'SOL/USD', 'ETH/BTC', 'AVAX/USD', 'USDT/USD', 'SOL/USDT', 'DOGE/USD', 'LINK/BTC', 'A1/B2', 'WIT/USD'],
+  invalidSymbols: [
+    'btc/usd',
+    'BTC/usd',
+    'BTCUSD',
+    'BTC',
+    'AAPL',
+    '/USD',
+    'BTC/',
+    'BTC//USD',
+    'BTC/USD/EUR',
+    'BTC-USD',
+    'BTC USD',
+    ' BTC/USD',
+    'BTC/USD ',
+    'BTC/USD\n',
+    'ABCDEFGHIJK/USD',
+    '*/USD',
+    'BTC/*',
+    '**',
+    'Ä/USD',
+    '😀/USD',
+    'BTC\\USD',
+    '',
+    '\u0000',
+    'AAPL250117C00150000',
+    '%2F',
+    '../..',
+  ],
+  foreignChannels: ['statuses', 'lulds', 'imbalances', 'news', 'pricing', 'corrections', 'cancelErrors'],
+  wildcardRefusals: {},
+  bulkSymbol: (i) => `S${i.toString(36).toUpperCase()}/USD`,
+  bulkScale: 1.6,
+};
+
+/**
+ * PROTOCOL-STREAMS §2: OCC contracts (root of 1–6 letters, YYMMDD, C or P, strike × 1000 in 8
+ * digits, no padding); trades and quotes only; `*` on quotes is 413.
+ */
+export const OPTION_VOCABULARY: Vocabulary = {
+  name: 'options',
+  channels: ['trades', 'quotes'],
+  reply: [
+    ['trades', 'trades'],
+    ['quotes', 'quotes'],
+  ],
+  validSymbols: [
+    'AAPL250117C00150000',
+    'AAPL250117P00150000',
+    'SPY250321C00500000',
+    'SPXW250327P04925000',
+    'TSLA250620C00250000',
+    'NVDA250117C00120000',
+    'GOOGL240315C00172500',
+    'A991231P00000001',
+    'WIT250117C00100000',
+  ],
+  invalidSymbols: [
+    'aapl250117c00150000',
+    'AAPL250117c00150000',
+    'AAPL250117C0015000',
+    'AAPL250117C001500000',
+    'AAPL250117X00150000',
+    'AAPL251317C00150000',
+    'AAPL250132C00150000',
+    'AAPL  250117C00150000',
+    'AAPL250117C00150000 ',
+    'ABCDEFG250117C00150000',
+    '250117C00150000',
+    'A1B250117C00150000',
+    'AAPL2501C00150000',
+    'AAPL250117C0015000A',
+    'AAPL',
+    'BTC/USD',
+    '株250117C00150000',
+    '',
+    '*A',
+    '\u0000',
+  ],
+  foreignChannels: ['bars', 'updatedBars', 'dailyBars', 'statuses', 'lulds', 'imbalances', 'orderbooks', 'news', 'pricing', 'corrections', 'cancelErrors'],
+  wildcardRefusals: { quotes: 413 },
+  bulkSymbol: (i) => `SPY250117C${String(i).padStart(8, '0')}`,
+  bulkScale: 2.6,
+};
+
+/** PROTOCOL-STREAMS §3: one channel, `news`, of stock tickers (crypto as `BTCUSD`); everything else is foreign. */
+export const NEWS_VOCABULARY: Vocabulary = {
+  name: 'news',
+  channels: ['news'],
+  reply: [['news', 'news']],
+  validSymbols: ['AAPL', 'MSFT', 'TSLA', 'NVDA', 'BRK.B', 'SPY', 'BTCUSD', 'ETHUSD', 'CRSR', 'VFS', 'WITN', 'WITM'],
+  invalidSymbols: INVALID_SYMBOLS,
+  foreignChannels: ['trades', 'quotes', 'bars', 'updatedBars', 'dailyBars', 'statuses', 'lulds', 'imbalances', 'orderbooks', 'pricing', 'corrections', 'cancelErrors'],
+  wildcardRefusals: {},
+  bulkSymbol: (i) => `S${i.toString(36).toUpperCase()}`,
+  bulkScale: 1,
+};
 const UNKNOWN_KEYS = ['foo', 'Trades', 'TRADES', 'trade', 'quotes ', '', 'T', 'S', 'constructor', 'toString', 'hasOwnProperty', 'valueOf', 'feed', 'key'];
 const WRONG_ACTIONS: unknown[] = ['Subscribe', 'SUBSCRIBE', 'subscribe ', ' auth', 'listen', '', 'auth\u0000', 'unsub', 'ping', 1, 0, true, null, ['subscribe'], { subscribe: true }, 1.5];
 
@@ -182,45 +341,61 @@ function encoded(d: Dice, value: unknown): { data: Buffer; binary: boolean } {
   return { data: Buffer.from(encode(value)), binary: true };
 }
 
-/** A subscribe/unsubscribe of random entries, with the faults it holds. */
-function changeRequest(d: Dice): { body: Record<string, unknown>; meaning: Meaning; note: string } {
+/** A subscribe/unsubscribe of random entries in the words of `v`, with the faults it holds. */
+function changeRequest(d: Dice, v: Vocabulary): { body: Record<string, unknown>; meaning: Meaning; note: string } {
   const action = d.chance(0.6) ? 'subscribe' : 'unsubscribe';
   const body: Record<string, unknown> = { action };
   const faultOf = new Map<string, number[]>();
+  /** codes also right for a key when nothing else is wrong */
+  const tolerateOf = new Map<string, number[]>();
   const notes: string[] = [];
   for (let n = d.int(5); n > 0; n--) {
     const r = d.next();
     if (r < 0.42) {
-      const channel = d.pick(CHANNELS);
-      body[channel] = Array.from({ length: d.between(1, 4) }, () => (d.chance(0.08) ? '*' : d.pick(VALID_SYMBOLS)));
-      faultOf.set(channel, []);
+      const channel = d.pick(v.channels);
+      const list = Array.from({ length: d.between(1, 4) }, () => (d.chance(0.08) ? '*' : d.pick(v.validSymbols)));
+      body[channel] = list;
+      const refusal = v.wildcardRefusals[channel];
+      if (refusal !== undefined && list.includes('*')) {
+        // DOC-OPT: "You cannot subscribe to `*` for option quotes" (413). The sources say nothing of
+        // unsubscribing it; the gateway decided on the same refusal (README, option streams).
+        faultOf.set(channel, [refusal]);
+        tolerateOf.delete(channel);
+        notes.push(`${channel}: * refused`);
+      } else {
+        faultOf.set(channel, []);
+        tolerateOf.delete(channel);
+      }
     } else if (r < 0.52) {
-      const channel = d.pick(CHANNELS);
+      const channel = d.pick(v.channels);
       body[channel] = d.chance(0.5) ? null : [];
       faultOf.set(channel, []);
+      tolerateOf.delete(channel);
     } else if (r < 0.62) {
-      const channel = d.pick(CHANNELS);
+      const channel = d.pick(v.channels);
       body[channel] = wrongList(d);
       faultOf.set(channel, [400]);
+      tolerateOf.delete(channel);
       notes.push(`${channel}: wrong type`);
     } else if (r < 0.74) {
-      const channel = d.pick(CHANNELS);
-      const list = [d.pick(VALID_SYMBOLS), d.pick(INVALID_SYMBOLS)];
+      const channel = d.pick(v.channels);
+      const list = [d.pick(v.validSymbols), d.pick(v.invalidSymbols)];
       body[channel] = d.chance(0.5) ? list : list.reverse();
       faultOf.set(channel, [400]);
+      tolerateOf.delete(channel);
       notes.push(`${channel}: invalid symbol`);
     } else if (r < 0.86) {
-      const channel = d.pick(FOREIGN_CHANNELS);
+      const channel = d.pick(v.foreignChannels);
       const kind = d.int(3);
       if (kind === 0) {
-        body[channel] = [d.pick(VALID_SYMBOLS)];
+        body[channel] = [d.pick(v.validSymbols)];
         faultOf.set(channel, [410]);
         notes.push(`${channel}: foreign channel`);
       } else if (kind === 1) {
         body[channel] = d.chance(0.5) ? null : [];
         faultOf.set(channel, []);
       } else {
-        body[channel] = d.chance(0.5) ? wrongList(d) : [d.pick(INVALID_SYMBOLS)];
+        body[channel] = d.chance(0.5) ? wrongList(d) : [d.pick(v.invalidSymbols)];
         // A bad list on a channel the stream lacks: either answer is the contract's.
         faultOf.set(channel, [400, 410]);
         notes.push(`${channel}: foreign channel, bad list`);
@@ -232,12 +407,16 @@ function changeRequest(d: Dice): { body: Record<string, unknown>; meaning: Meani
     }
   }
   const faults = new Set<number>();
+  const tolerated = new Set<number>();
   const lists: Partial<Record<Channel, string[]>> = {};
   for (const [key, value] of Object.entries(body)) {
     for (const code of faultOf.get(key) ?? []) faults.add(code);
-    if ((CHANNELS as readonly string[]).includes(key) && Array.isArray(value) && (faultOf.get(key) ?? []).length === 0) lists[key as Channel] = value as string[];
+    for (const code of tolerateOf.get(key) ?? []) tolerated.add(code);
+    // (An unsubscribe answered with a reply drops what it names; `*` there was never held.)
+    if ((v.channels as readonly string[]).includes(key) && Array.isArray(value) && (faultOf.get(key) ?? []).length === 0) lists[key as Channel] = value as string[];
   }
-  return { body, meaning: { kind: 'change', action, faults: [...faults], lists }, note: `${action}${notes.length > 0 ? ` (${notes.join('; ')})` : ''}` };
+  const meaning: Meaning = { kind: 'change', action, faults: [...faults], lists, ...(tolerated.size > 0 ? { tolerated: [...tolerated] } : {}) };
+  return { body, meaning, note: `${action}${notes.length > 0 ? ` (${notes.join('; ')})` : ''}` };
 }
 
 const VALID_REQUEST_TEXTS = [
@@ -402,7 +581,7 @@ function badMsgpack(d: Dice): Generated {
 }
 
 /** A deeply nested value: JSON or msgpack, arrays or maps, alone or as a channel list. */
-function deepNesting(d: Dice, depth: number): Generated {
+function deepNesting(d: Dice, depth: number, v: Vocabulary): Generated {
   const r = d.int(5);
   if (r === 0) return { data: Buffer.from('['.repeat(depth) + ']'.repeat(depth)), binary: false, meaning: { kind: 'noise' }, note: `${depth} nested JSON arrays` };
   if (r === 1) return { data: Buffer.from('{"a":'.repeat(depth) + '1' + '}'.repeat(depth)), binary: false, meaning: { kind: 'noise' }, note: `${depth} nested JSON objects` };
@@ -411,27 +590,29 @@ function deepNesting(d: Dice, depth: number): Generated {
     const level = Buffer.from([0x81, 0xa1, 0x61]);
     return { data: Buffer.concat([...Array.from({ length: depth }, () => level), Buffer.from([0xc0])]), binary: true, meaning: { kind: 'noise' }, note: `${depth} nested msgpack maps` };
   }
-  const text = `{"action":"subscribe","trades":${'['.repeat(depth)}"AAPL"${']'.repeat(depth)}}`;
-  return { data: Buffer.from(text), binary: false, meaning: { kind: 'change', action: 'subscribe', faults: [400], lists: {} }, note: `a trades list nested ${depth} deep` };
+  const channel = v.channels[0] as Channel;
+  const text = `{"action":"subscribe","${channel}":${'['.repeat(depth)}${JSON.stringify(v.validSymbols[0])}${']'.repeat(depth)}}`;
+  return { data: Buffer.from(text), binary: false, meaning: { kind: 'change', action: 'subscribe', faults: [400], lists: {} }, note: `a ${channel} list nested ${depth} deep` };
 }
 
 /** Thousands of symbols: distinct (over any sane limit), one repeated, invalid, or numbers. */
-function hugeArray(d: Dice, bytesTarget: number): Generated {
+function hugeArray(d: Dice, bytesTarget: number, v: Vocabulary): Generated {
+  const channel = v.channels[0] as Channel;
   const r = d.int(4);
   const action: 'subscribe' | 'unsubscribe' = d.chance(0.8) ? 'subscribe' : 'unsubscribe';
   let list: unknown[];
   let meaning: Meaning;
   let note: string;
   if (r === 0 || r === 1) {
-    const count = Math.max(1000, Math.floor(bytesTarget / 8));
-    list = Array.from({ length: count }, (_, i) => `S${i.toString(36).toUpperCase()}`);
-    meaning = { kind: 'change', action, faults: [], lists: { trades: list as string[] } };
+    const count = Math.max(1000, Math.floor(bytesTarget / (8 * v.bulkScale)));
+    list = Array.from({ length: count }, (_, i) => v.bulkSymbol(i));
+    meaning = { kind: 'change', action, faults: [], lists: { [channel]: list as string[] } };
     note = `${count} distinct symbols`;
   } else if (r === 2) {
-    const count = Math.max(1000, Math.floor(bytesTarget / 7));
-    const symbol = d.pick(VALID_SYMBOLS);
+    const symbol = d.pick(v.validSymbols);
+    const count = Math.max(1000, Math.floor(bytesTarget / (symbol.length + 3)));
     list = Array.from({ length: count }, () => symbol);
-    meaning = { kind: 'change', action, faults: [], lists: { trades: [symbol] } };
+    meaning = { kind: 'change', action, faults: [], lists: { [channel]: [symbol] } };
     note = `${symbol} ${count} times`;
   } else {
     const count = Math.max(1000, Math.floor(bytesTarget / 6));
@@ -439,7 +620,7 @@ function hugeArray(d: Dice, bytesTarget: number): Generated {
     meaning = { kind: 'change', action, faults: [400], lists: {} };
     note = `${count} ${typeof list[0] === 'number' ? 'numbers' : 'lower-case symbols'}`;
   }
-  const { data, binary } = encoded(d, { action, trades: list });
+  const { data, binary } = encoded(d, { action, [channel]: list });
   return { data, binary, meaning, note: `${action} ${note}` };
 }
 
@@ -454,6 +635,8 @@ function authShape(d: Dice, goodKey: string, goodSecret: string): Generated {
   else if (r === 3) body = { action: 'auth', key: d.pick([goodKey, '', 'mallory', goodKey.toUpperCase(), d.text(8)]), secret: d.pick(['', 'wrong', `${goodSecret} `, d.text(12)]) };
   else body = { action: 'auth', key: goodKey, secret: goodSecret, extra: randomValue(d) };
   const { data, binary } = encoded(d, body);
+  // A lone surrogate (in `extra`) encodes to bytes that are not UTF-8: a malformed msgpack frame, not an auth.
+  if (binary && hasLoneSurrogate(body)) return { data, binary, meaning: { kind: 'noise' }, note: `auth with a string that is not UTF-8 in msgpack` };
   return { data, binary, meaning: { kind: 'auth', key: body.key, secret: body.secret }, note: `auth ${JSON.stringify({ key: body.key, secret: body.secret === goodSecret ? '<good>' : body.secret })}` };
 }
 
@@ -492,11 +675,14 @@ export interface FamilyOptions {
   readonly goodSecret: string;
   /** the gateway's MAX_MESSAGE_BYTES */
   readonly maxMessageBytes: number;
+  /** the words of the stream the requests go to (default: stocks) */
+  readonly vocabulary?: Vocabulary;
 }
 
 /** Every WebSocket family by name, each a generator of one case. */
 export function wsFamilies(options: FamilyOptions): Record<string, (d: Dice) => Generated> {
   const { goodKey, goodSecret, maxMessageBytes } = options;
+  const v = options.vocabulary ?? STOCK_VOCABULARY;
   return {
     'random text': (d) => {
       const length = d.chance(0.05) ? d.between(4100, 9000) : d.int(300);
@@ -528,13 +714,13 @@ export function wsFamilies(options: FamilyOptions): Record<string, (d: Dice) => 
         note = 'an object without action';
       } else {
         const action = d.pick(WRONG_ACTIONS);
-        value = { action, trades: [d.pick(VALID_SYMBOLS)] };
+        value = { action, [d.pick(v.channels)]: [d.pick(v.validSymbols)] };
         note = `action ${JSON.stringify(action)}`;
       }
       return { ...encoded(d, value), meaning: { kind: 'noise' }, note };
     },
     'subscription changes': (d) => {
-      const { body, meaning, note } = changeRequest(d);
+      const { body, meaning, note } = changeRequest(d, v);
       const frame = encoded(d, body);
       // A lone surrogate anywhere encodes to bytes that are not UTF-8: a malformed msgpack frame.
       if (frame.binary && hasLoneSurrogate(body)) return { ...frame, meaning: { ...meaning, faults: [400] }, note: `${note} (a string that is not UTF-8 in msgpack)` };
@@ -543,9 +729,9 @@ export function wsFamilies(options: FamilyOptions): Record<string, (d: Dice) => 
     'huge arrays': (d) => {
       const r = d.next();
       const target = r < 0.7 ? d.between(8000, maxMessageBytes - 2000) : r < 0.9 ? d.between(maxMessageBytes + 1000, 3 * maxMessageBytes) : d.between(4 * maxMessageBytes + 1000, 5 * maxMessageBytes);
-      return hugeArray(d, target);
+      return hugeArray(d, target, v);
     },
-    'deep nesting': (d) => deepNesting(d, d.pick([100, 1000, 1500, 10_000, 10_000, 100_000])),
+    'deep nesting': (d) => deepNesting(d, d.pick([100, 1000, 1500, 10_000, 10_000, 100_000]), v),
     'bad msgpack': badMsgpack,
     'auth shapes': (d) => authShape(d, goodKey, goodSecret),
     'prototype keys': (d) => prototypeKeys(d, goodKey, goodSecret),

@@ -123,6 +123,8 @@ export class RawPeer {
   /** the status of the HTTP answer, once its head arrived */
   status: number | undefined;
   readonly frames: ServerFrame[] = [];
+  /** what followed the head of an answer other than a 101 (its body, as far as it came) */
+  body = Buffer.alloc(0);
   /** the server ended or the connection closed */
   ended = false;
   #buffer = Buffer.alloc(0);
@@ -213,11 +215,14 @@ export class RawPeer {
       const match = /^HTTP\/1\.[01] (\d{3})/.exec(head);
       this.status = match === null ? -1 : Number(match[1]);
       this.#headDone = true;
-      // Only a 101 is followed by frames; any other answer's body is not parsed.
-      this.#buffer = this.status === 101 ? this.#buffer.subarray(end + 4) : Buffer.alloc(0);
-      if (this.status !== 101) return;
+      // Only a 101 is followed by frames; any other answer's body is kept as it is.
+      this.#buffer = this.#buffer.subarray(end + 4);
     }
-    if (this.status !== 101) return;
+    if (this.status !== 101) {
+      this.body = Buffer.concat([this.body, this.#buffer]);
+      this.#buffer = Buffer.alloc(0);
+      return;
+    }
     for (;;) {
       const buf = this.#buffer;
       if (buf.length < 2) return;
