@@ -1,7 +1,9 @@
 /**
- * The soak's client population (issue #8), run inside the harness process against a gateway:
- * healthy clients that check every trade id, slow readers, churners, reconnecters, hostile peers,
- * and a watcher of the gateway's `?events=1` notices that records the vendor outage windows.
+ * The soak's client population of one stream (issues #8, #19), run inside the harness process
+ * against a gateway: healthy clients that check every trade id (stocks, crypto), rebuild order
+ * books (crypto), keep every trade (options: no ids, so readers are compared with each other) or
+ * every news item (news: once each), slow readers, churners, reconnecters, hostile peers, and a
+ * watcher of the stream's `?events=1` notices that records its vendor outage windows.
  *
  * Times are harness milliseconds (`performance.now()`), so gaps and outages compare on one clock.
  * Every socket and timer is owned by the population and released by `stop()`.
@@ -9,19 +11,16 @@
 import { WebSocket } from 'ws';
 import { ProtocolError } from '../src/errors.js';
 import { decodeFrame, type Encoding } from '../src/protocol/frame.js';
+import type { StreamKind } from '../src/protocol/streams.js';
 import { pick, type Random } from '../src/random.js';
-
-export const HEALTHY_SYMBOLS = Array.from({ length: 16 }, (_, i) => `H${String(i).padStart(2, '0')}`);
-/** Trades only, held by slow clients alone: most of the vendor's rate goes to them, to fill ~4 MB of loopback buffers quickly. */
-export const BUSY_SYMBOLS = Array.from({ length: 32 }, (_, i) => `B${String(i).padStart(2, '0')}`);
-const CHURN_ONLY = Array.from({ length: 20 }, (_, i) => `C${String(i).padStart(2, '0')}`);
-/** Churners also touch healthy symbols: their unsubscribes must never take a pair from a healthy client. */
-const CHURN_SYMBOLS = [...CHURN_ONLY, ...HEALTHY_SYMBOLS.slice(0, 6)];
+import { bookDifference, ReaderBook, type StreamProfile } from './soak-streams.js';
 
 const now = (): number => performance.now();
 
 export interface PopulationOptions {
+  /** the gateway's URL of this stream */
   url: string;
+  profile: StreamProfile;
   random: Random;
   healthy: number;
   slow: number;
@@ -39,6 +38,7 @@ export interface PopulationOptions {
 /** A trade-id gap seen by a healthy client: ids after `afterId` up to the one seen at `seenAt` are missing. */
 export interface Gap {
   client: number;
+  /** a trade's symbol; news: `*` (ids run over the whole wire) */
   symbol: string;
   afterId: string;
   missing: string;
@@ -79,17 +79,28 @@ function request(ws: WebSocket, body: Record<string, unknown>): void {
 type Message = Record<string, unknown>;
 
 /** Decodes a frame losslessly (ids past 2^53 as bigint); undefined when it is not the protocol. */
-function decode(data: Buffer, isBinary: boolean): Message[] | undefined {
+function decode(data: Buffer, isBinary: boolean, kind: StreamKind): Message[] | undefined {
   try {
-    return decodeFrame(data, isBinary ? 'msgpack' : 'json') as Message[];
+    return decodeFrame(data, isBinary ? 'msgpack' : 'json', kind) as Message[];
   } catch (err) {
     if (err instanceof ProtocolError) return undefined;
     throw err;
   }
 }
 
+/** One comparison of the healthy readers' books with the vendor's. */
+export interface BookCheck {
+  at: number;
+  books: number;
+  agreed: number;
+  mismatches: { client: number; symbol: string; difference: string; resetAt: number | undefined }[];
+}
+
 export class Population {
   readonly #o: PopulationOptions;
+  readonly profile: StreamProfile;
+  /** healthy symbols churners touch too, and everything churners hold */
+  readonly #churnSymbols: string[];
   readonly #sockets = new Set<WebSocket>();
   readonly #timers = new Set<NodeJS.Timeout>();
   /** pending sleeps: stop() wakes them so every loop sees `stopping` and ends */
@@ -127,8 +138,20 @@ export class Population {
   readonly events = { notices: 0, watcherCloses: 0 };
   #healthyClients: HealthyClient[] = [];
 
+  /** news: items per holder (ids seen, duplicates); options: every trade per reader, for the comparison */
+  readonly news = { items: 0, duplicates: 0, duplicateEvents: [] as { client: number; id: number }[], idGaps: 0 };
+  readonly options = { trades: 0 };
+
   constructor(options: PopulationOptions) {
     this.#o = options;
+    this.profile = options.profile;
+    const { churnOnly, healthy } = options.profile;
+    // Churners also touch healthy symbols: their unsubscribes must never take a pair from a healthy client.
+    this.#churnSymbols = [...churnOnly, ...healthy.slice(0, 6)];
+  }
+
+  #decode(data: Buffer, isBinary: boolean): Message[] | undefined {
+    return decode(data, isBinary, this.profile.kind);
   }
 
   /** Connects the events watcher and the healthy clients (awaited: the soak starts from a known state), then starts the loops. */
@@ -136,13 +159,17 @@ export class Population {
     await this.#watchEvents();
     const ready: Promise<void>[] = [];
     for (let i = 0; i < this.#o.healthy; i++) {
-      const client = new HealthyClient(this, i, i % 2 === 0 ? 'json' : 'msgpack', pickSome(this.#o.random, HEALTHY_SYMBOLS, 4));
+      // News: every other reader holds `*` (ids run in sequence over the wire), the others a few symbols, in both encodings.
+      const news = this.profile.main === 'news';
+      const encoding = (news ? Math.floor(i / 2) : i) % 2 === 0 ? 'json' : 'msgpack';
+      const symbols = news && i % 2 === 0 ? ['*'] : pickSome(this.#o.random, this.profile.healthy, news ? 3 : 4);
+      const client = new HealthyClient(this, i, encoding, symbols);
       this.#healthyClients.push(client);
       ready.push(client.connect());
     }
     await Promise.all(ready);
     this.healthy.clients = this.#healthyClients.length;
-    for (let i = 0; i < this.#o.slow; i++) this.#loops.push(this.#slowLoop());
+    if (this.profile.busy.length > 0) for (let i = 0; i < this.#o.slow; i++) this.#loops.push(this.#slowLoop());
     for (let i = 0; i < this.#o.churning; i++) this.#loops.push(this.#churnLoop());
     for (let i = 0; i < this.#o.reconnecting; i++) this.#loops.push(this.#reconnectLoop());
     for (let i = 0; i < this.#o.hostile; i++) this.#loops.push(this.#hostileLoop());
@@ -167,9 +194,9 @@ export class Population {
     return last !== undefined && last.upAt === undefined;
   }
 
-  /** Checks every healthy (client, symbol) for silence; called once a second by the harness. */
+  /** Checks every healthy (client, symbol) for silence; called once a second by the harness. News is sparse by nature: not judged. */
   checkStarvation(starvedMs: number): void {
-    if (this.linkDown) return;
+    if (this.linkDown || this.profile.main === 'news') return;
     const t = now();
     for (const client of this.#healthyClients) client.checkStarvation(t, starvedMs);
   }
@@ -187,6 +214,62 @@ export class Population {
     for (const ws of this.#sockets) ws.terminate();
     await Promise.allSettled(this.#loops);
     for (const ws of this.#sockets) ws.terminate();
+  }
+
+  /** Sends each healthy reader's set again (a no-op) and waits for the replies: what the gateway routed before is then delivered. */
+  async barrier(timeoutMs: number): Promise<boolean> {
+    const replies = await Promise.all(this.#healthyClients.map((c) => c.barrier(timeoutMs)));
+    return replies.every(Boolean);
+  }
+
+  /** Compares every book each healthy reader keeps with the vendor's books (`GET /books`, taken while the kind's rate is 0). */
+  compareBooks(vendor: Record<string, { b: { p: number; s: number }[]; a: { p: number; s: number }[] }>): BookCheck {
+    const check: BookCheck = { at: now(), books: 0, agreed: 0, mismatches: [] };
+    for (const client of this.#healthyClients) {
+      for (const [symbol, book] of client.books) {
+        if (book.resetAt === undefined) continue;
+        check.books += 1;
+        const difference = bookDifference(book.levels(), vendor[symbol]);
+        if (difference === undefined) check.agreed += 1;
+        else check.mismatches.push({ client: client.id, symbol, difference, resetAt: book.resetAt });
+      }
+    }
+    return check;
+  }
+
+  /** Healthy readers' books that saw a level update before any reset (the gateway owes a reset first). */
+  get orphanBookUpdates(): number {
+    return this.#healthyClients.reduce((sum, c) => sum + [...c.books.values()].reduce((n, b) => n + b.orphanUpdates, 0), 0);
+  }
+
+  /**
+   * What one healthy reader got that another holding the same symbol (or news item's symbol) did
+   * not, outside this stream's outages: options trades (no ids to check) and news items of
+   * per-symbol holders against the `*` holders. A record counts only while the other reader held
+   * it for `padMs` on both sides.
+   */
+  crossCheck(padMs: number): { compared: number; missing: number; firstMissing: { from: number; to: number; symbol: string; key: string; at: number }[] } {
+    const out = { compared: 0, missing: 0, firstMissing: [] as { from: number; to: number; symbol: string; key: string; at: number }[] };
+    const clients = this.#healthyClients;
+    for (const a of clients) {
+      for (const b of clients) {
+        if (a === b) continue;
+        for (const record of a.records) {
+          // News: `*` holders are the reference for items about what b holds; options: every reader for every other.
+          if (this.profile.main === 'news' && !a.holdsAll) continue;
+          const symbols = b.holdsAll ? ['*'] : record.symbols.filter((s) => b.wants(s));
+          if (symbols.length === 0) continue;
+          const window = b.heldWindow(symbols[0] as string);
+          if (window === undefined || record.at < window.from + padMs || record.at > window.to - padMs) continue;
+          if (this.inOutage(record.at - padMs, record.at + padMs, 0)) continue;
+          out.compared += 1;
+          if (b.has(record.key)) continue;
+          out.missing += 1;
+          if (out.firstMissing.length < 5) out.firstMissing.push({ from: a.id, to: b.id, symbol: symbols[0] as string, key: record.key, at: Math.round(record.at) });
+        }
+      }
+    }
+    return out;
   }
 
   // ---------------------------------------------------------------- plumbing
@@ -220,7 +303,7 @@ export class Population {
     return new Promise((resolve, reject) => {
       const ws = this.open('?events=1', 'json');
       ws.on('message', (data: Buffer, isBinary) => {
-        for (const m of decode(data, isBinary) ?? []) {
+        for (const m of this.#decode(data, isBinary) ?? []) {
           if (m.T === 'success' && m.msg === 'connected') request(ws, { action: 'auth', key: 'soak-events', secret: 'x' });
           else if (m.T === 'success' && m.msg === 'authenticated') resolve();
           else if (m.T === 'gateway') this.#onNotice(m);
@@ -262,7 +345,7 @@ export class Population {
         // Megabytes arrive on resume: a look at the text is enough, nothing here is decoded.
         const text = data.toString();
         if (text.includes('"msg":"connected"')) request(ws, { action: 'auth', key: 'soak-slow', secret: 'x' });
-        else if (text.includes('"msg":"authenticated"')) request(ws, { action: 'subscribe', trades: [...BUSY_SYMBOLS, ...HEALTHY_SYMBOLS, ...CHURN_ONLY] });
+        else if (text.includes('"msg":"authenticated"')) request(ws, { action: 'subscribe', trades: [...this.profile.busy, ...this.profile.healthy, ...this.profile.churnOnly] });
         else if (text.startsWith('[{"T":"subscription"')) subscribed = true;
         if (text.includes('"code":407')) saw407 = true;
       });
@@ -301,7 +384,7 @@ export class Population {
       const closed = new Promise<number>((resolve) => ws.once('close', (code) => resolve(code)));
       let authenticated = false;
       ws.on('message', (data: Buffer, isBinary) => {
-        for (const m of decode(data, isBinary) ?? []) {
+        for (const m of this.#decode(data, isBinary) ?? []) {
           if (m.T === 'success' && m.msg === 'connected') request(ws, { action: 'auth', key: 'soak-churn', secret: 'x' });
           else if (m.T === 'success' && m.msg === 'authenticated') authenticated = true;
           else if (m.T === 'subscription') this.churning.replies += 1;
@@ -315,10 +398,10 @@ export class Population {
         await this.sleep(2 + this.#o.random() * 8);
         if (!authenticated || ws.bufferedAmount > 64 * 1024) continue;
         const subscribe = held.size < 3 || this.#o.random() < 0.5;
-        const symbols = subscribe ? pickSome(this.#o.random, CHURN_SYMBOLS, 1 + Math.floor(this.#o.random() * 3)) : pickSome(this.#o.random, [...held], 1 + Math.floor(this.#o.random() * 3));
+        const symbols = subscribe ? pickSome(this.#o.random, this.#churnSymbols, 1 + Math.floor(this.#o.random() * 3)) : pickSome(this.#o.random, [...held], 1 + Math.floor(this.#o.random() * 3));
         for (const s of symbols) if (subscribe) held.add(s);
         else held.delete(s);
-        const channel = this.#o.random() < 0.7 ? 'trades' : 'quotes';
+        const channel = weighted(this.#o.random(), this.profile.churn);
         request(ws, { action: subscribe ? 'subscribe' : 'unsubscribe', [channel]: symbols });
         this.churning.requests += 1;
       }
@@ -339,11 +422,12 @@ export class Population {
       const closed = new Promise<number>((resolve) => ws.once('close', (code) => resolve(code)));
       const subscribed = new Promise<boolean>((resolve) => {
         ws.on('message', (data: Buffer, isBinary) => {
-          for (const m of decode(data, isBinary) ?? []) {
+          for (const m of this.#decode(data, isBinary) ?? []) {
             if (m.T === 'success' && m.msg === 'connected') request(ws, { action: 'auth', key: 'soak-reconnect', secret: 'x' });
             else if (m.T === 'success' && m.msg === 'authenticated') {
-              const symbols = pickSome(this.#o.random, [...HEALTHY_SYMBOLS, ...CHURN_ONLY], 1 + Math.floor(this.#o.random() * 3));
-              request(ws, { action: 'subscribe', trades: symbols, quotes: symbols.slice(0, 1) });
+              const symbols = pickSome(this.#o.random, [...this.profile.healthy, ...this.profile.churnOnly], 1 + Math.floor(this.#o.random() * 3));
+              const second = this.profile.extra[0];
+              request(ws, { action: 'subscribe', [this.profile.main]: symbols, ...(second === undefined ? {} : { [second]: symbols.slice(0, 1) }) });
             } else if (m.T === 'subscription') resolve(true);
             else if (m.T === 'error') bump(this.reconnecting.errors, String(m.code));
           }
@@ -430,7 +514,7 @@ export class Population {
       const timer = setTimeout(() => finish(settle(messages, closeCode) ?? `no verdict in ${limitMs} ms`), limitMs);
       this.#timers.add(timer);
       ws.on('message', (data: Buffer, isBinary) => {
-        messages.push(...(decode(data, isBinary) ?? [{ T: 'undecodable' }]));
+        messages.push(...(this.#decode(data, isBinary) ?? [{ T: 'undecodable' }]));
         check();
       });
       ws.once('open', () => setup(ws, messages));
@@ -485,7 +569,7 @@ export class Population {
   #subscribeBeforeAuth(): Promise<string | true> {
     return this.#hostileSocket(
       (ws) => {
-        for (let i = 0; i < 20; i++) request(ws, { action: 'subscribe', trades: HEALTHY_SYMBOLS });
+        for (let i = 0; i < 20; i++) request(ws, { action: 'subscribe', [this.profile.main]: this.profile.healthy });
       },
       (messages, code) => {
         if (code !== undefined) return `closed ${code}`;
@@ -500,16 +584,18 @@ export class Population {
 
   /** Empty and repeated requests: each gets its reply and must cost the vendor nothing. */
   #noopFlood(): Promise<string | true> {
-    const symbol = pick(this.#o.random, HEALTHY_SYMBOLS);
+    const symbol = pick(this.#o.random, this.profile.healthy);
+    const { main, absent } = this.profile;
+    const other = this.profile.extra[0] ?? main;
     const total = 1 + 300;
     return this.#hostileSocket(
       (ws) => {
         ws.once('message', () => {
           request(ws, { action: 'auth', key: 'soak-hostile', secret: 'x' });
-          request(ws, { action: 'subscribe', trades: [symbol] });
-          for (let i = 0; i < 100; i++) request(ws, { action: 'subscribe', trades: [symbol] });
+          request(ws, { action: 'subscribe', [main]: [symbol] });
+          for (let i = 0; i < 100; i++) request(ws, { action: 'subscribe', [main]: [symbol] });
           for (let i = 0; i < 100; i++) request(ws, { action: 'subscribe' });
-          for (let i = 0; i < 100; i++) request(ws, { action: 'unsubscribe', quotes: ['ZZZZ'] });
+          for (let i = 0; i < 100; i++) request(ws, { action: 'unsubscribe', [other]: [absent] });
         });
       },
       (messages, code) => {
@@ -523,12 +609,12 @@ export class Population {
   }
 
   #hugeList(count: number, expect: 'subscription' | 405): Promise<string | true> {
-    const symbols = Array.from({ length: count }, (_, i) => `X${String(i).padStart(5, '0')}`);
+    const symbols = this.profile.many(count);
     return this.#hostileSocket(
       (ws) =>
         ws.once('message', () => {
           request(ws, { action: 'auth', key: 'soak-hostile', secret: 'x' });
-          request(ws, { action: 'subscribe', trades: symbols });
+          request(ws, { action: 'subscribe', [this.profile.main]: symbols });
         }),
       (messages, code) => {
         const reply = messages.find((m) => m.T === 'subscription' || m.T === 'error');
@@ -551,12 +637,33 @@ export class Population {
   }
 }
 
+/** The channel `roll` (0 to 1) falls on, by weight. */
+function weighted(roll: number, choices: readonly (readonly [string, number])[]): string {
+  const total = choices.reduce((sum, [, w]) => sum + w, 0);
+  let at = roll * total;
+  for (const [channel, weight] of choices) {
+    if ((at -= weight) < 0) return channel;
+  }
+  return (choices.at(-1) as readonly [string, number])[0];
+}
+
 function describe(messages: Message[], code: number | undefined): string {
   const errors = messages.filter((m) => m.T === 'error').map((m) => m.code);
   return `errors [${[...new Set(errors)].join(',')}]`;
 }
 
-/** A well-behaved client: holds trades and quotes of a few symbols and checks every trade id. */
+/** What a healthy reader kept of a message another reader must have too (options trades, news items). */
+interface Kept {
+  key: string;
+  symbols: string[];
+  at: number;
+}
+
+/**
+ * A well-behaved client of one stream: holds the main channel (trades, or news) and the profile's
+ * extras for a few symbols; checks every trade id (stocks, crypto), rebuilds its order books
+ * (crypto), keeps every options trade and news item for the comparison with other readers.
+ */
 class HealthyClient {
   readonly #population: Population;
   readonly id: number;
@@ -564,12 +671,22 @@ class HealthyClient {
   /** the symbols it wants, and those the gateway says it holds */
   readonly #wanted: string[];
   #held = new Set<string>();
-  /** per held symbol: the last trade id (undefined until the first) and when it, or the hold, began */
+  /** per held symbol: when the gateway's reply first and last said it was held (undefined `to`: still held) */
+  readonly #windows = new Map<string, { from: number; to: number | undefined }>();
+  /** per held symbol: the last trade id (undefined until the first, or without ids) and when it, or the hold, began */
   readonly #last = new Map<string, { id: bigint | undefined; at: number }>();
   /** pairs already reported starved in the current silence */
   readonly #starved = new Set<string>();
+  /** crypto: the books it rebuilds */
+  readonly books = new Map<string, ReaderBook>();
+  /** options trades and news items, for `Population.crossCheck` */
+  readonly records: Kept[] = [];
+  readonly #keys = new Map<string, number>();
+  /** news: the last id of a `*` holder */
+  #lastNewsId: { id: number; at: number } | undefined;
   #ws: WebSocket | undefined;
   #resubscribePending = false;
+  readonly #replyWaiters: (() => void)[] = [];
 
   constructor(population: Population, id: number, encoding: Encoding, symbols: string[]) {
     this.#population = population;
@@ -578,12 +695,32 @@ class HealthyClient {
     this.#wanted = symbols;
   }
 
+  /** a news reader holding `*`: every item is its own */
+  get holdsAll(): boolean {
+    return this.#wanted.includes('*');
+  }
+
+  wants(symbol: string): boolean {
+    return this.#wanted.includes(symbol);
+  }
+
+  has(key: string): boolean {
+    return (this.#keys.get(key) ?? 0) > 0;
+  }
+
+  /** when the gateway said it held `symbol` (`*` for a wildcard holder) */
+  heldWindow(symbol: string): { from: number; to: number } | undefined {
+    const window = this.#windows.get(this.holdsAll ? '*' : symbol);
+    return window === undefined ? undefined : { from: window.from, to: window.to ?? now() };
+  }
+
   connect(): Promise<void> {
     return new Promise((resolve, reject) => {
       const ws = this.#population.open('', this.#encoding);
       this.#ws = ws;
+      const profile = this.#population.profile;
       ws.on('message', (data: Buffer, isBinary) => {
-        const messages = decode(data, isBinary);
+        const messages = decode(data, isBinary, profile.kind);
         if (messages === undefined) {
           this.#population.healthy.undecodableFrames += 1;
           return;
@@ -592,8 +729,11 @@ class HealthyClient {
           if (m.T === 't') this.#onTrade(m, m.i);
           else if (m.T === 'c') this.#onTrade(m, m.ci); // a correction's new trade takes the next id
           else if (m.T === 'q') this.#population.healthy.messages += 1;
+          else if (m.T === 'o') this.#onBook(m);
+          else if (m.T === 'n') this.#onNews(m);
           else if (m.T === 'subscription') {
             this.#onSubscription(m);
+            this.#replyWaiters.shift()?.();
             resolve();
           } else if (m.T === 'success' && m.msg === 'connected') request(ws, { action: 'auth', key: `soak-healthy-${this.id}`, secret: 'x' });
           else if (m.T === 'success' && m.msg === 'authenticated') this.#subscribe();
@@ -613,7 +753,27 @@ class HealthyClient {
   #lastError: number | undefined;
 
   #subscribe(): void {
-    if (this.#ws !== undefined) request(this.#ws, { action: 'subscribe', trades: this.#wanted, quotes: this.#wanted });
+    const { main, extra, books } = this.#population.profile;
+    const body: Record<string, unknown> = { action: 'subscribe', [main]: this.#wanted };
+    for (const channel of extra) body[channel] = channel === 'orderbooks' && books ? this.#wanted.slice(0, 2) : this.#wanted;
+    if (this.#ws !== undefined) request(this.#ws, body);
+  }
+
+  /** The same set again (a no-op): resolves true on its reply, false after `timeoutMs`. */
+  barrier(timeoutMs: number): Promise<boolean> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        const at = this.#replyWaiters.indexOf(done);
+        if (at >= 0) this.#replyWaiters.splice(at, 1);
+        resolve(false);
+      }, timeoutMs);
+      const done = (): void => {
+        clearTimeout(timer);
+        resolve(true);
+      };
+      this.#replyWaiters.push(done);
+      this.#subscribe();
+    });
   }
 
   #onTrade(m: Message, tradeId: unknown): void {
@@ -621,12 +781,19 @@ class HealthyClient {
     const healthy = this.#population.healthy;
     healthy.messages += 1;
     if (!this.#held.has(symbol)) return;
+    const t = now();
+    this.#starved.delete(symbol);
+    if (!this.#population.profile.tradeIds) {
+      // Options trades carry no id: kept whole, for the comparison with the other readers.
+      this.#last.set(symbol, { id: undefined, at: t });
+      this.#population.options.trades += 1;
+      this.#keep(`${symbol}|${String(m.t)}|${String(m.p)}|${String(m.s)}|${String(m.x)}|${String(m.c)}`, [symbol], t);
+      return;
+    }
     healthy.tradesChecked += 1n;
     const id = BigInt(tradeId as number | bigint);
-    const t = now();
     const last = this.#last.get(symbol);
     this.#last.set(symbol, { id, at: t });
-    this.#starved.delete(symbol);
     if (last === undefined || last.id === undefined || id === last.id + 1n) return;
     if (id <= last.id) {
       healthy.outOfOrder += 1;
@@ -635,21 +802,67 @@ class HealthyClient {
     this.#population.recordGap({ client: this.id, symbol, afterId: last.id.toString(), missing: (id - last.id - 1n).toString(), lastAt: last.at, seenAt: t });
   }
 
+  #onBook(m: Message): void {
+    this.#population.healthy.messages += 1;
+    const symbol = m.S as string;
+    let book = this.books.get(symbol);
+    if (book === undefined) this.books.set(symbol, (book = new ReaderBook()));
+    book.apply(m, now());
+  }
+
+  /** An item once per holder: a repeated id is a duplicate; a `*` holder's ids run in sequence over the wire. */
+  #onNews(m: Message): void {
+    const population = this.#population;
+    population.healthy.messages += 1;
+    population.news.items += 1;
+    const id = Number(m.id);
+    const t = now();
+    const key = String(id);
+    if (this.has(key)) {
+      population.news.duplicates += 1;
+      if (population.news.duplicateEvents.length < 20) population.news.duplicateEvents.push({ client: this.id, id });
+    }
+    this.#keep(key, Array.isArray(m.symbols) ? (m.symbols as string[]) : [], t);
+    if (!this.holdsAll) return;
+    const last = this.#lastNewsId;
+    this.#lastNewsId = { id, at: t };
+    if (last === undefined || id === last.id + 1 || id <= last.id) {
+      if (last !== undefined && id <= last.id) population.healthy.outOfOrder += 1;
+      return;
+    }
+    population.news.idGaps += 1;
+    population.recordGap({ client: this.id, symbol: '*', afterId: String(last.id), missing: String(id - last.id - 1), lastAt: last.at, seenAt: t });
+  }
+
+  #keep(key: string, symbols: string[], at: number): void {
+    this.#keys.set(key, (this.#keys.get(key) ?? 0) + 1);
+    this.records.push({ key, symbols, at });
+  }
+
   /** The gateway's view of this client's set: a pair it dropped unasked is a loss; ask again later. */
   #onSubscription(m: Message): void {
-    const trades = new Set(Array.isArray(m.trades) ? (m.trades as string[]) : []);
-    const lost = [...this.#held].filter((s) => !trades.has(s));
+    const main = this.#population.profile.main;
+    const listed = new Set(Array.isArray(m[main]) ? (m[main] as string[]) : []);
+    const t = now();
+    const lost = [...this.#held].filter((s) => !listed.has(s));
     for (const s of lost) {
       // Not held means no continuity is owed: the id run starts over when it is held again.
       this.#last.delete(s);
       this.#starved.delete(s);
+      const window = this.#windows.get(s);
+      if (window !== undefined) window.to = t;
     }
-    for (const s of trades) if (!this.#held.has(s)) this.#last.set(s, { id: undefined, at: now() });
-    this.#held = trades;
+    for (const s of listed) {
+      if (this.#held.has(s)) continue;
+      this.#last.set(s, { id: undefined, at: t });
+      // A new hold: what another reader got before it is not owed (the comparison starts here).
+      this.#windows.set(s, { from: t, to: undefined });
+    }
+    this.#held = listed;
     if (lost.length === 0) return;
     const healthy = this.#population.healthy;
     healthy.pairsLost += lost.length;
-    if (healthy.pairsLostEvents.length < 200) healthy.pairsLostEvents.push({ client: this.id, at: now(), code: this.#lastError, lost });
+    if (healthy.pairsLostEvents.length < 200) healthy.pairsLostEvents.push({ client: this.id, at: t, code: this.#lastError, lost });
     if (this.#resubscribePending) return;
     this.#resubscribePending = true;
     // An application that was told its subscription is gone asks again, a little later.

@@ -24,6 +24,7 @@ commands:
              --seed S   random seed (default 42)
              --key K --secret S   accept only this key pair (default: any)
              --max-buffer-mb M    unsent MiB per connection before 407 (default 16)
+             --news-interval-ms N one news item every N ms while anyone holds news (default 5000)
   tail       print the live stream of a gateway
              --url U      the gateway's base (default ws://127.0.0.1:8080), or a full stream URL
                           (ws://127.0.0.1:8080/v2/iex) that names the stream itself
@@ -93,6 +94,7 @@ async function simulate(args: string[]): Promise<void> {
       key: { type: 'string' },
       secret: { type: 'string' },
       'max-buffer-mb': { type: 'string' },
+      'news-interval-ms': { type: 'string' },
     },
   });
   if ((values.key === undefined) !== (values.secret === undefined)) usageError('--key and --secret go together');
@@ -105,6 +107,7 @@ async function simulate(args: string[]): Promise<void> {
     seed: integerOption('seed', values.seed, 42, 0, 2 ** 32 - 1),
     credentials: values.key === undefined ? undefined : [{ key: values.key, secret: values.secret as string }],
     maxBufferBytes: integerOption('max-buffer-mb', values['max-buffer-mb'], 16, 1, 65536) * 1048576,
+    newsIntervalMs: integerOption('news-interval-ms', values['news-interval-ms'], 5000, 10, 86_400_000),
     logger,
   });
   await simulator.start();

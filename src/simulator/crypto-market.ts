@@ -143,6 +143,16 @@ export class CryptoMarket implements StreamMarket {
     });
   }
 
+  /** Every book built so far, levels best first, as `snapshots` would send them now. */
+  books(): Record<string, { b: { p: number; s: number }[]; a: { p: number; s: number }[] }> {
+    const out: Record<string, { b: { p: number; s: number }[]; a: { p: number; s: number }[] }> = {};
+    for (const [symbol, state] of this.#pairs) {
+      if (state.bids === undefined || state.asks === undefined) continue;
+      out[symbol] = { b: levels(state.bids, state.tick, 'desc'), a: levels(state.asks, state.tick, 'asc') };
+    }
+    return out;
+  }
+
   #book(symbol: string): { bids: Map<number, number>; asks: Map<number, number>; tick: number } {
     const state = this.#state(symbol);
     if (state.bids === undefined || state.asks === undefined) {

@@ -117,6 +117,49 @@ export interface SimulatorStats {
   maxSubscriptionFramesPerSecond: number;
 }
 
+/** One stream path's share of the figures, for a harness that judges every link on its own. */
+export interface StreamStats {
+  connectionsNow: number;
+  authenticatedNow: number;
+  /** most authenticated connections one key held on this path at once */
+  maxConcurrentPerKey: number;
+  subscriptionFrames: number;
+  maxSubscriptionFramesPerSecond: number;
+  /** the market rate of the path's kind (every path of a kind shares its market) */
+  rate: number;
+  stalled: boolean;
+}
+
+/** An order book as the vendor holds it now: levels best first, as a reset carries them. */
+export interface BookLevels {
+  b: { p: number; s: number }[];
+  a: { p: number; s: number }[];
+}
+
+/** Counts frames and the most of them within any 1-second window of the clock. */
+class FrameRate {
+  count = 0;
+  max = 0;
+  /** arrival times (clock ms) of the frames of the last second, oldest first from `#head` */
+  #times: number[] = [];
+  #head = 0;
+
+  add(now: number): void {
+    this.count += 1;
+    const times = this.#times;
+    times.push(now);
+    while (this.#head < times.length && (times[this.#head] as number) <= now - 1000) this.#head += 1;
+    this.max = Math.max(this.max, times.length - this.#head);
+    // Compact now and then so the array holds about one second of arrivals.
+    if (this.#head > 1024 && this.#head * 2 > times.length) {
+      this.#times = times.slice(this.#head);
+      this.#head = 0;
+    }
+  }
+}
+
+type InjectedErrors = { auth: number[]; subscribe: number[] };
+
 /**
  * Events: `session` (SessionInfo) when a connection opens, `authenticated`, `subscription`
  * ({ session, action, bytes }), `slow-client` (SessionInfo) when one is judged slow, `closed`.
@@ -140,10 +183,17 @@ export class VendorSimulator extends EventEmitter {
     subscriptionFrames: 0,
     maxSubscriptionFramesPerSecond: 0,
   };
-  /** arrival times (clock ms) of the subscription frames of the last second, oldest first from `#frameHead` */
-  #frameTimes: number[] = [];
-  #frameHead = 0;
-  readonly #injected: { auth: number[]; subscribe: number[] } = { auth: [], subscribe: [] };
+  readonly #frames = new FrameRate();
+  /** per stream path: its subscription frames and the most per key at once */
+  readonly #pathFrames = new Map<string, FrameRate>();
+  readonly #pathMaxPerKey = new Map<string, number>();
+  /** errors for the next auths or subscription requests: of any path, and of one path (taken first) */
+  readonly #injected: InjectedErrors = { auth: [], subscribe: [] };
+  readonly #injectedOn = new Map<string, InjectedErrors>();
+  /** per kind: a rate set for that kind alone (`setRate(rate, path)`) */
+  readonly #kindRates = new Map<StreamKind, number>();
+  /** per stream path: stalled until this clock time */
+  readonly #pathStalledUntil = new Map<string, number>();
   #server: Server | undefined;
   #wss: WebSocketServer | undefined;
   #rate: number;
@@ -276,10 +326,20 @@ export class VendorSimulator extends EventEmitter {
 
   // ---- fault controls ----
 
-  /** Sets the market's message rate (per second, all symbols). */
-  setRate(rate: number): void {
+  /**
+   * Sets the markets' message rate (per second, all symbols); with `path`, only the rate of that
+   * path's kind (every path of the kind shares one market), which then keeps it.
+   * @throws TickmuxError ERR_UNKNOWN_STREAM for an unknown path
+   */
+  setRate(rate: number, path?: string): void {
     if (!Number.isFinite(rate) || rate < 0) throw new RangeError('rate must be a finite number >= 0');
-    this.#rate = rate;
+    if (path === undefined) this.#rate = rate;
+    else this.#kindRates.set(streamKindOf(streamPath(path)) as StreamKind, rate);
+  }
+
+  /** The rate of a stream kind's market: its own when set, else the common one. */
+  #rateOf(kind: StreamKind): number {
+    return this.#kindRates.get(kind) ?? this.#rate;
   }
 
   /**
@@ -295,28 +355,56 @@ export class VendorSimulator extends EventEmitter {
     }
   }
 
-  /** Stops sending data and answering pings or requests for `ms` (a connected but mute vendor). */
-  stall(ms: number): void {
-    this.#stalledUntil = this.#clock.now() + ms;
+  /**
+   * Stops sending data and answering pings or requests for `ms` (a connected but mute vendor): on
+   * every path, or on the stream `path` alone.
+   */
+  stall(ms: number, path?: string): void {
+    if (path === undefined) this.#stalledUntil = this.#clock.now() + ms;
+    else this.#pathStalledUntil.set(streamPath(path), this.#clock.now() + ms);
   }
 
-  /** Ends a stall early. */
+  /** Ends every stall early. */
   resume(): void {
     this.#stalledUntil = 0;
+    this.#pathStalledUntil.clear();
   }
 
+  /** Whether every path is stalled (a stall of one path alone: `isStalled(path)`). */
   get stalled(): boolean {
     return this.#clock.now() < this.#stalledUntil;
   }
 
-  /** The next `times` auth attempts are answered with `code` (402, 406, 409, 500…). */
-  rejectAuth(code = 402, times = 1): void {
-    for (let i = 0; i < times; i++) this.#injected.auth.push(code);
+  /** Whether the stream `path` answers nothing now: every path stalled, or this one. */
+  isStalled(path: string): boolean {
+    return this.#stalledOn(streamPath(path));
   }
 
-  /** The next `times` subscribe/unsubscribe requests are answered with `code` (405, 409, 410, 500…). */
-  rejectSubscribe(code: number, times = 1): void {
-    for (let i = 0; i < times; i++) this.#injected.subscribe.push(code);
+  /** `isStalled` of a path as sessions spell it (exact, no lookup): on the per-tick fan-out path. */
+  #stalledOn(path: string): boolean {
+    if (this.stalled) return true;
+    const until = this.#pathStalledUntil.get(path);
+    return until !== undefined && this.#clock.now() < until;
+  }
+
+  /** The next `times` auth attempts (on the stream `path` alone, when given) are answered with `code` (402, 406, 409, 500…). */
+  rejectAuth(code = 402, times = 1, path?: string): void {
+    const queue = this.#injectedQueue(path).auth;
+    for (let i = 0; i < times; i++) queue.push(code);
+  }
+
+  /** The next `times` subscribe/unsubscribe requests (on the stream `path` alone, when given) are answered with `code` (405, 409, 410, 500…). */
+  rejectSubscribe(code: number, times = 1, path?: string): void {
+    const queue = this.#injectedQueue(path).subscribe;
+    for (let i = 0; i < times; i++) queue.push(code);
+  }
+
+  #injectedQueue(path: string | undefined): InjectedErrors {
+    if (path === undefined) return this.#injected;
+    const exact = streamPath(path);
+    let queue = this.#injectedOn.get(exact);
+    if (queue === undefined) this.#injectedOn.set(exact, (queue = { auth: [], subscribe: [] }));
+    return queue;
   }
 
   /** Acknowledges unsubscribes from now on but keeps the pairs (until called with false). */
@@ -333,17 +421,52 @@ export class VendorSimulator extends EventEmitter {
   clearFaults(): void {
     this.#injected.auth.length = 0;
     this.#injected.subscribe.length = 0;
+    this.#injectedOn.clear();
     this.#stalledUntil = 0;
+    this.#pathStalledUntil.clear();
     this.#refuseStatus = undefined;
     this.#keepOnUnsubscribe = false;
   }
 
-  /** Sends a malformed frame to every authenticated connection. */
-  sendMalformed(kind: MalformedKind): void {
+  /** Sends a malformed frame to every authenticated connection (of the stream `path` alone, when given); returns how many got it. */
+  sendMalformed(kind: MalformedKind, path?: string): number {
+    const exact = path === undefined ? undefined : streamPath(path);
+    let sent = 0;
     for (const session of this.#sessions) {
-      if (!session.authenticated) continue;
+      if (!session.authenticated || (exact !== undefined && session.path !== exact)) continue;
       session.sendRaw(malformedFrame(kind, session.encoding));
+      sent += 1;
     }
+    return sent;
+  }
+
+  /** Per stream path served: sessions now, the most per key at once, subscription frames, rate. */
+  streamStats(): Record<string, StreamStats> {
+    const out: Record<string, StreamStats> = {};
+    for (const path of this.#options.paths) {
+      const sessions = [...this.#sessions].filter((s) => s.path === path);
+      const frames = this.#pathFrames.get(path);
+      out[path] = {
+        connectionsNow: sessions.length,
+        authenticatedNow: sessions.filter((s) => s.authenticated).length,
+        maxConcurrentPerKey: this.#pathMaxPerKey.get(path) ?? 0,
+        subscriptionFrames: frames?.count ?? 0,
+        maxSubscriptionFramesPerSecond: frames?.max ?? 0,
+        rate: this.#rateOf(streamKindOf(path) as StreamKind),
+        stalled: this.isStalled(path),
+      };
+    }
+    return out;
+  }
+
+  /**
+   * The order books of a stream's market as they are now, by symbol: every book it has built
+   * (what a fresh subscription's reset would carry). Empty for a kind without books.
+   * @throws TickmuxError ERR_UNKNOWN_STREAM for an unknown path
+   */
+  books(path: string): Record<string, BookLevels> {
+    const kind = streamKindOf(streamPath(path)) as StreamKind;
+    return this.#markets.get(kind)?.market.books?.() ?? {};
   }
 
   /**
@@ -370,12 +493,13 @@ export class VendorSimulator extends EventEmitter {
         return found !== undefined && found.secret === secret ? (found.plan ?? {}) : undefined;
       },
       planFor: (key) => this.#credentials?.get(key)?.plan ?? {},
-      takeInjectedError: (on) => this.#injected[on].shift(),
+      takeInjectedError: (on, path) => this.#injectedOn.get(path)?.[on].shift() ?? this.#injected[on].shift(),
       isKeyInUse: (key, path, except) => [...this.#sessions].some((s) => s !== except && s.authenticated && s.key === key && s.path === path),
       onAuthenticated: (session) => {
         this.#stats.authentications += 1;
         const concurrent = [...this.#sessions].filter((s) => s.authenticated && s.key === session.key && s.path === session.path).length;
         this.#stats.maxConcurrentPerKey = Math.max(this.#stats.maxConcurrentPerKey, concurrent);
+        this.#pathMaxPerKey.set(session.path, Math.max(this.#pathMaxPerKey.get(session.path) ?? 0, concurrent));
         this.emit('authenticated', this.#info(session));
       },
       onSubscriptionChange: (session, action, bytes, added) => {
@@ -390,9 +514,7 @@ export class VendorSimulator extends EventEmitter {
         this.#sessions.delete(session);
         this.emit('closed', this.#info(session));
       },
-      get stalled() {
-        return simulator.stalled;
-      },
+      isStalled: (path) => simulator.#stalledOn(path),
       get keepOnUnsubscribe() {
         return simulator.#keepOnUnsubscribe;
       },
@@ -438,29 +560,25 @@ export class VendorSimulator extends EventEmitter {
       });
       this.#sessions.add(session);
       this.#stats.connections += 1;
-      ws.on('message', (data, isBinary) => this.#countSubscriptionFrame(data as Buffer, isBinary));
+      ws.on('message', (data, isBinary) => this.#countSubscriptionFrame(path, data as Buffer, isBinary));
       session.open(headerKey, headerSecret);
       this.emit('session', this.#info(session));
     });
   }
 
-  /** Counts a client frame that is a subscribe or unsubscribe, and the busiest 1-second window. */
-  #countSubscriptionFrame(data: Buffer, isBinary: boolean): void {
+  /** Counts a client frame that is a subscribe or unsubscribe, and the busiest 1-second window, in all and on its path. */
+  #countSubscriptionFrame(path: string, data: Buffer, isBinary: boolean): void {
     // Cheap pre-check: only frames that mention "subscribe" (JSON or msgpack string) are parsed.
     if (data.length < 9 || !data.includes('subscribe')) return;
     const request = parseClientRequest(data, isBinary);
     if (request.action !== 'subscribe' && request.action !== 'unsubscribe') return;
     const now = this.#clock.now();
-    this.#stats.subscriptionFrames += 1;
-    const times = this.#frameTimes;
-    times.push(now);
-    while (this.#frameHead < times.length && (times[this.#frameHead] as number) <= now - 1000) this.#frameHead += 1;
-    this.#stats.maxSubscriptionFramesPerSecond = Math.max(this.#stats.maxSubscriptionFramesPerSecond, times.length - this.#frameHead);
-    // Compact now and then so the array holds about one second of arrivals.
-    if (this.#frameHead > 1024 && this.#frameHead * 2 > times.length) {
-      this.#frameTimes = times.slice(this.#frameHead);
-      this.#frameHead = 0;
-    }
+    this.#frames.add(now);
+    this.#stats.subscriptionFrames = this.#frames.count;
+    this.#stats.maxSubscriptionFramesPerSecond = this.#frames.max;
+    let frames = this.#pathFrames.get(path);
+    if (frames === undefined) this.#pathFrames.set(path, (frames = new FrameRate()));
+    frames.add(now);
   }
 
   /** A tiny control surface for the simulator as a process (benchmarks, soak runs, manual fault drills). */
@@ -473,14 +591,28 @@ export class VendorSimulator extends EventEmitter {
       reply(200, { status: 'ok', connections: this.#sessions.size, rate: this.#rate, stalled: this.stalled });
       return;
     }
+    // `?path=` names one stream path served: the stats, books or fault of that path alone.
+    const pathParam = url.searchParams.get('path') ?? undefined;
+    const path = pathParam === undefined ? undefined : servedPath(pathParam, this.#options.paths);
+    if (path === null) {
+      reply(400, { error: 'path must be a stream path served', paths: this.#options.paths });
+      return;
+    }
     if (req.method === 'GET' && url.pathname === '/stats') {
-      reply(200, { ...this.#stats, connectionsNow: this.#sessions.size, authenticatedNow: this.authenticatedCount(), rate: this.#rate, stalled: this.stalled });
+      const streams = this.streamStats();
+      reply(200, { ...this.#stats, connectionsNow: this.#sessions.size, authenticatedNow: this.authenticatedCount(), rate: this.#rate, stalled: this.stalled, streams });
+      return;
+    }
+    if (req.method === 'GET' && url.pathname === '/books') {
+      if (path === undefined) return reply(400, { error: 'path is required', paths: this.#options.paths });
+      reply(200, { path, books: this.books(path) });
       return;
     }
     if (req.method !== 'POST' || !url.pathname.startsWith('/control/')) {
       reply(404, { error: 'not found' });
       return;
     }
+    const on = path === undefined ? {} : { path };
     const value = Number(url.searchParams.get('value') ?? url.searchParams.get('ms') ?? NaN);
     const code = Number(url.searchParams.get('code') ?? NaN);
     const times = Number(url.searchParams.get('times') ?? 1);
@@ -489,31 +621,31 @@ export class VendorSimulator extends EventEmitter {
     switch (url.pathname) {
       case '/control/rate':
         if (!Number.isFinite(value) || value < 0) return reply(400, { error: 'value must be a number >= 0' });
-        this.setRate(value);
-        return reply(200, { rate: this.#rate });
+        this.setRate(value, path);
+        return reply(200, { rate: path === undefined ? this.#rate : value, ...on });
       case '/control/drop':
-        this.dropAll({ terminate: url.searchParams.get('terminate') === '1' });
-        return reply(200, { dropped: true });
+        this.dropAll({ terminate: url.searchParams.get('terminate') === '1', path });
+        return reply(200, { dropped: true, ...on });
       case '/control/stall':
         if (!Number.isFinite(value) || value < 0) return reply(400, { error: 'ms must be a number >= 0' });
-        this.stall(value);
-        return reply(200, { stalledMs: value });
+        this.stall(value, path);
+        return reply(200, { stalledMs: value, ...on });
       case '/control/resume':
         this.resume();
         return reply(200, { stalled: false });
       case '/control/reject-subscribe':
         if (badCode || badTimes) return reply(400, { error: 'code must be an integer from 100 to 999 and times from 1 to 10000' });
-        this.rejectSubscribe(code, times);
-        return reply(200, { rejectSubscribe: code, times });
+        this.rejectSubscribe(code, times, path);
+        return reply(200, { rejectSubscribe: code, times, ...on });
       case '/control/reject-auth':
         if (badCode || badTimes) return reply(400, { error: 'code must be an integer from 100 to 999 and times from 1 to 10000' });
-        this.rejectAuth(code, times);
-        return reply(200, { rejectAuth: code, times });
+        this.rejectAuth(code, times, path);
+        return reply(200, { rejectAuth: code, times, ...on });
       case '/control/malformed': {
         const kind = url.searchParams.get('kind') ?? 'garbage';
         if (!(MALFORMED_KINDS as readonly string[]).includes(kind)) return reply(400, { error: `kind must be one of ${MALFORMED_KINDS.join(', ')}` });
-        this.sendMalformed(kind as MalformedKind);
-        return reply(200, { malformed: kind, sessions: this.authenticatedCount() });
+        const sessions = this.sendMalformed(kind as MalformedKind, path);
+        return reply(200, { malformed: kind, sessions, ...on });
       }
       case '/control/clear':
         this.clearFaults();
@@ -543,7 +675,7 @@ export class VendorSimulator extends EventEmitter {
     this.#lastFlow = now;
     const t = timestampNow(this.#clock);
     for (const [kind, entry] of this.#markets) {
-      entry.budget += (this.#rate * elapsedMs) / 1000;
+      entry.budget += (this.#rateOf(kind) * elapsedMs) / 1000;
       const count = Math.floor(entry.budget);
       entry.budget -= count;
       const held = this.#heldSymbols(kind, entry.market.universe);
@@ -552,15 +684,18 @@ export class VendorSimulator extends EventEmitter {
       if (barsDue) messages.push(...(entry.market.bars?.(held, t) ?? []));
       if (statusesDue) messages.push(...(entry.market.statuses?.(held, t) ?? []));
       if (newsDue) messages.push(...(entry.market.news?.(held, t) ?? []));
-      if (messages.length > 0) this.#fanOut(kind, messages);
+      if (messages.length > 0) this.#fanOut(kind, messages, undefined, true);
     }
   }
 
-  /** The symbols authenticated connections of `kind` hold per channel; `*` brings in the universe. */
+  /**
+   * The symbols authenticated connections of `kind` hold per channel; `*` brings in the universe.
+   * A stalled path's sessions hold nothing meanwhile: a mute vendor generates nothing for them.
+   */
   #heldSymbols(kind: StreamKind, universe: readonly string[]): ChannelSet {
     const held = new ChannelSet();
     for (const session of this.#sessions) {
-      if (!session.authenticated || session.kind !== kind) continue;
+      if (!session.authenticated || session.kind !== kind || this.#stalledOn(session.path)) continue;
       for (const [channel, symbol] of session.held()) addExpanded(held, channel, symbol, universe);
     }
     return held;
@@ -579,12 +714,15 @@ export class VendorSimulator extends EventEmitter {
     session.sendData(encodeUnits(messages, 'msgpack', session.kind), this.#options.batchSize);
   }
 
-  /** Sends `messages` of `kind` to the sessions of that kind (on `path` only, when given) that want each. */
-  #fanOut(kind: StreamKind, messages: readonly MarketMessage[], path?: string): void {
+  /**
+   * Sends `messages` of `kind` to the sessions of that kind (on `path` only, when given) that want
+   * each; the market's own flow (`generated`) skips a stalled path, as `publish` never did.
+   */
+  #fanOut(kind: StreamKind, messages: readonly MarketMessage[], path?: string, generated = false): void {
     const units = encodeUnits(messages, 'msgpack', kind);
     const routes = units.map((unit) => unit.symbols); // once per message, not per session
     for (const session of this.#sessions) {
-      if (session.kind !== kind || (path !== undefined && session.path !== path)) continue;
+      if (session.kind !== kind || (path !== undefined && session.path !== path) || (generated && this.#stalledOn(session.path))) continue;
       const wanted = units.filter((u, i) => session.wants(u.type, routes[i] as readonly string[]));
       if (wanted.length === 0) continue;
       this.#stats.messagesSent += wanted.length;
@@ -608,6 +746,17 @@ function streamPath(stream: string): string {
   const path = stream.startsWith('/') ? stream.slice(1) : stream;
   if (streamKindOf(path) === undefined) throw new TickmuxError('ERR_UNKNOWN_STREAM', `unknown stream ${JSON.stringify(stream)}; known paths: ${STREAM_PATHS.join(', ')}`);
   return path;
+}
+
+/** A `?path=` of the control surface as a served path; null when it is unknown or not served. */
+function servedPath(value: string, served: readonly string[]): string | null {
+  try {
+    const path = streamPath(value);
+    return served.includes(path) ? path : null;
+  } catch (err) {
+    if (err instanceof TickmuxError) return null;
+    throw err;
+  }
 }
 
 /** The paths a simulator serves: `paths`, else the stock `feeds`, else every known path. */

@@ -26,6 +26,8 @@ export interface StreamMarket {
   news?(held: ChannelSet, t: Timestamp): MarketMessage[];
   /** what a session gets right after the reply that added `added` (no `*` in it), before any other data */
   snapshots?(added: ChannelSet, t: Timestamp): MarketMessage[];
+  /** every order book built so far, as a reset would carry it now (kinds with books) */
+  books?(): Record<string, { b: { p: number; s: number }[]; a: { p: number; s: number }[] }>;
 }
 
 /** Rounds to `digits` decimals (prices in cents, sizes in satoshi-like steps). */

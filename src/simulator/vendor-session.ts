@@ -29,7 +29,7 @@ export interface VendorContext {
   checkCredentials(key: string, secret: string): SimulatedPlan | undefined;
   planFor(key: string): SimulatedPlan;
   /** an error code to answer the next auth or subscribe with, consumed when returned */
-  takeInjectedError(on: 'auth' | 'subscribe'): number | undefined;
+  takeInjectedError(on: 'auth' | 'subscribe', path: string): number | undefined;
   /** whether another authenticated session holds this key on this stream path */
   isKeyInUse(key: string, path: string, except: VendorSession): boolean;
   onAuthenticated(session: VendorSession): void;
@@ -37,8 +37,8 @@ export interface VendorContext {
   onSubscriptionChange(session: VendorSession, action: 'subscribe' | 'unsubscribe', frameBytes: number, added: ChannelSet): void;
   onClosed(session: VendorSession): void;
   onSlowClient(session: VendorSession): void;
-  /** whether the vendor is stalled (answers nothing) */
-  readonly stalled: boolean;
+  /** whether the vendor is stalled on this stream path (answers nothing) */
+  isStalled(path: string): boolean;
   /** whether unsubscribes are acknowledged but the pairs kept (a vendor quirk a link must survive) */
   readonly keepOnUnsubscribe: boolean;
 }
@@ -95,7 +95,7 @@ export class VendorSession {
     const socket = this.#socket;
     socket.on('message', (data, isBinary) => this.#onMessage(data as Buffer, isBinary));
     socket.on('ping', (data) => {
-      if (!this.#context.stalled) socket.pong(data);
+      if (!this.#context.isStalled(this.path)) socket.pong(data);
     });
     socket.on('close', (code) => {
       this.closeCode = code;
@@ -196,7 +196,7 @@ export class VendorSession {
 
   #onMessage(data: Buffer, isBinary: boolean): void {
     this.inboundSizes.push(data.length);
-    if (this.#context.stalled || this.#closing) return;
+    if (this.#context.isStalled(this.path) || this.#closing) return;
     if (data.length > this.#limits.maxPayloadBytes) {
       this.sendError(400);
       this.close(1009);
@@ -226,7 +226,7 @@ export class VendorSession {
       this.sendError(400);
       return;
     }
-    const injected = this.#context.takeInjectedError('auth');
+    const injected = this.#context.takeInjectedError('auth', this.path);
     if (injected !== undefined) {
       this.#fail(injected);
       return;
@@ -267,7 +267,7 @@ export class VendorSession {
       this.sendError(409);
       return;
     }
-    const injected = this.#context.takeInjectedError('subscribe');
+    const injected = this.#context.takeInjectedError('subscribe', this.path);
     if (injected !== undefined) {
       this.sendError(injected);
       return;

@@ -129,3 +129,101 @@ t.test('the subscription frame rate is the busiest 1-second window by the simula
   await burst(2);
   t.match(sim.stats, { subscriptionFrames: 12, maxSubscriptionFramesPerSecond: 6 }, 'msgpack frames count the same way');
 });
+
+const CRYPTO = 'v1beta3/crypto/us';
+
+async function get(sim: VendorSimulator, path: string): Promise<{ status: number; body: Record<string, unknown> }> {
+  const res = await fetch(`${controlBase(sim)}${path}`);
+  return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+}
+
+t.test('the controls with ?path= act on that stream path alone; an unknown or unserved path is 400', async (t) => {
+  const sim = await startSimulator(t);
+  const stocks = await connect(t, sim.url('iex'));
+  await stocks.auth();
+  const crypto = await connect(t, sim.url(CRYPTO));
+  await crypto.auth();
+  t.same(await post(sim, `/control/reject-subscribe?code=500&path=${CRYPTO}`), { status: 200, body: { rejectSubscribe: 500, times: 1, path: CRYPTO } });
+  t.match(await stocks.request({ action: 'subscribe', trades: ['AAPL'] }), { T: 'subscription' }, 'another path does not take the error');
+  t.same(await crypto.request({ action: 'subscribe', trades: ['BTC/USD'] }), { T: 'error', code: 500, msg: 'internal error' }, 'the named path does');
+  t.same(await post(sim, '/control/malformed?kind=unknown-type&path=iex'), { status: 200, body: { malformed: 'unknown-type', sessions: 1, path: 'v2/iex' } }, 'a stock feed name is its path');
+  await stocks.waitFor((m) => m.T === 'zz', 'the unknown type on stocks');
+
+  t.same(await post(sim, `/control/stall?ms=60000&path=${CRYPTO}`), { status: 200, body: { stalledMs: 60000, path: CRYPTO } });
+  t.ok(sim.isStalled(CRYPTO), 'the path is stalled');
+  t.notOk(sim.isStalled('iex'), 'another path is not');
+  t.notOk(sim.stalled, 'not every path is');
+  t.match(await stocks.request({ action: 'subscribe', quotes: ['AAPL'] }), { T: 'subscription' }, 'stocks still answer');
+  await post(sim, '/control/resume');
+  t.notOk(sim.isStalled(CRYPTO), 'resume ends a path’s stall too');
+
+  await post(sim, `/control/reject-auth?code=406&path=${CRYPTO}`);
+  const other = await connect(t, sim.url('iex'));
+  t.same(await other.auth('k2', 's'), { T: 'success', msg: 'authenticated' }, 'an auth on another path is not refused');
+  const refused = await connect(t, sim.url(CRYPTO));
+  t.same(await refused.auth('k2', 's'), { T: 'error', code: 406, msg: 'connection limit exceeded' }, 'an auth on the path is');
+
+  t.same(await post(sim, `/control/drop?path=${CRYPTO}`), { status: 200, body: { dropped: true, path: CRYPTO } });
+  t.equal(await crypto.closed, 1011, 'the path’s sessions are dropped');
+  t.equal(stocks.closeCode, undefined, 'the other path’s are not');
+
+  for (const bad of ['v9/nothing', 'v1beta3/crypto/xx']) t.equal((await post(sim, `/control/drop?path=${bad}`)).status, 400, `unknown: ${bad}`);
+  const narrow = await startSimulator(t, { paths: ['v2/iex'] });
+  t.equal((await post(narrow, `/control/stall?ms=10&path=${CRYPTO}`)).status, 400, 'a path not served');
+  t.equal((await get(narrow, `/books?path=${CRYPTO}`)).status, 400, 'books of a path not served');
+});
+
+t.test('GET /stats names each path: sessions now, the most per key at once, its subscription frames and rate', async (t) => {
+  const sim = await startSimulator(t);
+  const stocks = await connect(t, sim.url('iex'));
+  await stocks.auth('k', 's');
+  const crypto = await connect(t, sim.url(CRYPTO));
+  await crypto.auth('k', 's');
+  for (let i = 0; i < 3; i++) await crypto.request({ action: i % 2 === 0 ? 'subscribe' : 'unsubscribe', trades: ['BTC/USD'] });
+  await stocks.request({ action: 'subscribe', trades: ['AAPL'] });
+  await post(sim, `/control/rate?value=250&path=${CRYPTO}`);
+  const { body } = await get(sim, '/stats');
+  t.match(body, { authenticatedNow: 2, maxConcurrentPerKey: 1, subscriptionFrames: 4, rate: 0 }, 'the totals as before');
+  const streams = body.streams as Record<string, Record<string, unknown>>;
+  t.same(Object.keys(streams), sim.paths, 'every path served');
+  t.same(streams[CRYPTO], { connectionsNow: 1, authenticatedNow: 1, maxConcurrentPerKey: 1, subscriptionFrames: 3, maxSubscriptionFramesPerSecond: 3, rate: 250, stalled: false });
+  t.match(streams['v2/iex'], { connectionsNow: 1, authenticatedNow: 1, subscriptionFrames: 1, maxSubscriptionFramesPerSecond: 1, rate: 0 });
+  t.match(streams['v1beta1/news'], { connectionsNow: 0, authenticatedNow: 0, maxConcurrentPerKey: 0, subscriptionFrames: 0 });
+  t.same(sim.streamStats(), streams, 'the same as the library call');
+});
+
+t.test('GET /books returns the vendor’s current books; a client that rebuilds its book from the reset and updates agrees once the kind’s rate is 0', async (t) => {
+  const sim = await startSimulator(t, { rate: 0 });
+  t.same((await get(sim, `/books?path=${CRYPTO}`)).body, { path: CRYPTO, books: {} }, 'no book before anyone subscribes');
+  t.equal((await get(sim, '/books')).status, 400, 'the path is required');
+  t.same((await get(sim, '/books?path=iex')).body, { path: 'v2/iex', books: {} }, 'a kind without books has none');
+  const c = await connect(t, sim.url(CRYPTO), { encoding: 'msgpack' });
+  await c.auth();
+  await c.request({ action: 'subscribe', orderbooks: ['BTC/USD', 'ETH/USD'], trades: ['SOL/USD'] });
+  await post(sim, `/control/rate?value=2000&path=${CRYPTO}`);
+  await c.until(() => c.messages.filter((m) => m.T === 'o').length >= 300, 'three hundred book messages');
+  await post(sim, `/control/rate?value=0&path=${CRYPTO}`);
+  // A reply sent after the rate went to 0 comes after every update sent before it.
+  await c.request({ action: 'subscribe', quotes: ['ETH/USD'] });
+  const kept: Record<string, { b: Map<number, number>; a: Map<number, number> }> = {};
+  for (const m of c.messages.filter((m) => m.T === 'o')) {
+    const book = (kept[m.S as string] ??= { b: new Map(), a: new Map() });
+    if (m.r === true) {
+      book.b.clear();
+      book.a.clear();
+    }
+    for (const side of ['b', 'a'] as const) {
+      for (const level of m[side] as { p: number; s: number }[]) {
+        if (level.s === 0) book[side].delete(level.p);
+        else book[side].set(level.p, level.s);
+      }
+    }
+  }
+  const vendor = (await get(sim, `/books?path=${CRYPTO}`)).body.books as Record<string, { b: { p: number; s: number }[]; a: { p: number; s: number }[] }>;
+  t.same(Object.keys(vendor).sort(), ['BTC/USD', 'ETH/USD'], 'a book per pair with order books (trades alone build none)');
+  for (const [symbol, book] of Object.entries(kept)) {
+    const levels = (side: Map<number, number>, desc: boolean) => [...side.entries()].sort(([x], [y]) => (desc ? y - x : x - y)).map(([p, s]) => ({ p, s }));
+    t.same({ b: levels(book.b, true), a: levels(book.a, false) }, vendor[symbol], `${symbol}: the rebuilt book is the vendor’s, best levels first`);
+  }
+  t.equal(sim.rate, 0, 'the common rate is untouched');
+});
