@@ -6,7 +6,20 @@
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { Static } from '@sinclair/typebox';
+import type { ClusterNode } from '../src/cluster/cluster-node.js';
+import type { Gateway } from '../src/hub/gateway.js';
 import { answer, ClusterStatus, CorrelationHeaders, Forbidden } from '../src/schemas.js';
+
+/** This node's view of the cluster (the lease holders read from NATS now); nulls when standalone. The status page shows the same. */
+export async function clusterStatus(cluster: ClusterNode | undefined, gateway: Gateway): Promise<Static<typeof ClusterStatus>> {
+  if (cluster === undefined) return { cluster: null, node: null, nats: null, nodes: [], streams: {} };
+  const owners = await cluster.owners();
+  const streams: Static<typeof ClusterStatus>['streams'] = {};
+  for (const { path, upstream } of gateway.streams) {
+    streams[path] = { owner: owners.get(path) ?? null, role: cluster.role(path), state: upstream.state, since: new Date(upstream.since).toISOString() };
+  }
+  return { cluster: cluster.name, node: cluster.nodeId, nats: cluster.nats, nodes: cluster.nodes(), streams };
+}
 
 const clusterRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
   fastify.get(
@@ -22,16 +35,7 @@ const clusterRoutes: FastifyPluginAsyncTypebox = async (fastify) => {
         response: { 200: answer(ClusterStatus, "This node's view of the cluster, or nulls when standalone."), 403: Forbidden },
       },
     },
-    async (): Promise<Static<typeof ClusterStatus>> => {
-      const cluster = fastify.cluster;
-      if (cluster === undefined) return { cluster: null, node: null, nats: null, nodes: [], streams: {} };
-      const owners = await cluster.owners();
-      const streams: Static<typeof ClusterStatus>['streams'] = {};
-      for (const { path, upstream } of fastify.gateway.streams) {
-        streams[path] = { owner: owners.get(path) ?? null, role: cluster.role(path), state: upstream.state, since: new Date(upstream.since).toISOString() };
-      }
-      return { cluster: cluster.name, node: cluster.nodeId, nats: cluster.nats, nodes: cluster.nodes(), streams };
-    },
+    async (): Promise<Static<typeof ClusterStatus>> => clusterStatus(fastify.cluster, fastify.gateway),
   );
 };
 

@@ -12,6 +12,7 @@ import metricsRoutes from '../routes/metrics.js';
 import openapiRoutes from '../routes/openapi.js';
 import replayRoutes from '../routes/replay.js';
 import restartRoutes from '../routes/restart.js';
+import statusRoutes from '../routes/status.js';
 import streamRoutes from '../routes/stream.js';
 import streamsRoutes from '../routes/streams.js';
 import subscriptionRoutes from '../routes/subscriptions.js';
@@ -23,6 +24,7 @@ import browserGuardPlugin from './plugins/browser-guard.js';
 import controlAuthPlugin from './plugins/control-auth.js';
 import gatewayPlugin from './plugins/gateway.js';
 import metricsPlugin from './plugins/metrics.js';
+import statusPlugin from './plugins/status.js';
 import problemsPlugin, { answerFrameworkError, CORRELATION_HEADER, correlationId } from './plugins/problems.js';
 import websocketPlugin from './plugins/websocket.js';
 
@@ -54,6 +56,7 @@ export default async function app(fastify: FastifyInstance, options: AppOptions)
   await fastify.register(problemsPlugin);
   await fastify.register(controlAuthPlugin);
   await fastify.register(metricsPlugin);
+  await fastify.register(statusPlugin);
   await fastify.register(websocketPlugin);
   // After the websocket plugin, so a refused upgrade is known as one and its socket closed.
   await fastify.register(browserGuardPlugin);
@@ -65,6 +68,7 @@ export default async function app(fastify: FastifyInstance, options: AppOptions)
   await fastify.register(streamsRoutes);
   await fastify.register(clusterRoutes);
   await fastify.register(tapeRoutes);
+  await fastify.register(statusRoutes);
   await fastify.register(streamRoutes);
   await fastify.register(replayRoutes);
 }

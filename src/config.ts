@@ -84,6 +84,8 @@ export const EnvSchema = Type.Object({
   TAPE_MAX_BYTES: count(0, 0, 2 ** 50),
   TAPE_QUEUE_BYTES: count(67_108_864, 1_048_576, 4_294_967_296),
   REPLAY_MAX_SESSIONS: count(16, 1, 10_000),
+  // The status page's live viewers (GET /status/events); they count against MAX_CLIENTS too.
+  STATUS_MAX_VIEWERS: count(16, 1, 10_000),
 });
 
 /** Variables whose values never appear in an error or log. */
@@ -169,6 +171,8 @@ export interface Config {
   readonly shutdownGraceMs: number;
   /** messages per second of the embedded simulator's market */
   readonly simulatorRate: number;
+  /** live viewers of the status page at once (each also counts against MAX_CLIENTS) */
+  readonly statusMaxViewers: number;
   /** undefined: standalone */
   readonly cluster: ClusterConfig | undefined;
   /** the tape (DESIGN.md §12); undefined: recording is off (`TAPE_DIR` unset) */
@@ -319,6 +323,7 @@ function buildConfig(v: Record<string, unknown>): Config {
     restartCoalesceMs: num('RESTART_COALESCE_MS'),
     shutdownGraceMs: num('SHUTDOWN_GRACE_MS'),
     simulatorRate: num('SIMULATOR_RATE'),
+    statusMaxViewers: num('STATUS_MAX_VIEWERS'),
     cluster: parseCluster(v),
     tape: parseTape(v),
     clusterTape: parseClusterTape(v),

@@ -84,6 +84,7 @@ export class Gateway {
   readonly #logger: Logger;
   readonly #clock: Clock;
   #linksShutdown: Promise<void> | undefined;
+  readonly #otherConnections: (() => number)[] = [];
 
   constructor(options: GatewayOptions) {
     const { config, logger } = options;
@@ -150,7 +151,21 @@ export class Gateway {
   #authenticated(): number {
     let n = 0;
     for (const stream of this.streams) n += stream.hub.stats.authenticated;
+    for (const count of this.#otherConnections) n += count();
     return n;
+  }
+
+  /**
+   * Connections outside the hubs that MAX_CLIENTS counts as well (the status page's live viewers):
+   * `count` is read whenever a client or such a connection asks to be admitted.
+   */
+  countConnections(count: () => number): void {
+    this.#otherConnections.push(count);
+  }
+
+  /** What MAX_CLIENTS counts now: authenticated clients of every stream and the connections added by `countConnections`. */
+  get connections(): number {
+    return this.#authenticated();
   }
 
   /** The served stream at `path` (with or without a leading `/`), or undefined. */

@@ -213,6 +213,13 @@ export class Hub {
     return [...this.#sessions];
   }
 
+  /** Clients with a backlog above their high-water mark now (walks the sessions: for the status page, not the hot path). */
+  get laggingClients(): number {
+    let n = 0;
+    for (const session of this.#sessions) if (session.queue.lagging) n += 1;
+    return n;
+  }
+
   /** Unauthenticated connections (their own cap, MAX_PENDING_AUTH, is checked before the upgrade). */
   get pendingAuth(): number {
     return this.#sessions.size - this.#authenticated.size;

@@ -309,6 +309,11 @@ export class OutboundQueue {
     return this.#backlog !== undefined;
   }
 
+  /** Whether the client is behind: a backlog waits above its high-water mark (what the status page counts as lagging). */
+  get lagging(): boolean {
+    return this.#lagging;
+  }
+
   /** Adds a data unit to this turn's batch. */
   enqueue(unit: MessageUnit): void {
     if (!this.#closed) this.#batch.push(unit);

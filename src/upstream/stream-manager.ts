@@ -292,6 +292,11 @@ export class StreamManager extends EventEmitter<StreamManagerEvents> {
     };
   }
 
+  /** How many (channel, symbol) pairs the vendor holds on the current link (0 while down), without copying the set. */
+  get acknowledgedPairs(): number {
+    return this.#acknowledged.size;
+  }
+
   /** The set the vendor has acknowledged on the current link (empty while down). */
   get acknowledged(): ChannelSet {
     return this.#acknowledged.clone();
